@@ -1,0 +1,301 @@
+"""Feature discriminability: how compact classes are and how far apart, and the L-GM loss.
+
+SEAM's premise is that a poor bit-width policy blurs the penultimate features (classes spread
+out and move together) on any dataset. This file measures that on pooled penultimate features
+(:func:`features`) and provides the two classifier heads a proxy search can train:
+
+- :class:`LGMLoss`: the large-margin Gaussian-mixture loss (Wan et al., CVPR 2018) that SEAM's
+  poster equations describe, with our reconstruction choices (identity covariance, margin on the
+  true class only, likelihood term weighted by ``likelihood_weight``); see design/method.md.
+- :class:`LinearCEHead`: the ablation, a plain linear classifier with cross entropy.
+
+Both heads share ``forward(features, labels) -> (loss, logits)`` and ``logits(features)``.
+
+All metrics take features ``f`` of shape (N, D) and integer labels ``y`` of shape (N,), compute
+in float64, and return python floats. Only the classes present in ``y`` count.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import head
+
+__all__ = [
+    "features",
+    "centroids",
+    "compactness",
+    "separation",
+    "fisher_ratio",
+    "logit_margin",
+    "normalised_compactness",
+    "summary",
+    "LGMLoss",
+    "LinearCEHead",
+]
+
+
+# --------------------------------------------------------------------------- features
+
+
+@torch.no_grad()
+def features(
+    model: nn.Module,
+    x: torch.Tensor,
+    *,
+    batch_size: int = 1000,
+    device: str | torch.device = "cpu",
+    return_logits: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Pooled penultimate features of ``x``: the input of the model's classifier.
+
+    The classifier is ``mpqlib.models.head(model)``, the last ``nn.Linear`` in module order
+    (``fc`` of ResNets, ``classifier.1`` of MobileNetV2). A forward pre-hook on it records its
+    input; the hook is removed afterwards, also when the forward raises. The model runs in eval
+    mode (BatchNorm uses running statistics, dropout is off) under ``torch.no_grad`` in batches of
+    ``batch_size``; its previous train/eval mode is restored afterwards. Each batch is moved to
+    ``device``, where the model must already live.
+
+    Returns features (N, D) on the CPU, and with ``return_logits=True`` also the model's outputs
+    (N, K) as ``(features, logits)``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    name, fc = head(model)
+    captured: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, args: tuple) -> None:
+        captured.append(args[0].detach())
+
+    feats, logits = [], []
+    was_training = model.training
+    handle = fc.register_forward_pre_hook(hook)
+    try:
+        model.eval()
+        for start in range(0, len(x), batch_size):
+            captured.clear()
+            out = model(x[start : start + batch_size].to(device))
+            if len(captured) != 1:
+                raise RuntimeError(f"classifier {name!r} ran {len(captured)} times in one forward pass, expected once")
+            g = captured[0]
+            if g.dim() != 2:
+                raise RuntimeError(f"classifier {name!r} received input of shape {tuple(g.shape)}, expected (batch, features)")
+            feats.append(g.cpu())
+            if return_logits:
+                logits.append(out.detach().cpu())
+    finally:
+        handle.remove()
+        model.train(was_training)
+    f = torch.cat(feats) if feats else torch.empty(0, fc.in_features)
+    if return_logits:
+        return f, (torch.cat(logits) if logits else torch.empty(0, fc.out_features))
+    return f
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _check(f: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate (N, D) features and (N,) integer labels; return ``f`` as float64 and ``y``."""
+    if f.dim() != 2:
+        raise ValueError(f"features must have shape (N, D), got {tuple(f.shape)}")
+    if y.dim() != 1 or len(y) != len(f):
+        raise ValueError(f"labels must have shape ({len(f)},), got {tuple(y.shape)}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+        raise ValueError(f"labels must be integers, got {y.dtype}")
+    if len(f) == 0:
+        raise ValueError("no samples")
+    return f.detach().to(torch.float64), y.detach().to(f.device)
+
+
+def _class_stats(f: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Class means (K, D) of float64 ``f``, per-sample class index (N,), class counts (K,)."""
+    _, inverse, counts = torch.unique(y, sorted=True, return_inverse=True, return_counts=True)
+    sums = torch.zeros(len(counts), f.shape[1], dtype=f.dtype, device=f.device).index_add_(0, inverse, f)
+    return sums / counts[:, None].to(f.dtype), inverse, counts
+
+
+def _pairwise_centroid_distances(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances between all pairs of class means (K*(K-1)/2,), float64."""
+    mu, _, _ = _class_stats(f, y)
+    if len(mu) < 2:
+        raise ValueError("separation needs at least two classes")
+    i, j = torch.triu_indices(len(mu), len(mu), offset=1, device=mu.device)
+    return (mu[i] - mu[j]).norm(dim=1)
+
+
+def centroids(f: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Class means mu_k = mean of f_i over y_i == k, shape (K, D), for the K classes present in
+    ``y``, rows in increasing label order; dtype of ``f``."""
+    f64, y = _check(f, y)
+    return _class_stats(f64, y)[0].to(f.dtype if f.dtype.is_floating_point else torch.float64)
+
+
+def compactness(f: torch.Tensor, y: torch.Tensor) -> float:
+    """Intra-class spread: mean over samples of ||f_i - mu_{y_i}||_2 (smaller = more compact)."""
+    f, y = _check(f, y)
+    mu, inverse, _ = _class_stats(f, y)
+    return (f - mu[inverse]).norm(dim=1).mean().item()
+
+
+def separation(f: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Inter-class separation: ``{"mean": mean, "min": minimum}`` over all pairs of classes of
+    the Euclidean distance ||mu_j - mu_k||_2 between class means. Needs two classes."""
+    f, y = _check(f, y)
+    d = _pairwise_centroid_distances(f, y)
+    return {"mean": d.mean().item(), "min": d.min().item()}
+
+
+def fisher_ratio(f: torch.Tensor, y: torch.Tensor) -> float:
+    """tr(S_B) / tr(S_W) with S_B = sum_k n_k (mu_k - mu)(mu_k - mu)^T (mu the overall mean) and
+    S_W = sum_i (f_i - mu_{y_i})(f_i - mu_{y_i})^T. Invariant to scaling and shifting the features;
+    larger = more discriminable. ``inf`` when every sample sits on its class mean."""
+    f, y = _check(f, y)
+    mu_k, inverse, counts = _class_stats(f, y)
+    between = (counts.to(f.dtype) * ((mu_k - f.mean(0)) ** 2).sum(1)).sum()
+    within = ((f - mu_k[inverse]) ** 2).sum()
+    return (between / within).item() if within > 0 else math.inf
+
+
+def logit_margin(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean over samples of (logit of the true class - largest logit of the other classes);
+    positive where the sample is classified correctly."""
+    logits, y = _check(logits, y)
+    if logits.shape[1] < 2:
+        raise ValueError("logit_margin needs at least two classes (columns)")
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], -math.inf).max(1).values
+    return (true - others).mean().item()
+
+
+def normalised_compactness(f: torch.Tensor, y: torch.Tensor) -> float:
+    """compactness(f, y) / separation(f, y)["mean"]: intra-class spread in units of the mean
+    distance between class means. Scale-free, so models with different feature scales compare."""
+    return compactness(f, y) / separation(f, y)["mean"]
+
+
+def summary(f: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> dict[str, float]:
+    """All metrics in one flat dict: ``compactness``, ``separation_mean``, ``separation_min``,
+    ``fisher_ratio``, ``normalised_compactness`` and, when ``logits`` is given, ``logit_margin``."""
+    sep = separation(f, y)
+    comp = compactness(f, y)
+    out = {
+        "compactness": comp,
+        "separation_mean": sep["mean"],
+        "separation_min": sep["min"],
+        "fisher_ratio": fisher_ratio(f, y),
+        "normalised_compactness": comp / sep["mean"],
+    }
+    if logits is not None:
+        out["logit_margin"] = logit_margin(logits, y)
+    return out
+
+
+# --------------------------------------------------------------------------- heads
+
+
+def _check_batch(features: torch.Tensor, labels: torch.Tensor | None, dim: int) -> None:
+    if features.dim() != 2 or features.shape[1] != dim:
+        raise ValueError(f"features must have shape (batch, {dim}), got {tuple(features.shape)}")
+    if labels is not None and (labels.dim() != 1 or len(labels) != len(features)):
+        raise ValueError(f"labels must have shape ({len(features)},), got {tuple(labels.shape)}")
+
+
+class LGMLoss(nn.Module):
+    """Large-margin Gaussian-mixture loss (Wan et al., CVPR 2018), identity covariance.
+
+    With learnable class means ``means`` (K, D) and d_k(g) = 0.5 * ||g - mu_k||^2:
+
+    - logits h_k = -(1 + m * [k == y]) * d_k(g): the margin m enlarges the true class's distance;
+    - classification loss = cross entropy of h against y (mean over the batch);
+    - likelihood (compactness) loss = mean over the batch of d_y(g), which is -log N(g; mu_y, I)
+      up to a constant;
+    - loss = classification + likelihood_weight * likelihood.
+
+    ``forward(features, labels)`` always applies the margin (labels are given), in train and eval
+    mode alike, and returns ``(loss, -d)``: the margin-free logits, for accuracy.
+    ``logits(features)`` returns -d without labels. The means start as N(0, init_std^2) draws, or
+    as a copy of ``means`` when given.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        dim: int,
+        margin: float = 0.2,
+        likelihood_weight: float = 0.05,
+        *,
+        means: torch.Tensor | None = None,
+        init_std: float = 0.01,
+    ):
+        super().__init__()
+        if num_classes < 2 or dim < 1:
+            raise ValueError(f"need num_classes >= 2 and dim >= 1, got {num_classes} and {dim}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, not {margin}")
+        if likelihood_weight < 0:
+            raise ValueError(f"likelihood_weight must be >= 0, not {likelihood_weight}")
+        if means is None:
+            means = torch.randn(num_classes, dim) * init_std
+        elif tuple(means.shape) != (num_classes, dim):
+            raise ValueError(f"means must have shape ({num_classes}, {dim}), got {tuple(means.shape)}")
+        self.num_classes, self.dim = num_classes, dim
+        self.margin, self.likelihood_weight = float(margin), float(likelihood_weight)
+        if not means.dtype.is_floating_point:
+            means = means.to(torch.get_default_dtype())
+        self.means = nn.Parameter(means.detach().clone())
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, dim={self.dim}, margin={self.margin}, likelihood_weight={self.likelihood_weight}"
+
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        """d_k(g) = 0.5 * ||g - mu_k||^2 for every sample and class, shape (N, K)."""
+        _check_batch(features, None, self.dim)
+        sq = (features**2).sum(1, keepdim=True) - 2 * features @ self.means.T + (self.means**2).sum(1)
+        return 0.5 * sq.clamp_min(0)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Margin-free logits -d_k(g), shape (N, K)."""
+        return -self.distances(features)
+
+    def likelihood(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean over the batch of d_{y_i}(g_i) = 0.5 * ||g_i - mu_{y_i}||^2."""
+        _check_batch(features, labels, self.dim)
+        return 0.5 * ((features - self.means[labels]) ** 2).sum(1).mean()
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cross_entropy(h, y) + likelihood_weight * likelihood, -d)``, see the class doc."""
+        _check_batch(features, labels, self.dim)
+        d = self.distances(features)
+        scale = 1 + self.margin * F.one_hot(labels, self.num_classes).to(d.dtype)
+        loss = F.cross_entropy(-scale * d, labels)
+        if self.likelihood_weight:
+            loss = loss + self.likelihood_weight * self.likelihood(features, labels)
+        return loss, -d
+
+
+class LinearCEHead(nn.Module):
+    """The ablation head: ``nn.Linear(dim, num_classes)`` with plain cross entropy (no margin,
+    no likelihood). Same interface as :class:`LGMLoss`."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        if num_classes < 2 or dim < 1:
+            raise ValueError(f"need num_classes >= 2 and dim >= 1, got {num_classes} and {dim}")
+        self.num_classes, self.dim = num_classes, dim
+        self.fc = nn.Linear(dim, num_classes)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """W g + b, shape (N, K)."""
+        _check_batch(features, None, self.dim)
+        return self.fc(features)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cross_entropy(W g + b, y), W g + b)``."""
+        _check_batch(features, labels, self.dim)
+        logits = self.fc(features)
+        return F.cross_entropy(logits, labels), logits

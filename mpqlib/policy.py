@@ -1,0 +1,143 @@
+"""A mixed-precision policy: layer name -> (w_bits, a_bits), with provenance, as JSON.
+
+A policy names every *searchable* layer (``bits``) and the bits of the *fixed* layers
+(``fixed``: first conv and last FC, 8/8 by default), so it fully describes the deployed
+model. ``provenance`` records how it was found (method, search data, budget, achieved BitOps
+and size, seed, code version).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
+
+from torch import nn
+
+from ._io import read_json, write_json
+
+SCHEMA_VERSION = 1
+CANDIDATE_BITS = (2, 3, 4, 5, 6)
+
+Bits = tuple[int, int]
+
+
+class PolicyError(ValueError):
+    """A policy does not fit a model or is malformed."""
+
+
+def _pair(name: str, bits) -> Bits:
+    if not (isinstance(bits, (tuple, list)) and len(bits) == 2 and all(isinstance(b, int) and not isinstance(b, bool) for b in bits)):
+        raise PolicyError(f"layer {name!r}: bits must be a (w_bits, a_bits) pair of ints, not {bits!r}")
+    return int(bits[0]), int(bits[1])
+
+
+@dataclass
+class Policy:
+    bits: dict[str, Bits]
+    fixed: dict[str, Bits] = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.bits = {n: _pair(n, b) for n, b in self.bits.items()}
+        self.fixed = {n: _pair(n, b) for n, b in self.fixed.items()}
+        both = set(self.bits) & set(self.fixed)
+        if both:
+            raise PolicyError(f"layers both searchable and fixed: {sorted(both)}")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_bits(cls, bits: Mapping[str, Bits], **provenance) -> "Policy":
+        if isinstance(bits, Policy):
+            return bits
+        if not isinstance(bits, Mapping):
+            raise TypeError(f"a policy is a Policy or a {{layer: (w_bits, a_bits)}} mapping, not {type(bits).__name__}")
+        return cls(dict(bits), provenance=provenance)
+
+    @classmethod
+    def uniform(cls, model: nn.Module, w_bits: int, a_bits: int | None = None, fixed_bits: int = 8, **provenance) -> "Policy":
+        from .quant import split_layers
+
+        a_bits = w_bits if a_bits is None else a_bits
+        searchable, fixed = split_layers(model)
+        return cls({n: (w_bits, a_bits) for n in searchable}, {n: (fixed_bits, fixed_bits) for n in fixed},
+                   {"method": "uniform", **provenance})
+
+    # ------------------------------------------------------------------ views
+    @property
+    def all_bits(self) -> dict[str, Bits]:
+        return {**self.fixed, **self.bits}
+
+    def __len__(self) -> int:
+        return len(self.bits)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Policy) and self.bits == other.bits and self.fixed == other.fixed
+
+    def mean_bits(self) -> Bits:
+        w = [b[0] for b in self.bits.values()]
+        a = [b[1] for b in self.bits.values()]
+        return sum(w) / len(w), sum(a) / len(a)
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, model: nn.Module, candidates: Iterable[int] | None = None) -> "Policy":
+        """Check the policy against ``model``: every searchable layer named, no unknown layer,
+        bits within ``candidates`` (searchable layers only). Raises :class:`PolicyError`."""
+        from .quant import quantizable, split_layers
+
+        searchable, fixed = split_layers(model)
+        known = set(quantizable(model))
+        unknown = sorted(set(self.all_bits) - known)
+        if unknown:
+            raise PolicyError(f"policy names layers the model ({type(model).__name__}) does not have: {unknown}; "
+                              f"its conv/linear layers are {quantizable(model)[:4]}...")
+        missing = [n for n in searchable if n not in self.bits]
+        if missing:
+            raise PolicyError(f"policy gives no bits for searchable layers {missing}")
+        misplaced = sorted(set(self.bits) & set(fixed))
+        if misplaced:
+            raise PolicyError(f"{misplaced} are fixed layers (first conv / last FC); put them under 'fixed', not 'bits'")
+        allowed = set(candidates) if candidates is not None else None
+        bad = {n: b for n, b in self.all_bits.items() if not all(1 <= x <= 16 for x in b)}
+        if allowed is not None:
+            bad.update({n: b for n, b in self.bits.items() if not set(b) <= allowed})
+        if bad:
+            raise PolicyError(f"bits outside the candidates {sorted(allowed) if allowed else '1..16'}: {bad}")
+        return self
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION,
+                "bits": {n: list(b) for n, b in self.bits.items()},
+                "fixed": {n: list(b) for n, b in self.fixed.items()},
+                "provenance": self.provenance}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Policy":
+        if not isinstance(d, dict) or "bits" not in d:
+            raise PolicyError("not a policy: expected a JSON object with 'schema_version' and 'bits'")
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise PolicyError(f"policy schema version {version!r} is not supported (this mpqlib reads {SCHEMA_VERSION})")
+        return cls({n: tuple(b) for n, b in d["bits"].items()}, {n: tuple(b) for n, b in d.get("fixed", {}).items()},
+                   d.get("provenance", {}))
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Policy":
+        return cls.from_dict(read_json(path))
+
+    # ------------------------------------------------------------------ exports
+    def to_hawq(self) -> dict[str, dict[str, int]]:
+        """HAWQ-style ``{module: {"weight_bit": w, "activation_bit": a}}`` for every layer."""
+        return {n: {"weight_bit": w, "activation_bit": a} for n, (w, a) in self.all_bits.items()}
+
+    def to_limpq(self, order: Iterable[str] | None = None) -> tuple[list[int], list[int]]:
+        """LIMPQ-style bit lists ``(w_bits, a_bits)`` over the searchable layers in ``order``."""
+        names = list(order) if order is not None else list(self.bits)
+        return [self.bits[n][0] for n in names], [self.bits[n][1] for n in names]
+
+    def table(self) -> list[dict]:
+        return [{"layer": n, "w_bits": w, "a_bits": a, "fixed": n in self.fixed} for n, (w, a) in self.all_bits.items()]

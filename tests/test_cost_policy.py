@@ -1,0 +1,79 @@
+import json
+
+import pytest
+import torchvision
+
+from mpqlib.cost import budget, cost_model
+from mpqlib.models import resnet20
+from mpqlib.policy import Policy, PolicyError
+
+
+def _conv(h, cout, cin, k):
+    return h * h * cout * cin * k * k
+
+
+def test_resnet20_counts_match_hand_computation():
+    cm = cost_model(resnet20())
+    expect = _conv(28, 16, 1, 3) + 6 * _conv(28, 16, 16, 3)
+    expect += _conv(14, 32, 16, 3) + 5 * _conv(14, 32, 32, 3) + _conv(14, 32, 16, 1)
+    expect += _conv(7, 64, 32, 3) + 5 * _conv(7, 64, 64, 3) + _conv(7, 64, 32, 1)
+    expect += 64 * 10
+    assert cm.macs == expect
+    assert cm["layer2.0.downsample.0"].macs == 14 * 14 * 32 * 16
+    assert cm["layer2.0.conv1"].params == 32 * 16 * 9
+    assert cm["fc"].macs == 640 and cm["fc"].fixed and cm["conv1"].fixed
+    assert len(cm.searchable) == 20
+    assert sum(r["params"] for r in cm.table()) == cm.params
+
+
+def test_resnet18_imagenet_macs():
+    cm = cost_model(torchvision.models.resnet18(), (1, 3, 224, 224))
+    assert abs(cm.macs / 1e9 - 1.82) < 0.01
+
+
+def test_bitops_and_size_of_policies():
+    model = resnet20()
+    cm = cost_model(model)
+    p3 = Policy.uniform(model, 3)
+    fixed_macs = cm["conv1"].macs + cm["fc"].macs
+    assert cm.bitops(p3) == fixed_macs * 64 + (cm.macs - fixed_macs) * 9
+    assert cm.bitops(p3) == budget(cm, "w3a3") == budget(cm, 3)
+    assert cm.bitops(Policy.uniform(model, 4)) > cm.bitops(p3)
+    fixed_params = cm["conv1"].params + cm["fc"].params
+    assert cm.size_bits(p3) == fixed_params * 8 + (cm.params - fixed_params) * 3
+    assert budget(cm, "w2.5a2.5") < budget(cm, "w3a3") < budget(cm, "w4a4")
+    assert budget(cm, 1.5e8) == 150_000_000
+    with pytest.raises(ValueError, match="w3a3"):
+        budget(cm, "three bits")
+
+
+def test_policy_json_roundtrip_and_exports(tmp_path):
+    model = resnet20()
+    p = Policy.uniform(model, 4, 3, method="uniform", seed=0)
+    path = tmp_path / "p.json"
+    p.save(path)
+    raw = json.loads(path.read_text())
+    assert raw["schema_version"] == 1 and raw["provenance"]["seed"] == 0
+    q = Policy.load(path)
+    assert q == p and q.provenance == p.provenance
+    hawq = q.to_hawq()
+    assert hawq["layer1.0.conv1"] == {"weight_bit": 4, "activation_bit": 3}
+    assert hawq["conv1"] == {"weight_bit": 8, "activation_bit": 8}
+    w, a = q.to_limpq()
+    assert len(w) == 20 and set(w) == {4} and set(a) == {3}
+
+
+def test_policy_validation_names_the_problem(tmp_path):
+    model = resnet20()
+    p = Policy.uniform(model, 4)
+    with pytest.raises(PolicyError, match="layer4.0.conv1"):
+        Policy({**p.bits, "layer4.0.conv1": (4, 4)}, p.fixed).validate(model)
+    with pytest.raises(PolicyError, match="outside the candidates"):
+        Policy({**p.bits, "layer1.0.conv1": (8, 4)}, p.fixed).validate(model, candidates=range(2, 7))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema_version": 99, "bits": {}}))
+    with pytest.raises(PolicyError, match="schema version"):
+        Policy.load(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Policy.load(bad)
