@@ -12,14 +12,16 @@ solved with the CBC bundled with PuLP. Budgets are Python ints and are met exact
 is checked in integer arithmetic after solving, and an assignment that CBC's tolerances let slip
 over a budget is cut off (a no-good cut) and the problem solved again.
 
-What makes it fast and exact:
+What makes it fast and exact (each point was found necessary by checking against brute force and
+against HiGHS on random instances; PuLP's CBC 2.10.3 gets this problem wrong otherwise):
 
 * choices that another choice of the same layer dominates (no more cost, BitOps or size) are
   dropped before building the LP: it changes no optimum and shrinks the LP;
 * the objective handed to CBC is shifted per layer (a constant, since every layer takes exactly
-  one choice) and scaled to [0, 1], and CBC's tolerances are tightened (see ``_CBC_OPTIONS``):
-  with its defaults CBC returns clearly suboptimal answers when costs are small (e.g. 1e-6);
-* budget rows are divided by the gcd of their coefficients (exact for binary variables);
+  one choice) and scaled to [0, 1], and CBC's dual tolerance and cutoff increment are tightened;
+* budget rows are shifted by each layer's cheapest choice, divided by their gcd (both exact for
+  binary variables) and by a power of ten, so their coefficients lie in [1, 10);
+* CBC's preprocessing is off (``_CBC_OPTIONS``): it returned wrong optima, even "Infeasible";
 * when every layer's cheapest-cost choice already fits, that is the answer and no LP is built;
 * :func:`sweep` builds the LP once and only changes the budget row's right-hand side.
 """
@@ -39,12 +41,12 @@ import pulp
 
 Choice = tuple[int, int]  # (w_bits, a_bits)
 
-# PuLP's CBC is 2.10.3: its default preprocessing (CglPreProcess) returns wrong optima, even
-# "Infeasible", on a few percent of small random instances of this very problem (checked against
-# brute force; cf. coin-or/Cbc#283, #720), so it is off. Its defaults (dual tolerance 1e-7, cutoff
-# increment 1e-5) also lose the optimum by up to 1e-4 relative on costs spanning several decades,
-# even after scaling; the tolerances below do not.
-_CBC_OPTIONS = ("preprocess off", "dualT 1e-10", "primalT 1e-10", "integerT 1e-9", "increment 1e-12")
+# PuLP's CBC is 2.10.3. Checked against brute force and against HiGHS (scipy.optimize.milp) on
+# random instances of this problem: its default preprocessing (CglPreProcess) returns wrong optima,
+# even "Infeasible", on ~1% of small instances (cf. coin-or/Cbc#283, #720), so it is off; its default
+# dual tolerance (1e-7) and cutoff increment (1e-5) lose the optimum when cost differences are small.
+_CBC_OPTIONS = ("preprocess off", "dualT 1e-10", "increment 1e-12")
+_FRACTIONAL = 1e-4  # a binary further than this from 0 and 1 means CBC's answer is broken
 _MAX_CUTS = 20  # no-good cuts per solve before giving up on an over-budget CBC answer
 _EXACT_MPS = 10**13  # PuLP writes numbers with 13 significant digits: integers below this are exact
 _KINDS = {"bitops": "max_bitops", "size": "max_size_bits"}
@@ -284,6 +286,16 @@ def _pareto(inst: _Instance, use_bitops: bool, use_size: bool) -> list[np.ndarra
     return [np.flatnonzero(np.isfinite(inst.cost[l]) & ~dominated[l]) for l in range(len(inst.layers))]
 
 
+@dataclass
+class _Row:
+    """A budget row as CBC sees it: ``sum x * (coeff - layer min) / (gcd * scale) <= rhs``."""
+
+    constraint: pulp.LpConstraint
+    gcd: int
+    scale: int
+    base: int  # fixed part + every layer's minimum
+
+
 class _Model:
     """The PuLP problem for one instance, built once; budgets are set by changing right-hand sides."""
 
@@ -291,15 +303,15 @@ class _Model:
         self.inst = inst
         self.keep = _pareto(inst, use_bitops, use_size)
         self.entries = [(l, int(c)) for l, cs in enumerate(self.keep) for c in cs]
+        ends = np.cumsum([len(cs) for cs in self.keep])
+        self.by_layer = [range(int(e) - len(cs), int(e)) for cs, e in zip(self.keep, ends)]  # positions in entries
         self.prob = pulp.LpProblem("allocate", pulp.LpMinimize)
         self.x = [self.prob.add_variable(f"x{l}_{c}", 0, 1, pulp.LpBinary) for l, c in self.entries]
         self.prob.setObjective(pulp.LpAffineExpression(zip(self.x, self._scaled_cost())))
-        first = 0
-        for l, cs in enumerate(self.keep):  # exactly one choice per layer
-            row = pulp.LpAffineExpression((v, 1) for v in self.x[first:first + len(cs)])
+        for l, idx in enumerate(self.by_layer):  # exactly one choice per layer
+            row = pulp.LpAffineExpression((self.x[i], 1) for i in idx)
             self.prob.addConstraint(pulp.LpConstraint(row, pulp.LpConstraintEQ, rhs=1), f"one{l}")
-            first += len(cs)
-        self.rows: dict[str, tuple[pulp.LpConstraint, int, int]] = {}  # budget -> (row, gcd, fixed)
+        self.rows: dict[str, _Row] = {}
         if use_bitops:
             self._add_budget_row("max_bitops", [inst.bitops(l, c) for l, c in self.entries], inst.fixed_bitops)
         if use_size:
@@ -315,28 +327,36 @@ class _Model:
         return [float(s / top) if top > 0 else 0.0 for s in shifted]
 
     def _add_budget_row(self, name: str, coeffs: list[int], fixed: int) -> None:
-        g = math.gcd(*coeffs)
-        if g == 0:  # every coefficient is 0 (e.g. all macs 0): the pre-check covers the fixed part
+        """``fixed + sum coeffs * x <= budget``, written as ``sum (coeffs - layer min) / (g * 10**k) * x``
+        ``<= floor((budget - fixed - sum of layer mins) / g) / 10**k``: exact for binary x (``g`` is the
+        gcd), the largest coefficient in [1, 10). CBC 2.10 returns wrong optima, even fractional "optimal"
+        points, on the raw row (coefficients up to ~1e10); scaled, it does not."""
+        low = [min(coeffs[i] for i in idx) for idx in self.by_layer]
+        shifted = [c - low[l] for c, (l, _) in zip(coeffs, self.entries)]
+        g = math.gcd(*shifted)
+        if g == 0:  # every layer's choices cost the same here: the pre-check already covers the budget
             return
-        expr = pulp.LpAffineExpression((v, c // g) for v, c in zip(self.x, coeffs))
-        row = pulp.LpConstraint(expr, pulp.LpConstraintLE, rhs=0)
-        self.prob.addConstraint(row, name)
-        self.rows[name] = (self.prob.get_constraint_by_name(name), g, fixed)
+        scale = 10 ** (len(str(max(shifted) // g)) - 1)
+        expr = pulp.LpAffineExpression((v, c // g / scale) for v, c in zip(self.x, shifted) if c)
+        self.prob.addConstraint(pulp.LpConstraint(expr, pulp.LpConstraintLE, rhs=0), name)
+        self.rows[name] = _Row(self.prob.get_constraint_by_name(name), g, scale, fixed + sum(low))
 
     def set_budget(self, name: str, budget: int) -> None:
-        """Set ``sum <= budget`` (a total incl. the fixed part) for the row ``name``, if it exists."""
+        """Set the row ``name`` (if the LP has it) to ``total <= budget``, fixed part included."""
         if name not in self.rows:
             return
-        row, g, fixed = self.rows[name]
-        rhs = (budget - fixed) // g
-        if rhs >= _EXACT_MPS:
-            warnings.warn(f"{name} row reaches {rhs} >= 1e13 after dividing by its gcd {g}: CBC reads it rounded "
-                          "to 13 digits, so the optimum may be missed slightly (never the budget)", stacklevel=3)
-        if self.cuts and rhs > -row.constant:  # cuts were found under a tighter budget: drop them
+        row = self.rows[name]
+        units = (budget - row.base) // row.gcd
+        if units >= _EXACT_MPS:
+            warnings.warn(f"{name} row reaches {units} >= 1e13 after dividing by its gcd {row.gcd}: CBC reads it "
+                          "rounded to 13 digits, so the optimum may be missed slightly (never the budget)",
+                          stacklevel=3)
+        rhs = units / row.scale
+        if self.cuts and rhs > -row.constraint.constant:  # cuts were found under a tighter budget: drop them
             for cut in self.cuts:
                 cut.changeRHS(len(self.inst.layers))
             self.cuts.clear()
-        row.changeRHS(rhs)
+        row.constraint.changeRHS(rhs)
 
     def solve(self, budgets: dict[str, int | None], time_limit: float | None) -> tuple[list[int], str]:
         """An optimal assignment (choice index per layer) meeting ``budgets`` exactly, and its status."""
@@ -377,6 +397,8 @@ def _decode(model: _Model) -> list[int]:
     """The choice per layer whose binary is 1; raise if the solution is not one-hot per layer."""
     assign: list[int | None] = [None] * len(model.inst.layers)
     for v, (l, c) in zip(model.x, model.entries):
+        if _FRACTIONAL < (v.varValue or 0.0) < 1 - _FRACTIONAL:
+            raise RuntimeError(f"CBC reported an optimum with {v.name} = {v.varValue} (not 0 or 1)")
         if (v.varValue or 0.0) > 0.5:
             if assign[l] is not None:
                 raise RuntimeError(f"CBC chose two choices for layer {model.inst.layers[l]!r}")

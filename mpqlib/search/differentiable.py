@@ -29,7 +29,7 @@ from ..discriminability import LGMLoss, LinearCEHead, centroids, features
 from ..models import head as find_head
 from ..policy import Policy
 from ..train import fit, seed_everything
-from . import Meter, SearchResult, make_record, readout
+from . import Meter, SearchResult, make_record, readout as readout_ilp
 from .supernet import arch_parameters, expected_bitops, step_parameters, supernet
 
 
@@ -141,22 +141,38 @@ def differentiable_search(model: nn.Module, data: D.Images, budget: int | None, 
         names = list(mixed)
         pw = torch.stack([m.probs()[0] for m in mixed.values()]).detach().cpu().numpy()
         pa = torch.stack([m.probs()[1] for m in mixed.values()]).detach().cpu().numpy()
-        choices = list(itertools.product(cfg.candidates, cfg.candidates))
-        prov = {"method": method if cfg.readout == "ilp" else f"{method}-argmax", "search_data": data.name,
-                "seed": cfg.seed, "readout": cfg.readout}
-        if cfg.readout == "ilp":
-            # -log p_w(w) - log p_a(a) for every layer and (w, a) pair, in ``choices`` order
-            nll_w, nll_a = -np.log(pw + 1e-12), -np.log(pa + 1e-12)
-            layer_cost = (nll_w[:, :, None] + nll_a[:, None, :]).reshape(len(names), -1)
-            policy = readout(cost, layer_cost, choices, budget, **prov)
-        else:
-            bits = {n: (cfg.candidates[int(pw[i].argmax())], cfg.candidates[int(pa[i].argmax())]) for i, n in enumerate(names)}
-            fixed = {c.name: (8, 8) for c in cost.layers if c.fixed}
-            policy = Policy(bits, fixed, prov)
-            policy.provenance.update(budget_bitops=budget, bitops=cost.bitops(policy), size_bytes=cost.size_bytes(policy))
-    record = make_record(prov["method"], data.name, meter, epochs=cfg.epochs, images=hist.images + head_images,
+        policy = read_policy(cost, pw, pa, cfg.candidates, budget, cfg.readout, method=method,
+                             search_data=data.name, seed=cfg.seed)
+    record = make_record(policy.provenance["method"], data.name, meter, epochs=cfg.epochs, images=hist.images + head_images,
                          seed=cfg.seed, budget=budget, cost=cost, policy=policy, config=asdict(cfg))
     policy.provenance["code_version"] = record["code_version"]
     extras = {"layers": names, "candidates": list(cfg.candidates), "p_w": pw.round(5).tolist(), "p_a": pa.round(5).tolist(),
               "history": hist.epochs}
     return SearchResult(policy, record, extras)
+
+
+def mixing_cost(pw: np.ndarray, pa: np.ndarray) -> np.ndarray:
+    """-log p_w(w) - log p_a(a) for every layer (rows) and (w, a) pair in product order."""
+    nll_w, nll_a = -np.log(np.asarray(pw) + 1e-12), -np.log(np.asarray(pa) + 1e-12)
+    return (nll_w[:, :, None] + nll_a[:, None, :]).reshape(len(nll_w), -1)
+
+
+def read_policy(cost, pw, pa, candidates, budget: int | None, readout: str = "ilp", *, method: str = "seam",
+                **provenance) -> Policy:
+    """Read a policy out of learned mixing weights ``pw``/``pa`` (layers x candidates).
+
+    ``ilp``: the allocator over :func:`mixing_cost`, meets ``budget`` exactly. ``argmax``: per
+    layer the most likely bits (the paper's readout); its BitOps are whatever they come to.
+    """
+    candidates = tuple(candidates)
+    names = cost.names
+    if readout == "ilp":
+        choices = list(itertools.product(candidates, candidates))
+        return readout_ilp(cost, mixing_cost(pw, pa), choices, budget, method=method, readout="ilp", **provenance)
+    if readout != "argmax":
+        raise ValueError(f"readout must be 'ilp' or 'argmax', not {readout!r}")
+    bits = {n: (candidates[int(np.argmax(pw[i]))], candidates[int(np.argmax(pa[i]))]) for i, n in enumerate(names)}
+    policy = Policy(bits, {c.name: (8, 8) for c in cost.layers if c.fixed},
+                    {"method": f"{method}-argmax", "readout": "argmax", **provenance})
+    policy.provenance.update(budget_bitops=budget, bitops=cost.bitops(policy), size_bytes=cost.size_bytes(policy))
+    return policy

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Execute the chapter notebooks with papermill, one after the other, stopping at the first error.
+#
+#   bash scripts/run_notebooks.sh smoke OUTDIR   # minutes: tiny model and data, checks the plumbing
+#   bash scripts/run_notebooks.sh full  OUTDIR   # the book's numbers (OUTDIR=book/chapters)
+#
+# Each notebooks/NN_name.ipynb runs with the parameters in notebooks/params/NN_name.MODE.yml and
+# is written, with its outputs, to OUTDIR/NN_name.ipynb. Results are cached by mpqlib under
+# cache/ (the cache_dir parameter), so a rerun skips the steps that already finished.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+usage="usage: bash scripts/run_notebooks.sh smoke|full OUTDIR"
+MODE=${1:?$usage}
+OUTDIR=${2:?$usage}
+case "$MODE" in smoke|full) ;; *) echo "$usage" >&2; exit 2 ;; esac
+PAPERMILL="$REPO/.venv/bin/papermill"
+[ -x "$PAPERMILL" ] || { echo "run_notebooks: $PAPERMILL not found; run: bash scripts/setup.sh" >&2; exit 2; }
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+# The kernel picks matplotlib's inline backend itself; an inherited MPLBACKEND (e.g. Agg) would
+# leave the executed notebooks without their figures.
+unset MPLBACKEND
+
+cd "$REPO"
+shopt -s nullglob
+notebooks=(notebooks/[0-9][0-9]_*.ipynb)
+[ ${#notebooks[@]} -gt 0 ] || { echo "run_notebooks: no notebooks/NN_*.ipynb found" >&2; exit 2; }
+total=$(date +%s)
+for nb in "${notebooks[@]}"; do
+  name=$(basename "$nb" .ipynb)
+  params="notebooks/params/$name.$MODE.yml"
+  [ -f "$params" ] || { echo "run_notebooks: $params is missing" >&2; exit 2; }
+  echo "== $name ($MODE)"
+  start=$(date +%s)
+  if ! "$PAPERMILL" "$nb" "$OUTDIR/$name.ipynb" -k python3 --cwd "$REPO" -f "$params" --no-progress-bar; then
+    echo "run_notebooks: $name failed after $(( $(date +%s) - start )) s; the executed notebook with the error is $OUTDIR/$name.ipynb" >&2
+    exit 1
+  fi
+  echo "== $name: $(( $(date +%s) - start )) s"
+done
+echo "== all ${#notebooks[@]} notebooks ($MODE): $(( $(date +%s) - total )) s -> $OUTDIR"
