@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as D
-from ._io import code_version, torch_save
+from ._io import code_version, torch_save, write_json
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -124,7 +124,7 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> Path:
     """Write ``{"state_dict", "meta"}`` atomically; ``meta`` gains the code version."""
-    meta = {**meta, "code_version": meta.get("code_version", code_version()), "torch": torch.__version__}
+    meta = {**meta, "code_version": meta.get("code_version", code_version()), "torch": str(torch.__version__)}
     return torch_save(path, {"state_dict": model.state_dict(), "meta": meta})
 
 
@@ -200,5 +200,6 @@ def train_fp(arch: str = "resnet20", *, epochs: int = 15, batch_size: int = 128,
             "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed, "top1": round(top1, 2),
             "train_seconds": round(hist.seconds, 1), "train_images": hist.images, "history": hist.epochs}
     save_checkpoint(out, model, meta)
+    write_json(out.with_suffix(".json"), {**meta, "code_version": code_version(), "checkpoint": out.name})
     state.unlink(missing_ok=True)
     return meta
