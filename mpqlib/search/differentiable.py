@@ -6,7 +6,9 @@ One code path; the three differ only in the head on the pooled penultimate featu
 * ``linear`` (ablation): a linear head with cross-entropy over the search data's classes;
 * ``model`` (search on the target): the model's own classifier with cross-entropy.
 
-Loss = head loss + gamma x E[BitOps] / budget, E[BitOps] under the softmax mixing weights.
+Loss = head loss + gamma x max(0, E[BitOps] / budget - 1), E[BitOps] under the softmax mixing
+weights: the complexity term pushes only while the expected cost is above the budget, so the
+search settles at the budget instead of collapsing below it. Without a budget it is off.
 The backbone keeps its target-trained weights and BatchNorm statistics (frozen) unless
 ``freeze_backbone=False``; LSQ step sizes of every candidate and the mixing logits are learned.
 Readout: ``ilp`` (the allocator over -log p_w - log p_a, meets the budget exactly) or
@@ -102,7 +104,6 @@ def differentiable_search(model: nn.Module, data: D.Images, budget: int | None, 
     seed_everything(cfg.seed)
     model = model.to(device).eval()
     cost = cost_model(model, input_size)
-    norm = budget or cost.uniform_bitops(max(cfg.candidates))
     with Meter() as meter:
         head, head_images = _head(cfg, model, data, device)
         g = torch.Generator().manual_seed(cfg.seed)
@@ -130,8 +131,8 @@ def differentiable_search(model: nn.Module, data: D.Images, budget: int | None, 
                 loss, out = F.cross_entropy(logits, y), logits
             else:
                 loss, out = head(tap.value, y)
-            if cfg.gamma:
-                loss = loss + cfg.gamma * expected_bitops(mixed) / norm
+            if cfg.gamma and budget:
+                loss = loss + cfg.gamma * F.relu(expected_bitops(mixed) / budget - 1)
             return loss, out
 
         loader = D.loader(data, cfg.batch_size, seed=cfg.seed)
