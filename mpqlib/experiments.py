@@ -193,7 +193,8 @@ class Experiments:
         if "p_w" in ex:
             cost = mixing_cost(np.array(ex["p_w"]), np.array(ex["p_a"]))
         elif "step_w" in ex:
-            cost = (np.array(ex["step_w"])[:, :, None] + np.array(ex["step_a"])[:, None, :]).reshape(len(ex["layers"]), -1)
+            alpha = res.record["config"]["alpha"]
+            cost = (alpha * np.array(ex["step_w"])[:, :, None] + np.array(ex["step_a"])[:, None, :]).reshape(len(ex["layers"]), -1)
         else:
             raise ValueError(f"{name} has no learned per-layer weights to read out again")
         return ilp(self.cost, sign * cost, choices, budget, method=res.record["method"], search_data=res.record["search_data"],

@@ -28,12 +28,16 @@ def _choices(candidates: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def limpq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: Sequence[int] = CANDIDATES,
-          epochs: int = 1, batch_size: int = 128, lr_step: float = 1e-3, alpha: float = 1.0, seed: int = 0,
+          epochs: int = 1, batch_size: int = 128, lr_step: float = 1e-3, alpha: float | str = "auto", seed: int = 0,
           device: str = "cpu", progress: bool = True, input_size=(1, 1, 28, 28)) -> SearchResult:
     """LIMPQ (Tang et al., ECCV 2022), reconstructed: one LSQ step size per candidate bit-width
     and layer; a one-time training pass in which every batch runs each uniform bit-width and one
     random mix; the learned step sizes are the importance indicators, and the ILP minimises
-    sum_l alpha * s_w(l, b_w) + s_a(l, b_a) under the budget. The backbone stays frozen."""
+    sum_l alpha * s_w(l, b_w) + s_a(l, b_a) under the budget. The backbone stays frozen.
+
+    Weight steps are much smaller than activation steps (weights are small numbers), so with
+    ``alpha=1`` the ILP would spend the whole budget on activations; ``alpha="auto"`` sets it to
+    mean(s_a) / mean(s_w), giving both kinds equal weight on average (LIMPQ tunes alpha by hand)."""
     seed_everything(seed)
     candidates = tuple(candidates)
     model = model.to(device).eval()
@@ -64,6 +68,8 @@ def limpq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: S
                    device=device, train_mode=False, desc=f"limpq on {data.name}", progress=progress)
         s_w = np.array([[q.step.item() for q in m.w_quants] for m in mixed.values()])
         s_a = np.array([[q.step.item() for q in m.a_quants] for m in mixed.values()])
+        if alpha == "auto":
+            alpha = float(s_a.mean() / s_w.mean())
         layer_cost = (alpha * s_w[:, :, None] + s_a[:, None, :]).reshape(len(mixed), -1)
         policy = readout(cost, layer_cost, _choices(candidates), budget, method="limpq", search_data=data.name, seed=seed)
     passes = len(configs) + 1
