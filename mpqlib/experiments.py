@@ -55,19 +55,19 @@ class Settings:
     cache_dir: str = "cache/full"
     budget: str = "w3a3"
     search_epochs: int = 8
-    target_epochs: int | None = None          # None: the same epochs as the proxy searches
+    target_epochs: int | None = 2             # the target search's epochs (None: search_epochs)
     limpq_per_class: int | None = 600         # LIMPQ's one-time training data (images per class)
     hawq_images: int = 512
     target_data: str = "fmnist"               # the target search's data (fmnist:N for smoke runs)
     proxy_per_class: int = 240                # the proxy subsets: 240/class = 4% of Fashion-MNIST train
-    qat: dict = field(default_factory=lambda: asdict(QATConfig(epochs=1, train_images=20000)))
+    qat: dict = field(default_factory=lambda: asdict(QATConfig(epochs=1, train_images=15000)))
     seeds: tuple[int, ...] = (0, 1)
     threads: int | None = 2
     progress: bool = True
 
 
     @classmethod
-    def from_params(cls, *, qat_epochs: int = 1, qat_train_images: int | None = 20000, target_epochs: int = 0,
+    def from_params(cls, *, qat_epochs: int = 1, qat_train_images: int | None = 15000, target_epochs: int = 2,
                     limpq_per_class: int = 600, seeds=(0, 1), **params) -> "Settings":
         """Settings from a notebook's flat papermill parameters (0 means 'default' for the ints)."""
         if isinstance(seeds, str):  # `papermill -p seeds "[0, 1]"` passes a string
@@ -150,21 +150,27 @@ class Experiments:
                   "budget": budget, **{k: v for k, v in kw.items() if k != "progress"}}
         path = self._path("search", params)
         if path.exists():
-            return SearchResult.load(path)
+            result = SearchResult.load(path)
+            if "p_w" in result.extras:  # the cached artefact is the learned weights: read out with today's code
+                result = self._readout(result, budget, "ilp", seed)
+            return result
         result = search(method, self.model, data, budget, **kw)
         result.save(path)
         return result
 
-    def _argmax(self, base: str, budget: int, seed: int) -> SearchResult:
+    def _readout(self, res: SearchResult, budget: int, readout: str, seed: int) -> SearchResult:
         from .search.differentiable import read_policy
 
-        res = self.search(base, budget, seed)
         ex = res.extras
-        policy = read_policy(self.cost, np.array(ex["p_w"]), np.array(ex["p_a"]), ex["candidates"], budget, "argmax",
-                             method=res.record["method"], search_data=res.record["search_data"], seed=seed)
+        base = res.record["method"].removesuffix("-argmax")
+        policy = read_policy(self.cost, np.array(ex["p_w"]), np.array(ex["p_a"]), ex["candidates"], budget, readout,
+                             method=base, search_data=res.record["search_data"], seed=seed)
         record = {**res.record, "method": policy.provenance["method"], "bitops": self.cost.bitops(policy),
                   "size_bytes": self.cost.size_bytes(policy)}
         return SearchResult(policy, record, ex)
+
+    def _argmax(self, base: str, budget: int, seed: int) -> SearchResult:
+        return self._readout(self.search(base, budget, seed), budget, "argmax", seed)
 
     def random_policy(self, seed: int, budget: int | None = None) -> SearchResult:
         return search("random", self.model, None, self.budget if budget is None else budget, seed=seed)
@@ -190,6 +196,13 @@ class Experiments:
         ex = res.extras
         cands = ex["candidates"]
         choices = list(itertools.product(cands, cands))
+        if "p_w" in ex and sign > 0:
+            from .search.differentiable import read_policy
+
+            policy = read_policy(self.cost, np.array(ex["p_w"]), np.array(ex["p_a"]), cands, budget, "ilp",
+                                 method=res.record["method"], search_data=res.record["search_data"])
+            policy.provenance["reread_from"] = self.budget
+            return policy
         if "p_w" in ex:
             cost = mixing_cost(np.array(ex["p_w"]), np.array(ex["p_a"]))
         elif "step_w" in ex:

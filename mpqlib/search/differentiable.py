@@ -159,17 +159,42 @@ def mixing_cost(pw: np.ndarray, pa: np.ndarray) -> np.ndarray:
 
 
 def read_policy(cost, pw, pa, candidates, budget: int | None, readout: str = "ilp", *, method: str = "seam",
-                **provenance) -> Policy:
+                fill: float = 0.99, **provenance) -> Policy:
     """Read a policy out of learned mixing weights ``pw``/``pa`` (layers x candidates).
 
-    ``ilp``: the allocator over :func:`mixing_cost`, meets ``budget`` exactly. ``argmax``: per
-    layer the most likely bits (the paper's readout); its BitOps are whatever they come to.
+    ``ilp``: the most likely policy that meets ``budget`` (the allocator over
+    :func:`mixing_cost`) and, where the per-layer argmax leaves budget unused, spends it: the ILP
+    then minimises ``-log p - lambda * BitOps / budget`` with the smallest ``lambda`` (found by
+    bisection) whose policy uses at least ``fill`` of the budget, so that policies are compared at
+    the same cost. ``argmax``: per layer the most likely bits (the paper's readout); its BitOps
+    are whatever they come to.
     """
     candidates = tuple(candidates)
     names = cost.names
     if readout == "ilp":
         choices = list(itertools.product(candidates, candidates))
-        return readout_ilp(cost, mixing_cost(pw, pa), choices, budget, method=method, readout="ilp", **provenance)
+        nll = mixing_cost(pw, pa)
+        prov = dict(method=method, readout="ilp", **provenance)
+        policy = readout_ilp(cost, nll, choices, budget, **prov)
+        if budget is None or cost.bitops(policy) >= fill * budget:
+            return policy
+        share = np.array([[c.macs * w * a for w, a in choices] for c in cost.searchable], dtype=float) / budget
+
+        def solve(lam: float) -> Policy:
+            return readout_ilp(cost, nll - lam * share, choices, budget, **prov)
+
+        lo, hi = 0.0, 1.0
+        while cost.bitops(solve(hi)) < fill * budget and hi < 1e6:
+            lo, hi = hi, hi * 4
+        for _ in range(24):
+            mid = (lo + hi) / 2
+            if cost.bitops(solve(mid)) >= fill * budget:
+                hi = mid
+            else:
+                lo = mid
+        policy = solve(hi)
+        policy.provenance["fill_lambda"] = round(hi, 6)
+        return policy
     if readout != "argmax":
         raise ValueError(f"readout must be 'ilp' or 'argmax', not {readout!r}")
     bits = {n: (candidates[int(np.argmax(pw[i]))], candidates[int(np.argmax(pa[i]))]) for i, n in enumerate(names)}
