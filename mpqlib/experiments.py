@@ -214,9 +214,12 @@ class Experiments:
                    reread_from=self.budget)
 
     # ------------------------------------------------------------------ QAT
+    def _qat_params(self, policy: Policy, seed: int) -> dict:
+        return {"policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"], "seed": seed, "qat": self.s.qat}
+
     def qat(self, policy: Policy, seed: int = 0, keep_model: bool = False) -> dict:
         """QAT of the FP model under ``policy`` (cached); top-1 in percent on the test set."""
-        params = {"policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"], "seed": seed, "qat": self.s.qat}
+        params = self._qat_params(policy, seed)
         weights = self._path("qat", params, ".pt")
 
         def run() -> dict:
@@ -236,7 +239,7 @@ class Experiments:
         from .quant import quantize
 
         self.qat(policy, seed, keep_model=True)
-        params = {"policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"], "seed": seed, "qat": self.s.qat}
+        params = self._qat_params(policy, seed)
         qmodel = quantize(self.model, policy, calibration=self.data("fmnist").x[:8])
         qmodel.load_state_dict(torch.load(self._path("qat", params, ".pt"), weights_only=True))
         return qmodel.eval()
