@@ -188,28 +188,25 @@ class Experiments:
         return policy
 
     def _reread(self, name: str, budget: int, sign: float) -> Policy:
-        from .search import readout as ilp
-        from .search.differentiable import mixing_cost
         import itertools
+
+        from .search import readout as ilp
+        from .search.baselines import limpq_cost
+        from .search.differentiable import mixing_cost
 
         res = self.search(name)
         ex = res.extras
-        cands = ex["candidates"]
-        choices = list(itertools.product(cands, cands))
-        if "p_w" in ex and sign > 0:
-            from .search.differentiable import read_policy
-
-            policy = read_policy(self.cost, np.array(ex["p_w"]), np.array(ex["p_a"]), cands, budget, "ilp",
-                                 method=res.record["method"], search_data=res.record["search_data"])
+        if "p_w" in ex and sign > 0:  # the search's own readout, at another budget
+            policy = self._readout(res, budget, "ilp", seed=res.record["seed"]).policy
             policy.provenance["reread_from"] = self.budget
             return policy
         if "p_w" in ex:
-            cost = mixing_cost(np.array(ex["p_w"]), np.array(ex["p_a"]))
+            cost = mixing_cost(ex["p_w"], ex["p_a"])
         elif "step_w" in ex:
-            alpha = res.record["config"]["alpha"]
-            cost = (alpha * np.array(ex["step_w"])[:, :, None] + np.array(ex["step_a"])[:, None, :]).reshape(len(ex["layers"]), -1)
+            cost = limpq_cost(ex["step_w"], ex["step_a"], res.record["config"]["alpha"])
         else:
             raise ValueError(f"{name} has no learned per-layer weights to read out again")
+        choices = list(itertools.product(ex["candidates"], ex["candidates"]))
         return ilp(self.cost, sign * cost, choices, budget, method=res.record["method"], search_data=res.record["search_data"],
                    reread_from=self.budget)
 

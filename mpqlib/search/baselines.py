@@ -27,6 +27,12 @@ def _choices(candidates: Sequence[int]) -> list[tuple[int, int]]:
     return list(itertools.product(candidates, candidates))
 
 
+def limpq_cost(s_w, s_a, alpha: float) -> np.ndarray:
+    """LIMPQ's ILP cost alpha * s_w(l, w) + s_a(l, a) for every layer and (w, a) in product order."""
+    s_w, s_a = np.asarray(s_w), np.asarray(s_a)
+    return (alpha * s_w[:, :, None] + s_a[:, None, :]).reshape(len(s_w), -1)
+
+
 def limpq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: Sequence[int] = CANDIDATES,
           epochs: int = 1, batch_size: int = 128, lr_step: float = 1e-3, alpha: float | str = "auto", seed: int = 0,
           device: str = "cpu", progress: bool = True, input_size=(1, 1, 28, 28)) -> SearchResult:
@@ -70,7 +76,7 @@ def limpq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: S
         s_a = np.array([[q.step.item() for q in m.a_quants] for m in mixed.values()])
         if alpha == "auto":
             alpha = float(s_a.mean() / s_w.mean())
-        layer_cost = (alpha * s_w[:, :, None] + s_a[:, None, :]).reshape(len(mixed), -1)
+        layer_cost = limpq_cost(s_w, s_a, alpha)
         policy = readout(cost, layer_cost, _choices(candidates), budget, method="limpq", search_data=data.name, seed=seed)
     passes = len(configs) + 1
     record = make_record("limpq", data.name, meter, epochs=epochs, images=hist.images * passes, seed=seed,
