@@ -16,8 +16,6 @@ random        random policies that meet the budget (ILP over random costs)
 from __future__ import annotations
 
 import os
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -28,6 +26,7 @@ import torch
 from .._io import code_version, machine, read_json, write_json
 from ..allocate import allocate
 from ..cost import CostModel
+from ..measure import Meter
 from ..policy import Policy
 
 METHODS = ("seam", "ce", "target", "limpq", "hawq", "uniform", "random")
@@ -51,45 +50,10 @@ class SearchResult:
         return cls(Policy.from_dict(d["policy"]), d["record"], d.get("extras", {}))
 
 
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:  # not Linux: fall back to the process's lifetime peak
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-class Meter:
-    """Measures wall time and peak resident memory of a block (sampled every 20 ms)."""
-
-    def __enter__(self) -> "Meter":
-        self.peak, self._stop = _rss_bytes(), threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        self.t0 = time.perf_counter()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, _rss_bytes())
-
-    def __exit__(self, *exc) -> None:
-        self.seconds = time.perf_counter() - self.t0
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_bytes())
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2 ** 20
-
-
 def make_record(method: str, search_data: str, meter: Meter, *, epochs: float, images: int, seed: int,
                 budget: int | None, cost: CostModel, policy: Policy, config: dict) -> dict:
     return {"method": method, "search_data": search_data, "epochs": epochs, "images": int(images),
-            "seconds": round(meter.seconds, 3), "peak_memory_mb": round(meter.peak_mb, 1), "machine": machine(),
+            **meter.record(), "machine": machine(),
             "budget_bitops": budget, "bitops": cost.bitops(policy), "size_bytes": cost.size_bytes(policy),
             "seed": seed, "config": config, "code_version": code_version()}
 
