@@ -39,6 +39,8 @@ from typing import Any, Sequence
 import numpy as np
 import pulp
 
+from .errors import BudgetError
+
 Choice = tuple[int, int]  # (w_bits, a_bits)
 
 # PuLP's CBC is 2.10.3. Checked against brute force and against HiGHS (scipy.optimize.milp) on
@@ -52,7 +54,7 @@ _EXACT_MPS = 10**13  # PuLP writes numbers with 13 significant digits: integers 
 _KINDS = {"bitops": "max_bitops", "size": "max_size_bits"}
 
 
-class InfeasibleBudget(ValueError):
+class InfeasibleBudget(BudgetError):
     """Raised when no assignment meets the budget; the message states the smallest feasible BitOps
     and/or size (in bytes and bits) — i.e. every layer at its cheapest choice — and what to do."""
 

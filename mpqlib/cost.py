@@ -12,11 +12,13 @@ Conventions (one place for the whole project):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from .errors import BudgetError
 from .quant import quantizable, split_layers
 
 
@@ -101,26 +103,43 @@ class CostModel:
                  "fixed (8-bit)": c.fixed} for c in self.layers]
 
 
+BUDGET_FORMS = "a budget looks like 'w3a3' or 'w2.5a2.5' (uniform bits), 3 (= w3a3) or a BitOps number like 1.2e8"
+
+
 def budget(cost: CostModel, spec: str | int | float) -> int:
     """A BitOps budget from ``w3a3`` (uniform 3/3 on the searchable layers), ``w2.5a2.5``,
-    ``3`` (= w3a3), or a plain BitOps number (``5.78e9``, ``12000000``)."""
-    if isinstance(spec, bool):
-        raise TypeError("a budget is a name like 'w3a3' or a BitOps number, not a bool")
-    if isinstance(spec, (int, float)):
-        if spec <= 16:
-            return cost.uniform_bitops(spec)
-        return int(spec)
-    s = str(spec).strip().lower()
-    if s.startswith("w") and "a" in s:
-        w, _, a = s[1:].partition("a")
+    ``3`` (= w3a3), or a plain BitOps number (``5.78e9``, ``12000000``).
+
+    Numbers up to 16 are bit-widths, larger ones BitOps. Zero, negative, infinite or NaN
+    budgets raise :class:`~mpqlib.errors.BudgetError` saying what a budget looks like."""
+    if isinstance(spec, bool) or not isinstance(spec, (str, int, float)):
+        raise BudgetError(f"cannot read budget {spec!r}: {BUDGET_FORMS}")
+    given = spec
+    if isinstance(spec, str):
+        s = spec.strip().lower()
+        w, sep, a = s[1:].partition("a")
+        if s.startswith("w") and sep:
+            return cost.uniform_bitops(_bits(w, spec), _bits(a, spec))
         try:
-            return cost.uniform_bitops(float(w), float(a))
+            spec = float(s)
         except ValueError:
-            pass
+            raise BudgetError(f"cannot read budget {spec!r}: {BUDGET_FORMS}") from None
+    if not math.isfinite(spec) or spec <= 0:
+        raise BudgetError(f"budget {given!r} must be a positive finite number: {BUDGET_FORMS}")
+    if spec <= 16:
+        return cost.uniform_bitops(spec)
+    return int(spec)
+
+
+def _bits(text: str, spec) -> float:
+    """One bit-width of a ``wXaY`` budget: a positive number up to 16."""
     try:
-        return budget(cost, float(s))
+        b = float(text)
     except ValueError:
-        raise ValueError(f"cannot read budget {spec!r}: write it as 'w3a3', 'w2.5a2.5' or a BitOps number like 1.2e8") from None
+        raise BudgetError(f"cannot read budget {spec!r}: {BUDGET_FORMS}") from None
+    if not math.isfinite(b) or not 0 < b <= 16:
+        raise BudgetError(f"budget {spec!r}: bit-widths must be in (0, 16], not {text}; {BUDGET_FORMS}")
+    return b
 
 
 def _describe(m: nn.Module, out: torch.Tensor) -> tuple[str, str, int, int]:
