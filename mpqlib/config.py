@@ -274,11 +274,13 @@ class OrthogonalityConfig(SearchConfig):
     from one batch, then the ILP."""
 
     method: ClassVar[str] = "orthogonality"
-    images: int = 64
+    images: int = 64                       # one batch (OMPQ: one batch of the training loader)
+    beta: float = 1.0                      # OMPQ's theta_l = exp(-beta * summed CKA with the other layers)
 
     def validate(self) -> None:
         super().validate()
         self._positive("images")
+        self._positive("beta", allow_zero=True)
 
 
 @dataclass(frozen=True)
