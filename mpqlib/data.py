@@ -405,48 +405,50 @@ def check_fits(data, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
 class ShuffledBatches(Sampler):
     """Yields index tensors of whole batches, reshuffled per epoch from ``seed + epoch``.
 
-    Under DistributedDataParallel give each process its ``rank`` and the ``world`` size: the
-    shuffled order is cut into global batches of ``batch_size * world`` and rank r takes the
-    r-th slice of each, so the ranks together see exactly the global batches one process with
-    batch size ``batch_size * world`` sees (the tail that does not split evenly is dropped).
+    Under ``torchrun`` (or with explicit ``rank``/``world``) ``batch_size`` is the *global*
+    batch: the one-process order is cut into batches of ``batch_size`` and rank r takes the
+    r-th of ``world`` equal slices of each, so N processes step through exactly the batches one
+    process does (``batch_size`` must divide by ``world``; the last few images of an epoch that
+    do not split evenly are left out). ``rank``/``world`` default to
+    :func:`mpqlib.distributed.rank` / :func:`~mpqlib.distributed.world` (0 and 1 without a
+    process group).
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, world: int = 1, drop_last: bool = False):
+                 rank: int | None = None, world: int | None = None, drop_last: bool = False):
+        from . import distributed
+
+        rank = distributed.rank() if rank is None else rank
+        world = distributed.world() if world is None else world
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
         if not 0 <= rank < world:
             raise ConfigError(f"rank must be in 0..{world - 1}, not {rank}")
+        if batch_size % world:
+            raise ConfigError(f"the global batch size {batch_size} does not split evenly over {world} processes; "
+                              f"choose a multiple of {world}")
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world, self.drop_last, self.epoch = rank, world, drop_last, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self) -> list[torch.Tensor]:
+    def __iter__(self):
         if self.shuffle:
             idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         else:
             idx = torch.arange(self.n)
-        if self.world > 1:
-            idx = idx[: self.n // self.world * self.world]
-        step = self.batch_size * self.world
-        batches = []
-        for start in range(0, len(idx), step):
-            glob = idx[start:start + step]
-            if self.drop_last and len(glob) < step:
-                break
+        for start in range(0, self.n, self.batch_size):
+            glob = idx[start:start + self.batch_size]
+            if self.drop_last and len(glob) < self.batch_size:
+                return
             share = len(glob) // self.world
-            batches.append(glob[self.rank * share:(self.rank + 1) * share])
-        return batches
-
-    def __iter__(self):
-        yield from self._batches()
+            if share:
+                yield glob[self.rank * share:(self.rank + 1) * share]
 
     def __len__(self) -> int:
-        n = self.n // self.world * self.world if self.world > 1 else self.n
-        step = self.batch_size * self.world
-        return n // step if self.drop_last else -(-n // step)
+        full, tail = divmod(self.n, self.batch_size)
+        return full + (1 if tail >= self.world and not self.drop_last else 0)
 
 
 class _Batches(Sampler):
