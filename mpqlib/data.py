@@ -515,6 +515,16 @@ def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 
     return DataLoader(_BatchView(data), sampler=batches, batch_size=None, num_workers=num_workers)
 
 
+def in_order(data, batch_size: int = 1000) -> DataLoader:
+    """Every item of ``data`` once, in item order (the order of :func:`labels_of`), in every
+    process: for evaluation and feature extraction. A DataLoader is read through its dataset."""
+    workers = 0
+    if isinstance(data, DataLoader):
+        data, workers = data.dataset, data.num_workers
+    return as_loader(data, batch_size, sampler=ShuffledBatches(len(data), batch_size, shuffle=False, rank=0, world=1),
+                     num_workers=workers)
+
+
 def loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0,
            sampler: Sampler | None = None) -> DataLoader:
     """:func:`as_loader` under its former name."""

@@ -110,10 +110,25 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000, device: t
     return torch.cat([model(x[i:i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
 
 
-def evaluate(model: nn.Module, data: D.Images, batch_size: int = 1000, device: torch.device | str = "cpu") -> float:
-    """Top-1 accuracy in percent."""
-    logits = predict(model, data.x, batch_size, device)
-    return 100.0 * (logits.argmax(1) == data.y).float().mean().item()
+@torch.no_grad()
+def evaluate(model: nn.Module, data, batch_size: int = 1000, device: torch.device | str | None = None) -> float:
+    """Top-1 accuracy in percent on ``data`` (Images, a dataset of (image, label), or a
+    DataLoader), read once in batches; ``device`` None: the model's device."""
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else "cpu"
+    was = model.training
+    model.eval()
+    correct = total = 0
+    try:
+        for x, y in D.in_order(data, batch_size):
+            correct += (model(x.to(device)).argmax(1).cpu() == y).sum().item()
+            total += len(y)
+    finally:
+        model.train(was)
+    if total == 0:
+        raise D.DataError(f"{D.describe(data)} holds no images to evaluate on")
+    return 100.0 * correct / total
 
 
 # --------------------------------------------------------------------------- checkpoints
