@@ -247,6 +247,11 @@ class JointConfig(DifferentiableConfig):
     def validate(self) -> None:
         super().validate()
         self._positive("patience", "val_images")
+        if self.freeze_backbone:
+            raise ConfigError("JointConfig trains the backbone with the bit-widths (FracBits class); for a search over "
+                              "a frozen backbone on the target use TargetConfig")
+        if self.max_steps is not None:
+            raise ConfigError("JointConfig stops on the held-out loss (patience) or at epochs, not at max_steps")
 
 
 @dataclass(frozen=True)
