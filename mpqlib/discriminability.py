@@ -45,13 +45,17 @@ __all__ = [
 @torch.no_grad()
 def features(
     model: nn.Module,
-    x: torch.Tensor,
+    x,
     *,
     batch_size: int = 1000,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = None,
     return_logits: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Pooled penultimate features of ``x``: the input of the model's classifier.
+
+    ``x`` is a tensor of images, or any data :func:`mpqlib.data.in_order` reads (``Images``, a
+    dataset of (image, label), a DataLoader): then rows follow :func:`mpqlib.data.labels_of`.
+    ``device`` None: the model's device.
 
     The classifier is ``mpqlib.models.head(model)``, the last ``nn.Linear`` in module order
     (``fc`` of ResNets, ``classifier.1`` of MobileNetV2). A forward pre-hook on it records its
@@ -66,6 +70,15 @@ def features(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     name, fc = head(model)
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else "cpu"
+    if isinstance(x, torch.Tensor):
+        batches = (x[start : start + batch_size] for start in range(0, len(x), batch_size))
+    else:
+        from . import data as D
+
+        batches = (images for images, _ in D.in_order(x, batch_size))
     captured: list[torch.Tensor] = []
 
     def hook(_module: nn.Module, args: tuple) -> None:
@@ -76,9 +89,9 @@ def features(
     handle = fc.register_forward_pre_hook(hook)
     try:
         model.eval()
-        for start in range(0, len(x), batch_size):
+        for batch in batches:
             captured.clear()
-            out = model(x[start : start + batch_size].to(device))
+            out = model(batch.to(device))
             if len(captured) != 1:
                 raise RuntimeError(f"classifier {name!r} ran {len(captured)} times in one forward pass, expected once")
             g = captured[0]
