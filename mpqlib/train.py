@@ -21,7 +21,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data as D
+from . import distributed as dist
 from ._io import code_version, torch_save, write_json
+from .config import TrainConfig
+from .errors import CheckpointError, ConfigError, TrainingError
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -52,55 +55,122 @@ class History:
         return sum(e["images"] for e in self.epochs)
 
 
-def fit(model: nn.Module, loader: torch.utils.data.DataLoader, optimizer: torch.optim.Optimizer, *,
+def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
         epochs: int, step: Step = cross_entropy, scheduler=None, augment: bool = False, seed: int = 0,
         device: torch.device | str = "cpu", state_path: str | os.PathLike | None = None,
-        desc: str = "train", progress: bool = True, train_mode: bool = True) -> History:
+        desc: str = "train", progress: bool = True, train_mode: bool = True, sync_bn: bool = False) -> History:
     """Train ``model`` for ``epochs`` epochs; returns per-epoch loss, accuracy, seconds and images.
 
-    ``scheduler`` steps once per batch. ``train_mode=False`` keeps the model in eval mode
-    (frozen BatchNorm statistics, as in a search over a frozen backbone). With ``state_path`` the model, optimizer and scheduler
-    state are saved atomically after every epoch and a rerun resumes after the last finished one.
+    ``loader`` is a DataLoader or anything :func:`mpqlib.data.as_loader` reads (an ``Images``,
+    a Dataset). ``scheduler`` steps once per batch. ``train_mode=False`` keeps the model in eval
+    mode (frozen BatchNorm statistics, as in a search over a frozen backbone). With
+    ``state_path`` the model, optimizer and scheduler state are saved atomically after every
+    epoch and a rerun resumes after the last finished one. The first non-finite loss stops the
+    run with a :class:`TrainingError` before it reaches the weights.
+
+    Under ``torchrun`` (:mod:`mpqlib.distributed`) each process trains on its share of every
+    global batch, the gradients are averaged (DDP, or by hand for optimised parameters outside
+    ``model``), loss and accuracy are summed over all processes, rank 0 writes the state.
     """
     device = torch.device(device)
+    loader = dist.shard(D.as_loader(loader))
     history, start = History(), 0
     if state_path is not None and Path(state_path).exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        history.epochs, start = state["history"], state["epoch"]
+        start = _resume(state_path, model, optimizer, scheduler, history, device)
+    net, outside = _parallel(model, optimizer, device, sync_bn)
     sampler = loader.sampler
     for epoch in range(start, epochs):
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
         g = torch.Generator().manual_seed(seed * 1000 + epoch)
-        model.train(train_mode)
-        t0, seen, correct, total_loss = time.perf_counter(), 0, 0, 0.0
-        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
+        net.train(train_mode)
+        t0, totals = time.perf_counter(), torch.zeros(3, dtype=torch.float64, device=device)
+        bar = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", disable=not (progress and dist.is_main()), leave=False)
+        for batch, (x, y) in enumerate(bar):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if augment:
-                x = D.augment(x, g)
-            loss, logits = step(model, x, y)
+                x = _augment_share(x, g)
+            loss, logits = step(net, x, y)
+            batch_totals = _batch_totals(loss, logits, y)
+            if not torch.isfinite(batch_totals[0]):
+                raise TrainingError(f"{desc}: the loss is not finite ({batch_totals[0].item()}) at epoch {epoch + 1}, "
+                                    f"batch {batch + 1}: look for NaN or inf in the input data, or lower the "
+                                    "learning rate; the weights keep their last finite values and nothing is saved")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if outside:
+                dist.average_gradients(p for group in optimizer.param_groups for p in group["params"])
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            seen += len(y)
-            total_loss += loss.item() * len(y)
-            if logits is not None:
-                correct += (logits.argmax(1) == y).sum().item()
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{100 * correct / seen:.1f}")
-        history.epochs.append({"epoch": epoch + 1, "loss": total_loss / seen, "train_top1": 100 * correct / seen,
-                               "seconds": time.perf_counter() - t0, "images": seen})
+            totals += batch_totals
+            bar.set_postfix(loss=f"{totals[0].item() / totals[2].item():.3f}",
+                            acc=f"{100 * totals[1].item() / totals[2].item():.1f}")
+        loss_sum, correct, seen = totals.tolist()
+        history.epochs.append({"epoch": epoch + 1, "loss": loss_sum / seen, "train_top1": 100 * correct / seen,
+                               "seconds": time.perf_counter() - t0, "images": int(seen)})
         if state_path is not None:
-            torch_save(state_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                    "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                                    "history": history.epochs, "epoch": epoch + 1})
+            state = {"model": state_dict(model), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict() if scheduler is not None else {},
+                     "history": history.epochs, "epoch": epoch + 1}
+            with dist.main_process_writes() as writer:
+                if writer:
+                    torch_save(state_path, state)
     return history
+
+
+def _batch_totals(loss: torch.Tensor, logits: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
+    """(summed loss, correct, images) of one batch, summed over every process."""
+    n = len(y)
+    correct = (logits.argmax(1) == y).sum() if logits is not None else torch.zeros((), device=y.device)
+    totals = torch.stack([loss.detach().double() * n, correct.double(),
+                          torch.tensor(float(n), dtype=torch.float64, device=y.device)])
+    return dist.all_reduce_sum(totals)
+
+
+def _augment_share(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Crop+flip this process's share of a global batch with the random numbers one process
+    would draw for those images (so N processes augment exactly as one does)."""
+    if dist.world() == 1:
+        return D.augment(x, g)
+    n, r = len(x), dist.rank()
+    full = x.new_zeros((n * dist.world(), *x.shape[1:]))
+    full[r * n:(r + 1) * n] = x
+    return D.augment(full, g)[r * n:(r + 1) * n]
+
+
+def _parallel(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device,
+              sync_bn: bool) -> tuple[nn.Module, bool]:
+    """The module to run (DDP around ``model`` under torchrun) and whether the gradients must be
+    averaged by hand because the optimiser holds parameters outside ``model`` (a search head)."""
+    inside = {id(p) for p in model.parameters()}
+    outside = any(id(p) not in inside for group in optimizer.param_groups for p in group["params"])
+    if outside:
+        if sync_bn and dist.active():
+            raise ConfigError("sync_bn needs the trained parameters inside the model (DDP); this run also optimises "
+                              "parameters outside it, whose gradients are averaged by hand: leave sync_bn off")
+        return model, True
+    return dist.wrap(model, device, sync_bn=sync_bn), False
+
+
+def _resume(state_path, model: nn.Module, optimizer, scheduler, history: History, device: torch.device) -> int:
+    """Load the training state saved by :func:`fit` (by one process or many); the next epoch."""
+    try:
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(dist.strip_prefix(state["model"]))
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign file: say which and how to go on
+        raise CheckpointError(f"cannot resume from {state_path} ({type(e).__name__}: {e}); it belongs to another "
+                              "run or is damaged: delete it to start this run afresh") from e
+    history.epochs = state["history"]
+    return int(state["epoch"])
+
+
+def state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's state without DDP's ``module.`` prefix (loads in one process or many)."""
+    return dist.strip_prefix(dist.unwrap(model).state_dict())
 
 
 @torch.no_grad()
@@ -133,51 +203,102 @@ def evaluate(model: nn.Module, data, batch_size: int = 1000, device: torch.devic
 
 # --------------------------------------------------------------------------- checkpoints
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, or does not belong to the model asked for."""
-
-
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> Path:
-    """Write ``{"state_dict", "meta"}`` atomically; ``meta`` gains the code version."""
-    meta = {**meta, "code_version": meta.get("code_version", code_version()), "torch": str(torch.__version__)}
-    return torch_save(path, {"state_dict": model.state_dict(), "meta": meta})
-
-
-def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *, arch: str | None = None) -> tuple[nn.Module, dict]:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
-
-    Without ``model`` one is built from the checkpoint's ``arch``. A missing or corrupt file,
-    an architecture other than ``arch``, or weights that do not fit ``model`` raise
-    :class:`CheckpointError` saying what is wrong.
-    """
-    from .models import build
-
+    """Write ``{"state_dict", "meta"}`` atomically (rank 0 only under torchrun); ``meta`` gains
+    the code version. Keys carry no ``module.`` prefix; non-finite weights are refused."""
     path = Path(path)
-    if not path.exists():
+    state = state_dict(model)
+    _check_finite(state, f"refusing to save {path}")
+    meta = {**meta, "code_version": meta.get("code_version", code_version()), "torch": str(torch.__version__)}
+    if dist.is_main():
+        torch_save(path, {"state_dict": state, "meta": meta})
+    return path
+
+
+def _check_finite(state: dict, what: str) -> None:
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{what}: {len(bad)} tensors hold NaN or inf ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the training that made them diverged: "
+                              "retrain (lower learning rate, check the input data)")
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module | None = None, *, arch: str | None = None,
+                    num_classes: int | None = None, in_channels: int | None = None,
+                    map_location: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Load a model's weights (``weights_only=True``): an mpqlib checkpoint (:func:`save_checkpoint`),
+    a plain ``state_dict`` file, or a dict holding one under ``state_dict`` or ``model``.
+
+    DDP's ``module.`` prefix is stripped. Without ``model`` one is built with
+    :func:`mpqlib.models.build` from the checkpoint's ``arch`` (mpqlib checkpoints) or ``arch``
+    (a plain state dict); ``num_classes`` and ``in_channels`` default to the checkpoint's (read
+    from the classifier and stem weights for a plain state dict). A missing, corrupt or
+    non-finite file, an architecture other than ``arch``, or weights that do not fit the model
+    raise :class:`CheckpointError` saying what is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; train one with `mpq train --out {path}` "
                               "(or pass the path of an existing checkpoint)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
         raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); "
                               "it is corrupt or not a torch checkpoint: retrain it or restore it from git") from e
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "meta" not in ckpt:
-        raise CheckpointError(f"{path} is not an mpqlib checkpoint (expected keys 'state_dict' and 'meta')")
-    meta = ckpt["meta"]
-    if arch is not None and meta.get("arch") != arch:
-        raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
+    state, meta = _unpack(ckpt, path)
+    _check_finite(state, f"checkpoint {path}")
+    if meta:
+        if arch is not None and meta.get("arch") != arch:
+            raise CheckpointError(f"{path} holds a {meta.get('arch')!r} model, not {arch!r}")
+    else:
+        if model is None and arch is None:
+            raise CheckpointError(f"{path} is a plain state dict without mpqlib's metadata: say which architecture it "
+                                  "holds (--model NAME, or load_checkpoint(path, arch=NAME))")
+        meta = {"arch": arch or type(model).__name__, "source": "state_dict"}
     if model is None:
-        model = build(meta["arch"], meta.get("num_classes", 10))
-    missing, unexpected = _diff_keys(model.state_dict(), ckpt["state_dict"])
+        model = _build_for(state, meta, num_classes, in_channels)
+    missing, unexpected = _diff_keys(model.state_dict(), state)
     if missing or unexpected:
         raise CheckpointError(f"{path} ({meta.get('arch')}) does not match {type(model).__name__}: "
                               f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
                               f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as e:
-        raise CheckpointError(f"{path} does not fit the model: {e}") from e
+        raise CheckpointError(f"{path} does not fit the model (check --num-classes / --input-size): {e}") from e
     return model, meta
+
+
+def _unpack(ckpt, path: Path) -> tuple[dict, dict]:
+    """(state dict without ``module.``, mpqlib metadata or {}) of whatever ``torch.load`` gave."""
+    if isinstance(ckpt, dict) and "state_dict" in ckpt and isinstance(ckpt.get("meta"), dict):
+        state, meta = ckpt["state_dict"], ckpt["meta"]
+    elif isinstance(ckpt, dict) and any(isinstance(ckpt.get(k), dict) for k in ("state_dict", "model")):
+        state, meta = ckpt["state_dict"] if isinstance(ckpt.get("state_dict"), dict) else ckpt["model"], {}
+    else:
+        state, meta = ckpt, {}
+    if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        raise CheckpointError(f"{path} holds no model weights: expected an mpqlib checkpoint, a state_dict "
+                              "(name -> tensor) or a dict with one under 'state_dict' or 'model'")
+    return dist.strip_prefix(state), meta
+
+
+def _build_for(state: dict, meta: dict, num_classes: int | None, in_channels: int | None) -> nn.Module:
+    """The model ``meta['arch']`` shaped like ``state``: classes and input channels from the
+    arguments, else the metadata, else the classifier's and the stem's weights."""
+    from .models import ARCHS, build, head
+
+    arch = meta["arch"]
+    if in_channels is None:
+        in_channels = meta.get("in_channels") or (state["conv1.weight"].shape[1] if arch in ARCHS and
+                                                  "conv1.weight" in state else (1 if arch in ARCHS else 3))
+    classes = num_classes or meta.get("num_classes") or 10
+    model = build(arch, classes, in_channels)
+    if num_classes is None and not meta.get("num_classes"):
+        weight = state.get(f"{head(model)[0]}.weight")
+        if weight is not None and weight.shape[0] != classes:
+            model = build(arch, int(weight.shape[0]), in_channels)
+    return model
 
 
 def _diff_keys(want: dict, got: dict) -> tuple[list[str], list[str]]:
@@ -186,35 +307,48 @@ def _diff_keys(want: dict, got: dict) -> tuple[list[str], list[str]]:
 
 # --------------------------------------------------------------------------- full-precision recipe
 
-def train_fp(arch: str = "resnet20", *, epochs: int = 15, batch_size: int = 128, lr: float = 0.1,
-             weight_decay: float = 5e-4, seed: int = 0, out: str | os.PathLike = "checkpoints/resnet20-fmnist.pt",
-             data_root: str | None = None, device: str = "cpu", progress: bool = True) -> dict:
-    """Train ``arch`` on Fashion-MNIST (SGD + Nesterov, one-cycle cosine, crop+flip) and save it.
+def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None, *, train=None, test=None,
+             out: str | os.PathLike = "checkpoints/resnet20-fmnist.pt", data_root: str | None = None,
+             device: torch.device | str = "cpu", progress: bool = True, **options) -> dict:
+    """Train a model (SGD + Nesterov, one-cycle cosine, crop+flip) and save it as a checkpoint.
 
-    Resumable: the training state after each epoch lives beside ``out`` until the run ends.
-    Returns the checkpoint's metadata (accuracy, time, ...).
+    ``model`` is an architecture name (:func:`mpqlib.models.build`, sized to ``train``'s classes
+    and channels) or a module. ``cfg`` is a :class:`~mpqlib.config.TrainConfig`; keyword
+    ``options`` (``epochs=2``, ...) replace its fields. ``train``/``test`` are any datasets or
+    loaders (default: Fashion-MNIST's splits). Resumable: the training state after each epoch
+    lives beside ``out`` until the run ends. Under torchrun the processes share every batch and
+    rank 0 writes. Returns the checkpoint's metadata (accuracy, time, ...).
     """
     from .models import build
 
-    seed_everything(seed)
-    train_set, test_set = D.load("fmnist", "train", data_root), D.load("fmnist", "test", data_root)
-    model = build(arch, train_set.num_classes).to(device)
-    dl = D.loader(train_set, batch_size, seed=seed)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                          lr=lr, momentum=0.9, nesterov=True)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * len(dl), pct_start=0.15,
-                                                anneal_strategy="cos", div_factor=10, final_div_factor=100)
+    cfg = (cfg or TrainConfig()).replace(**options) if options else (cfg or TrainConfig())
     out = Path(out)
+    if out.suffix == ".json":
+        raise ConfigError(f"--out {out}: the checkpoint needs a name of its own (such as model.pt); "
+                          "its metadata goes beside it as .json")
+    seed_everything(cfg.seed)
+    train = train if train is not None else D.load("fmnist", "train", data_root)
+    test = test if test is not None else D.load("fmnist", "test", data_root)
+    classes, shape = D.num_classes(train), D.sample_shape(train)
+    name = model if isinstance(model, str) else type(model).__name__
+    model = (build(model, classes, shape[0]) if isinstance(model, str) else model).to(device)
+    dl = D.as_loader(train, cfg.batch_size, seed=cfg.seed)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, momentum=0.9, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(dl), pct_start=0.15,
+                                                anneal_strategy="cos", div_factor=10, final_div_factor=100)
     state = out.with_name(out.name + ".state")
-    hist = fit(model, dl, opt, epochs=epochs, scheduler=sched, augment=True, seed=seed, device=device,
-               state_path=state, desc=f"{arch} fp", progress=progress)
-    top1 = evaluate(model, test_set, device=device)
-    meta = {"arch": arch, "dataset": "fmnist", "num_classes": train_set.num_classes, "epochs": epochs,
-            "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed, "top1": round(top1, 2),
+    hist = fit(model, dl, opt, epochs=cfg.epochs, scheduler=sched, augment=True, seed=cfg.seed, device=device,
+               state_path=state, desc=f"{name} fp", progress=progress, sync_bn=cfg.sync_bn)
+    top1 = evaluate(model, test, device=device)
+    meta = {"arch": name, "dataset": D.describe(train), "num_classes": classes, "in_channels": shape[0],
+            "input_size": list(shape), **cfg.to_dict(), "processes": dist.world(), "top1": round(top1, 2),
             "train_seconds": round(hist.seconds, 1), "train_images": hist.images, "history": hist.epochs}
-    save_checkpoint(out, model, meta)
-    write_json(out.with_suffix(".json"), {**meta, "code_version": code_version(), "checkpoint": out.name})
-    state.unlink(missing_ok=True)
+    with dist.main_process_writes() as writer:
+        save_checkpoint(out, model, meta)
+        if writer:
+            write_json(out.with_suffix(".json"), {**meta, "code_version": code_version(), "checkpoint": out.name})
+            state.unlink(missing_ok=True)
     return meta
