@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import ConfigError
 from .models import head
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "logit_margin",
     "normalised_compactness",
     "summary",
+    "Normaliser",
     "LGMLoss",
     "LinearCEHead",
 ]
@@ -213,26 +215,76 @@ def summary(f: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None
 
 def _check_batch(features: torch.Tensor, labels: torch.Tensor | None, dim: int) -> None:
     if features.dim() != 2 or features.shape[1] != dim:
-        raise ValueError(f"features must have shape (batch, {dim}), got {tuple(features.shape)}")
+        raise ConfigError(f"features must have shape (batch, {dim}), got {tuple(features.shape)}")
     if labels is not None and (labels.dim() != 1 or len(labels) != len(features)):
-        raise ValueError(f"labels must have shape ({len(features)},), got {tuple(labels.shape)}")
+        raise ConfigError(f"labels must have shape ({len(features)},), got {tuple(labels.shape)}")
+
+
+def _check_sizes(num_classes: int, dim: int) -> None:
+    if num_classes < 2 or dim < 1:
+        raise ConfigError(f"need num_classes >= 2 and dim >= 1, got {num_classes} and {dim}")
+
+
+class Normaliser(nn.Module):
+    """A frozen per-dimension affine map z = (g - shift) / scale in front of a head.
+
+    The statistics are buffers, fitted once (:meth:`fit`) on the features the search starts
+    from and never updated: a search that shrinks its features then sees smaller z, so it cannot
+    hide shrinkage behind a renormalisation, and no batch statistics couple the samples.
+    """
+
+    def __init__(self, dim: int, shift: torch.Tensor | None = None, scale: torch.Tensor | None = None):
+        super().__init__()
+        shift = torch.zeros(dim) if shift is None else shift.detach().clone().float()
+        scale = torch.ones(dim) if scale is None else scale.detach().clone().float()
+        if shift.shape != (dim,) or scale.shape != (dim,):
+            raise ConfigError(f"shift and scale must have shape ({dim},), got {tuple(shift.shape)} and {tuple(scale.shape)}")
+        if not (scale > 0).all():
+            raise ConfigError("scale must be positive in every dimension")
+        self.dim = dim
+        self.register_buffer("shift", shift)
+        self.register_buffer("scale", scale)
+
+    @classmethod
+    def fit(cls, feats: torch.Tensor, normalise: bool = True, *, eps: float = 1e-6) -> "Normaliser":
+        """z-score statistics of ``feats`` (N, D): per-dimension mean and standard deviation
+        (floored at ``eps``); ``normalise=False`` gives the identity map."""
+        if feats.dim() != 2 or len(feats) < 2:
+            raise ConfigError(f"need features of shape (N >= 2, D) to fit a normaliser, got {tuple(feats.shape)}")
+        if not normalise:
+            return cls(feats.shape[1])
+        f = feats.detach().double()
+        return cls(feats.shape[1], f.mean(0), f.std(0).clamp_min(eps))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return (features - self.shift.to(features.dtype)) / self.scale.to(features.dtype)
+
+
+COVARIANCES = ("identity", "diagonal")
 
 
 class LGMLoss(nn.Module):
-    """Large-margin Gaussian-mixture loss (Wan et al., CVPR 2018), identity covariance.
+    """Large-margin Gaussian-mixture head (Wan et al., CVPR 2018) on frozen-normalised features.
 
-    With learnable class means ``means`` (K, D) and d_k(g) = 0.5 * ||g - mu_k||^2:
+    The features g pass through a frozen :class:`Normaliser` (identity unless given): z = (g - s) / t.
+    Class k is a Gaussian N(mu_k, Sigma_k) with learnable mean ``means[k]`` and, with
+    ``covariance="diagonal"``, a learnable diagonal Sigma_k = diag(exp(log_var[k])) (positive by
+    construction); with ``"identity"``, Sigma_k = I. With the Mahalanobis distance
+    d_k(z) = 0.5 * (z - mu_k)^T Sigma_k^{-1} (z - mu_k):
 
-    - logits h_k = -(1 + m * [k == y]) * d_k(g): the margin m enlarges the true class's distance;
+    - logits h_k = -(1 + m * [k == y]) * d_k(z) - 0.5 * log|Sigma_k| (equal priors): the margin m
+      enlarges the true class's distance; with m = 0 softmax(h) is the mixture's posterior;
     - classification loss = cross entropy of h against y (mean over the batch);
-    - likelihood (compactness) loss = mean over the batch of d_y(g), which is -log N(g; mu_y, I)
-      up to a constant;
+    - likelihood loss = mean over the batch of d_y(z), the data-dependent part of
+      -log N(z; mu_y, Sigma_y). The log-determinant is left out on purpose: it does not depend on
+      the features, and with it a search could lower the loss by shrinking the features and
+      letting the variances follow (-D * log c for a shrink by c);
     - loss = classification + likelihood_weight * likelihood.
 
-    ``forward(features, labels)`` always applies the margin (labels are given), in train and eval
-    mode alike, and returns ``(loss, -d)``: the margin-free logits, for accuracy.
-    ``logits(features)`` returns -d without labels. The means start as N(0, init_std^2) draws, or
-    as a copy of ``means`` when given.
+    ``forward(features, labels)`` applies the margin and returns ``(loss, logits)`` with the
+    margin-free logits -d_k - 0.5 log|Sigma_k| for accuracy. ``logits(features)`` needs no labels.
+    The means start as N(0, init_std^2) draws or a copy of ``means`` (in normalised units), the
+    log-variances as zeros or a copy of ``log_var``.
     """
 
     def __init__(
@@ -244,71 +296,110 @@ class LGMLoss(nn.Module):
         *,
         means: torch.Tensor | None = None,
         init_std: float = 0.01,
+        covariance: str = "identity",
+        log_var: torch.Tensor | None = None,
+        normaliser: Normaliser | None = None,
     ):
         super().__init__()
-        if num_classes < 2 or dim < 1:
-            raise ValueError(f"need num_classes >= 2 and dim >= 1, got {num_classes} and {dim}")
+        _check_sizes(num_classes, dim)
         if margin < 0:
-            raise ValueError(f"margin must be >= 0, not {margin}")
+            raise ConfigError(f"margin must be >= 0, not {margin}")
         if likelihood_weight < 0:
-            raise ValueError(f"likelihood_weight must be >= 0, not {likelihood_weight}")
+            raise ConfigError(f"likelihood_weight must be >= 0, not {likelihood_weight}")
+        if covariance not in COVARIANCES:
+            raise ConfigError(f"covariance must be one of {COVARIANCES}, not {covariance!r}")
         if means is None:
             means = torch.randn(num_classes, dim) * init_std
         elif tuple(means.shape) != (num_classes, dim):
-            raise ValueError(f"means must have shape ({num_classes}, {dim}), got {tuple(means.shape)}")
-        self.num_classes, self.dim = num_classes, dim
-        self.margin, self.likelihood_weight = float(margin), float(likelihood_weight)
+            raise ConfigError(f"means must have shape ({num_classes}, {dim}), got {tuple(means.shape)}")
         if not means.dtype.is_floating_point:
             means = means.to(torch.get_default_dtype())
+        self.num_classes, self.dim, self.covariance = num_classes, dim, covariance
+        self.margin, self.likelihood_weight = float(margin), float(likelihood_weight)
+        self.normaliser = normaliser if normaliser is not None else Normaliser(dim)
+        if self.normaliser.dim != dim:
+            raise ConfigError(f"normaliser has dim {self.normaliser.dim}, the head {dim}")
         self.means = nn.Parameter(means.detach().clone())
+        if covariance == "diagonal":
+            log_var = torch.zeros_like(self.means) if log_var is None else log_var.detach().clone().to(self.means.dtype)
+            if log_var.shape != self.means.shape:
+                raise ConfigError(f"log_var must have shape ({num_classes}, {dim}), got {tuple(log_var.shape)}")
+            self.log_var = nn.Parameter(log_var)
+        elif log_var is not None:
+            raise ConfigError("log_var is only used with covariance='diagonal'")
+        else:
+            self.log_var = None
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, dim={self.dim}, margin={self.margin}, likelihood_weight={self.likelihood_weight}"
+        return (f"num_classes={self.num_classes}, dim={self.dim}, margin={self.margin}, "
+                f"likelihood_weight={self.likelihood_weight}, covariance={self.covariance!r}")
+
+    def variances(self) -> torch.Tensor:
+        """Diagonal of every Sigma_k, shape (K, D); all ones for identity covariance."""
+        if self.log_var is None:
+            return torch.ones_like(self.means)
+        return self.log_var.exp()
+
+    def log_det(self) -> torch.Tensor:
+        """log|Sigma_k| for every class, shape (K,)."""
+        if self.log_var is None:
+            return torch.zeros(self.num_classes, dtype=self.means.dtype, device=self.means.device)
+        return self.log_var.sum(1)
 
     def distances(self, features: torch.Tensor) -> torch.Tensor:
-        """d_k(g) = 0.5 * ||g - mu_k||^2 for every sample and class, shape (N, K)."""
+        """d_k(z) = 0.5 * (z - mu_k)^T Sigma_k^{-1} (z - mu_k) of the normalised features, (N, K)."""
         _check_batch(features, None, self.dim)
-        sq = (features**2).sum(1, keepdim=True) - 2 * features @ self.means.T + (self.means**2).sum(1)
+        z = self.normaliser(features)
+        if self.log_var is None:
+            sq = (z**2).sum(1, keepdim=True) - 2 * z @ self.means.T + (self.means**2).sum(1)
+            return 0.5 * sq.clamp_min(0)
+        prec = (-self.log_var).exp()  # (K, D)
+        sq = (z**2) @ prec.T - 2 * z @ (self.means * prec).T + (self.means**2 * prec).sum(1)
         return 0.5 * sq.clamp_min(0)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """Margin-free logits -d_k(g), shape (N, K)."""
-        return -self.distances(features)
+        """Margin-free logits -d_k(z) - 0.5 log|Sigma_k|, shape (N, K)."""
+        return -self.distances(features) - 0.5 * self.log_det()
 
     def likelihood(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean over the batch of d_{y_i}(g_i) = 0.5 * ||g_i - mu_{y_i}||^2."""
+        """Mean over the batch of d_{y_i}(z_i) (the Mahalanobis part of -log N(z_i; mu_y, Sigma_y))."""
         _check_batch(features, labels, self.dim)
-        return 0.5 * ((features - self.means[labels]) ** 2).sum(1).mean()
+        z = self.normaliser(features)
+        return 0.5 * ((z - self.means[labels]) ** 2 / self.variances()[labels]).sum(1).mean()
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cross_entropy(h, y) + likelihood_weight * likelihood, -d)``, see the class doc."""
+        """``(cross_entropy(h, y) + likelihood_weight * likelihood, margin-free logits)``."""
         _check_batch(features, labels, self.dim)
         d = self.distances(features)
+        log_det = 0.5 * self.log_det()
         scale = 1 + self.margin * F.one_hot(labels, self.num_classes).to(d.dtype)
-        loss = F.cross_entropy(-scale * d, labels)
+        loss = F.cross_entropy(-scale * d - log_det, labels)
         if self.likelihood_weight:
-            loss = loss + self.likelihood_weight * self.likelihood(features, labels)
-        return loss, -d
+            loss = loss + self.likelihood_weight * d.gather(1, labels[:, None]).mean()
+        return loss, -d - log_det
 
 
 class LinearCEHead(nn.Module):
     """The ablation head: ``nn.Linear(dim, num_classes)`` with plain cross entropy (no margin,
-    no likelihood). Same interface as :class:`LGMLoss`."""
+    no likelihood), on the same frozen :class:`Normaliser` as the L-GM head. Same interface as
+    :class:`LGMLoss`."""
 
-    def __init__(self, num_classes: int, dim: int):
+    def __init__(self, num_classes: int, dim: int, *, normaliser: Normaliser | None = None):
         super().__init__()
-        if num_classes < 2 or dim < 1:
-            raise ValueError(f"need num_classes >= 2 and dim >= 1, got {num_classes} and {dim}")
+        _check_sizes(num_classes, dim)
         self.num_classes, self.dim = num_classes, dim
+        self.normaliser = normaliser if normaliser is not None else Normaliser(dim)
+        if self.normaliser.dim != dim:
+            raise ConfigError(f"normaliser has dim {self.normaliser.dim}, the head {dim}")
         self.fc = nn.Linear(dim, num_classes)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """W g + b, shape (N, K)."""
+        """W z + b with z the normalised features, shape (N, K)."""
         _check_batch(features, None, self.dim)
-        return self.fc(features)
+        return self.fc(self.normaliser(features))
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(cross_entropy(W g + b, y), W g + b)``."""
+        """``(cross_entropy(W z + b, y), W z + b)``."""
         _check_batch(features, labels, self.dim)
-        logits = self.fc(features)
+        logits = self.logits(features)
         return F.cross_entropy(logits, labels), logits

@@ -284,7 +284,7 @@ def test_features_torchvision(arch, dim):
     from mpqlib.models import build, head
 
     torch.manual_seed(0)
-    model = build(arch, num_classes=5)
+    model = build(arch, num_classes=5, in_channels=3)
     x = torch.randn(2, 3, 32, 32)
     f, logits = D.features(model, x, return_logits=True)
     _, fc = head(model)
