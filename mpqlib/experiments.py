@@ -1,120 +1,225 @@
-"""The book's experiments as cached steps: searches, QAT runs and feature sets.
+"""The book's experiments as cached steps: searches, QAT runs, proxy metrics.
 
-Each step is stored on disk under ``cache_dir`` keyed by its parameters (and the checkpoint's
-sha256), written atomically. A rerun loads what is done and an interrupted run resumes at the
-first missing step. The notebooks are thin: they call these functions and plot.
+Every setting comes from one :class:`~mpqlib.profiles.Profile` (``smoke`` or ``full``). Each
+expensive step is stored under ``cache_dir/<model>/<step>/<key>.json`` where ``key`` hashes the
+step's *fully resolved* configuration (the search or QAT config's ``to_dict()``, the candidate
+set, the data fingerprint, the checkpoint's sha256, the budget) together with the step's
+version in :data:`STEP_VERSIONS`: change any of them and the step is computed again. The
+resolved configuration is stored inside the file, so a cached number says what produced it.
+
+The protocol (book/method.md, "Protocol (fixed before the run)") is paired: a QAT seed fixes
+the training subset, its order and its augmentation for every policy (:func:`mpqlib.qat.qat`
+draws them from the seed alone), so policies are compared within a seed. Every per-seed value
+goes into a long table (``runs.json``: model, budget, policy, search seed, QAT seed, top-1,
+BitOps, cache keys); claims are paired differences computed from it by :mod:`mpqlib.report`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import itertools
 import json
 import os
-from dataclasses import asdict, dataclass, field
+import re
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from . import data as D
 from ._io import read_json, torch_save, write_json
+from .config import (MIN_BITS, Config, DifferentiableConfig, OrthogonalityConfig, RandomConfig, SearchConfig,
+                     UniformConfig)
 from .cost import CostModel, budget as parse_budget, cost_model
+from .errors import ConfigError
 from .policy import Policy
-from .qat import QATConfig, qat
+from .profiles import Profile, resolve
+from .qat import qat
 from .search import SearchResult, search
 from .train import load_checkpoint
 
-# name -> (method, search data, readout): the policies compared at one budget
+# Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
+STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2}
+
+# name -> (profile config, search data): the policies compared at one budget.
+# Search data: "proxy" is the profile's main proxy; "target" the target search's data; "limpq"
+# LIMPQ's share of the target; anything else a data spec (see Experiments.data).
 POLICIES = {
-    "seam-mnist": ("seam", "mnist", "ilp"),
-    "seam-mnist-argmax": ("seam", "mnist", "argmax"),
-    "seam-optdigits": ("seam", "optdigits", "ilp"),
-    "seam-fmnist4": ("seam", "fmnist4", "ilp"),
-    "ce-mnist": ("ce", "mnist", "ilp"),
-    "target-fmnist": ("target", "fmnist", "ilp"),
-    "limpq-fmnist": ("limpq", "fmnist", "ilp"),
-    "hawq-fmnist": ("hawq", "fmnist", "ilp"),
-    "uniform": ("uniform", None, "ilp"),
+    "seam-mnist": ("seam", "proxy"),
+    "seam-mnist-argmax": ("seam", "proxy"),     # the same search, read out per layer with argmax
+    "seam-optdigits": ("seam", "optdigits"),
+    "seam-fmnist4": ("seam", "fmnist4"),
+    "ce-mnist": ("ce", "proxy"),
+    "target-fmnist": ("target", "target"),
+    "limpq-fmnist": ("limpq", "limpq"),
+    "hawq-fmnist": ("hawq", "fmnist"),
+    "uniform": (None, None),                    # uniform at the budget's own (w, a): equal BitOps
 }
+# The efficiency harness's extra classes of search (chapter 4).
+HARNESS = {
+    "joint-fmnist": ("joint", "fmnist"),
+    "evaluation-fmnist": ("evaluation", "fmnist"),
+    "orthogonality-mnist": ("orthogonality", "proxy"),
+    "orthogonality-fmnist": ("orthogonality", "fmnist"),
+}
+# Proxy searches get every search seed of the profile; the others run once (seed 0).
+SEARCH_SEEDED = ("seam-mnist", "seam-optdigits", "seam-fmnist4", "ce-mnist")
+# The policies behind the claims at the main budget, and the few kept at the second one.
+MAIN_POLICIES = ("seam-mnist", "seam-optdigits", "seam-fmnist4", "ce-mnist", "target-fmnist", "limpq-fmnist",
+                 "hawq-fmnist", "uniform")
+SECOND_POLICIES = ("seam-mnist", "target-fmnist", "uniform")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+# --------------------------------------------------------------------------- hashing
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def _key(params: dict) -> str:
-    return hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def fingerprint(images: D.Images) -> dict:
+    """Name, size and a hash of the tensor bytes: two data sets with the same fingerprint are the same."""
+    h = hashlib.sha256(images.x.contiguous().numpy().tobytes())
+    h.update(images.y.contiguous().numpy().tobytes())
+    return {"name": images.name, "size": len(images), "sha256": h.hexdigest()[:20]}
 
 
-@dataclass
-class Settings:
-    """Parameters of a whole reproduction (the notebooks' papermill parameters map onto these)."""
-
-    checkpoint: str = "checkpoints/resnet20-fmnist.pt"
-    cache_dir: str = "cache/full"
-    budget: str = "w3a3"
-    search_epochs: int = 8
-    target_epochs: int | None = 2             # the target search's epochs (None: search_epochs)
-    limpq_per_class: int | None = 600         # LIMPQ's one-time training data (images per class)
-    hawq_images: int = 512
-    target_data: str = "fmnist"               # the target search's data (fmnist:N for smoke runs)
-    proxy_per_class: int = 240                # the proxy subsets: 240/class = 4% of Fashion-MNIST train
-    qat: dict = field(default_factory=lambda: asdict(QATConfig(epochs=1, train_images=15000)))
-    seeds: tuple[int, ...] = (0, 1)
-    threads: int | None = 2
-    progress: bool = True
+def config_dict(cfg: Config) -> dict:
+    """A config with its type: two configs of different methods never share a key."""
+    return {"type": type(cfg).__name__, **cfg.to_dict()}
 
 
-    @classmethod
-    def from_params(cls, *, qat_epochs: int = 1, qat_train_images: int | None = 15000, target_epochs: int = 2,
-                    limpq_per_class: int = 600, seeds=(0, 1), **params) -> "Settings":
-        """Settings from a notebook's flat papermill parameters (0 means 'default' for the ints)."""
-        if isinstance(seeds, str):  # `papermill -p seeds "[0, 1]"` passes a string
-            seeds = json.loads(seeds)
-        unknown = set(params) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown parameters {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(qat={**asdict(QATConfig()), "epochs": int(qat_epochs), "train_images": qat_train_images or None},
-                   target_epochs=target_epochs or None, limpq_per_class=limpq_per_class or None,
-                   seeds=tuple(int(s) for s in seeds), **params)
+class Cache:
+    """Steps on disk keyed by the hash of (step, step version, resolved configuration)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @staticmethod
+    def key(step: str, config: dict) -> str:
+        if step not in STEP_VERSIONS:
+            raise ConfigError(f"unknown cached step {step!r}; known: {', '.join(STEP_VERSIONS)}")
+        blob = json.dumps({"step": step, "version": STEP_VERSIONS[step], "config": config}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def path(self, step: str, config: dict, suffix: str = ".json") -> Path:
+        return self.root / step / f"{self.key(step, config)}{suffix}"
+
+    def load(self, step: str, config: dict) -> dict | None:
+        path = self.path(step, config)
+        if not path.exists():
+            return None
+        stored = read_json(path)
+        if stored.get("config") != json.loads(json.dumps(config, default=str)):  # a hash collision or a hand edit
+            return None
+        return stored
+
+    def get(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
+        """The stored result of ``step`` under ``config``, computed (and stored) if missing."""
+        stored = self.load(step, config)
+        if stored is not None:
+            return stored
+        stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
+                  **compute()}
+        write_json(self.path(step, config), json.loads(json.dumps(stored, default=str)))
+        return stored
+
+
+def _typed(cfg: SearchConfig) -> bool:
+    """Whether the typed search API has a runner for ``cfg`` (else the string shim runs it)."""
+    from . import config as C
+
+    try:
+        C.runner_for(cfg) if hasattr(C, "runner_for") else C.RUNNERS[type(cfg)]
+        return True
+    except (ConfigError, KeyError):
+        return False
+
+
+def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
+                progress: bool) -> SearchResult:
+    """Run ``cfg``'s search through the typed API (``search(model, data, budget, config)``), or the
+    string shim while the typed one has no runner for this config's type."""
+    if _typed(cfg):
+        return search(model, data, budget, cfg, progress=progress)
+    opts = cfg.to_dict()
+    if isinstance(cfg, DifferentiableConfig):
+        from .search.differentiable import SearchConfig as OldConfig
+
+        allowed = set(OldConfig.__dataclass_fields__)
+    else:
+        from .search import baselines
+
+        allowed = set(inspect.signature(getattr(baselines, cfg.method)).parameters)
+    dropped = {k: v for k, v in opts.items() if k not in allowed and v != getattr(type(cfg)(), k)}
+    if dropped:
+        raise ConfigError(f"the {cfg.method} search of this mpqlib cannot honour {dropped}; use the defaults")
+    opts = {k: v for k, v in opts.items() if k in allowed}
+    return search(cfg.method, model, data, budget, progress=progress, **opts)
+
+
+def exact_uniform(name: str) -> tuple[int, int] | None:
+    """(w, a) of a budget name like ``w3a2`` whose uniform policy meets it exactly, else None."""
+    m = re.fullmatch(r"w(\d+)a(\d+)", str(name).strip().lower())
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class Experiments:
-    """Cached access to every result the book shows."""
+    """Cached access to every result the book shows, for one model of one profile."""
 
-    def __init__(self, settings: Settings | None = None, **overrides):
-        self.s = settings or Settings(**overrides)
-        if self.s.threads:
-            torch.set_num_threads(self.s.threads)
-        self.cache = Path(self.s.cache_dir)
-        self.model, self.meta = load_checkpoint(self.s.checkpoint)
+    def __init__(self, profile: Profile | str = "full", model: str | None = None, overrides: dict | None = None,
+                 **more):
+        self.p = resolve(profile, overrides, **more)
+        self.model_name = model or next(iter(self.p.models))
+        if self.p.threads:
+            torch.set_num_threads(self.p.threads)
+        path = self.p.checkpoint(self.model_name)
+        self.model, self.meta = load_checkpoint(path)
         self.model.eval()
-        self.ckpt_sha = _sha256(Path(self.s.checkpoint))[:16]
+        self.checkpoint_sha256 = sha256_file(path)
         self.cost: CostModel = cost_model(self.model)
-        self.budget = parse_budget(self.cost, self.s.budget)
+        self.cache = Cache(Path(self.p.cache_dir) / self.model_name)
         self._data: dict[str, D.Images] = {}
+        self._fingerprints: dict[str, dict] = {}
+        self._budget_name: str | None = None
 
-    # ------------------------------------------------------------------ caching
-    def _path(self, kind: str, params: dict, suffix: str = ".json") -> Path:
-        return self.cache / kind / f"{_key({**params, 'checkpoint': self.ckpt_sha})}{suffix}"
+    # ------------------------------------------------------------------ budgets
+    @property
+    def budget_name(self) -> str:
+        if self._budget_name is None:
+            self._budget_name = self.p.main_budget(self.model_name)
+        return self._budget_name
 
-    def cached(self, kind: str, params: dict, compute: Callable[[], dict]) -> dict:
-        path = self._path(kind, params)
-        if path.exists():
-            return read_json(path)
-        result = {"params": params, **compute()}
-        write_json(path, result)
-        return result
+    @property
+    def budget(self) -> int:
+        """The main budget in BitOps."""
+        return self.bitops_of(self.budget_name)
+
+    def bitops_of(self, budget: str | int | None) -> int:
+        if budget is None:
+            return self.budget
+        return parse_budget(self.cost, budget) if isinstance(budget, str) else int(budget)
+
+    def budget_label(self, budget: str | int | None) -> str:
+        if budget is None:
+            return self.budget_name
+        return budget if isinstance(budget, str) else str(int(budget))
 
     # ------------------------------------------------------------------ data
     def data(self, spec: str) -> D.Images:
+        """Search data by name: ``proxy`` (the main proxy at the profile's size), ``mnist``,
+        ``fmnist4`` (the same-distribution control), ``optdigits``, ``target``, ``limpq``,
+        ``fmnist`` (all 60,000) or ``NAME:N`` (N images per class)."""
+        p = self.p
+        spec = {"proxy": f"{p.proxy}:{p.proxy_per_class}", "mnist": f"mnist:{p.proxy_per_class}",
+                "fmnist4": f"fmnist:{p.proxy_per_class}", "target": p.target_data,
+                "limpq": f"fmnist:{p.limpq_per_class}"}.get(spec, spec)
         if spec not in self._data:
-            if spec in ("mnist", "fmnist4"):
-                base = "mnist" if spec == "mnist" else "fmnist"
-                self._data[spec] = D.search_data(f"{base}:{self.s.proxy_per_class}")
-            else:
-                self._data[spec] = D.search_data(spec)
+            self._data[spec] = D.search_data(spec)
         return self._data[spec]
 
     def test_set(self, name: str = "fmnist") -> D.Images:
@@ -123,134 +228,262 @@ class Experiments:
             self._data[key] = D.load(name, "test")
         return self._data[key]
 
+    def fingerprint(self, spec: str) -> dict:
+        if spec not in self._fingerprints:
+            self._fingerprints[spec] = fingerprint(self.test_set(spec[:-5]) if spec.endswith("-test") else self.data(spec))
+        return self._fingerprints[spec]
+
     # ------------------------------------------------------------------ searches
-    def search(self, name: str, budget: int | None = None, seed: int = 0) -> SearchResult:
-        """The search result behind policy ``name`` (see :data:`POLICIES`) at ``budget``."""
+    def search_config(self, name: str, seed: int = 0, **changes) -> tuple[SearchConfig, str]:
+        """The resolved config and data spec behind policy ``name``."""
+        table = {**POLICIES, **HARNESS}
+        if name not in table or table[name][0] is None:
+            raise ConfigError(f"unknown searched policy {name!r}; choose one of "
+                              f"{', '.join(n for n in table if table[n][0])}, uniform, random-N")
+        attr, spec = table[name]
+        cfg: SearchConfig = getattr(self.p, attr)
+        cfg = cfg.replace(seed=seed, **changes)
+        return cfg, spec
+
+    def search(self, name: str, budget: str | int | None = None, seed: int = 0, *, data: str | None = None,
+               **changes) -> SearchResult:
+        """The search behind policy ``name`` (see :data:`POLICIES`, :data:`HARNESS`) at ``budget``
+        (a name like ``w3a2`` or BitOps; None: the main budget) with search ``seed``. ``changes``
+        override config options (e.g. ``epochs=2``); ``data`` another search data spec."""
         if name.startswith("random"):
             return self.random_policy(int(name.split("-")[1]) if "-" in name else seed, budget)
-        if name not in POLICIES:
-            raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)} or random-N")
-        method, spec, readout = POLICIES[name]
-        budget = self.budget if budget is None else budget
-        if readout == "argmax":  # the same search, read out per layer with argmax: no second run
-            return self._argmax(name.removesuffix("-argmax"), budget, seed)
-        kw: dict = {"seed": seed, "progress": self.s.progress}
-        data = None
-        if method in ("seam", "ce", "target"):
-            epochs = self.s.target_epochs if method == "target" and self.s.target_epochs else self.s.search_epochs
-            kw.update(epochs=epochs)
-            data = self.data(self.s.target_data if method == "target" else spec)
-        elif method == "limpq":
-            data = self.data(f"fmnist:{self.s.limpq_per_class}" if self.s.limpq_per_class else "fmnist")
-            kw.update(epochs=1)
-        elif method == "hawq":
-            data = self.data("fmnist")
-            kw.update(images=self.s.hawq_images)
-        params = {"name": name, "method": method, "data": data.name if data is not None else None,
-                  "budget": budget, **{k: v for k, v in kw.items() if k != "progress"}}
-        path = self._path("search", params)
-        if path.exists():
-            result = SearchResult.load(path)
-            if "p_w" in result.extras:  # the cached artefact is the learned weights: read out with today's code
-                result = self._readout(result, budget, "ilp", seed)
-            return result
-        result = search(method, self.model, data, budget, **kw)
-        result.save(path)
-        return result
+        if name.startswith("uniform"):
+            return self.uniform(budget if name == "uniform" else name.removeprefix("uniform-"))
+        argmax = name.endswith("-argmax")
+        cfg, spec = self.search_config(name.removesuffix("-argmax"), seed, **changes)
+        res = self.run_search(cfg, data or spec, self.bitops_of(budget))
+        return self.readout(res, "argmax", seed) if argmax else res
 
-    def _readout(self, res: SearchResult, budget: int, readout: str, seed: int) -> SearchResult:
+    def search_key_config(self, cfg: SearchConfig, spec: str | None, bitops: int | None) -> dict:
+        return {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256, "search": config_dict(cfg),
+                "data": self.fingerprint(spec) if spec else None, "budget_bitops": bitops,
+                "api": "typed" if _typed(cfg) else "shim"}
+
+    def run_search(self, cfg: SearchConfig, spec: str | None, bitops: int | None) -> SearchResult:
+        """One cached search: ``cfg`` on data ``spec`` under ``bitops``."""
+        key_config = self.search_key_config(cfg, spec, bitops)
+
+        def compute() -> dict:
+            data = self.data(spec) if spec else None
+            res = _run_search(self.model, data, bitops, cfg, progress=self.p.progress)
+            return {"policy": res.policy.to_dict(), "record": res.record, "extras": res.extras}
+
+        stored = self.cache.get("search", key_config, compute)
+        record = {**stored["record"], "cache_key": stored["key"]}
+        return SearchResult(Policy.from_dict(stored["policy"]), record, stored.get("extras", {}))
+
+    def readout(self, res: SearchResult, readout: str, seed: int = 0, budget: int | None = None) -> SearchResult:
+        """The policy read out of a differentiable search's mixing weights again (``argmax``: the paper's)."""
         from .search.differentiable import read_policy
 
         ex = res.extras
-        base = res.record["method"].removesuffix("-argmax")
+        if "p_w" not in ex:
+            raise ConfigError(f"{res.record['method']} has no mixing weights to read out with {readout}")
+        budget = res.record.get("budget_bitops") if budget is None else budget
         policy = read_policy(self.cost, np.array(ex["p_w"]), np.array(ex["p_a"]), ex["candidates"], budget, readout,
-                             method=base, search_data=res.record["search_data"], seed=seed)
-        record = {**res.record, "method": policy.provenance["method"], "bitops": self.cost.bitops(policy),
-                  "size_bytes": self.cost.size_bytes(policy)}
+                             method=res.record["method"], search_data=res.record["search_data"], seed=seed)
+        record = {**res.record, "method": policy.provenance["method"], "readout": readout,
+                  "bitops": self.cost.bitops(policy), "size_bytes": self.cost.size_bytes(policy)}
         return SearchResult(policy, record, ex)
 
-    def _argmax(self, base: str, budget: int, seed: int) -> SearchResult:
-        return self._readout(self.search(base, budget, seed), budget, "argmax", seed)
+    def uniform(self, budget: str | int | None = None) -> SearchResult:
+        """Uniform precision at ``budget``: the budget's own (w, a) where its name gives one
+        (equal BitOps), else the highest w = a within it."""
+        name = self.budget_label(budget)
+        wa = exact_uniform(name)
+        if wa is None or min(wa) < MIN_BITS:
+            return search("uniform", self.model, None, self.bitops_of(budget))
+        policy = Policy.uniform(self.model, *wa, method="uniform", search_data="none")
+        record = {"method": "uniform", "search_data": "none", "bits": list(wa), "seconds": 0.0, "images": 0,
+                  "epochs": 0, "budget_bitops": self.bitops_of(budget), "bitops": self.cost.bitops(policy),
+                  "size_bytes": self.cost.size_bytes(policy), "seed": 0}
+        return SearchResult(policy, record)
 
-    def random_policy(self, seed: int, budget: int | None = None) -> SearchResult:
-        return search("random", self.model, None, self.budget if budget is None else budget, seed=seed)
+    def random_policy(self, seed: int, budget: str | int | None = None) -> SearchResult:
+        """A random policy that meets the budget (the ILP over seeded random costs; not cached: it is cheap)."""
+        return _run_search(self.model, None, self.bitops_of(budget), RandomConfig(seed=seed), progress=False)
 
-    def reread(self, name: str, budget: int) -> Policy:
-        """Policy ``name``'s search (run at the headline budget) read out again at ``budget``:
-        the learned mixing weights / indicators are reused, only the ILP is solved again."""
-        return self._reread(name, budget, sign=1.0)
+    def poor_policy(self, name: str = "seam-mnist", budget: str | int | None = None, strength: float = 1.0,
+                    seed: int = 0) -> Policy:
+        """A deliberately poor policy: the ILP over the *negated* learned costs of ``name``'s search
+        (``strength`` 1: the least likely policy; between 0 and 1 mixed with seeded random costs)."""
+        return self.interpolated_policy(name, -strength, budget, seed)
 
-    def poor_policy(self, name: str = "seam-mnist", budget: int | None = None) -> Policy:
-        """The *least* likely policy under ``name``'s learned weights that meets the budget
-        (the ILP over the negated costs): a deliberately bad mixed policy for chapter 1."""
-        policy = self._reread(name, self.budget if budget is None else budget, sign=-1.0)
-        policy.provenance["method"] = f"anti-{name}"
-        return policy
-
-    def _reread(self, name: str, budget: int, sign: float) -> Policy:
-        import itertools
-
+    def interpolated_policy(self, name: str, alpha: float, budget: str | int | None = None, seed: int = 0) -> Policy:
+        """The ILP over ``alpha`` x ``name``'s learned per-layer costs + (1 - |alpha|) x random costs
+        (both scaled to unit spread): alpha = 1 the search's own choice, -1 its opposite, 0 random."""
         from .search import readout as ilp
         from .search.baselines import limpq_cost
         from .search.differentiable import mixing_cost
 
         res = self.search(name)
         ex = res.extras
-        if "p_w" in ex and sign > 0:  # the search's own readout, at another budget
-            policy = self._readout(res, budget, "ilp", seed=res.record["seed"]).policy
-            policy.provenance["reread_from"] = self.budget
-            return policy
         if "p_w" in ex:
             cost = mixing_cost(ex["p_w"], ex["p_a"])
         elif "step_w" in ex:
             cost = limpq_cost(ex["step_w"], ex["step_a"], res.record["config"]["alpha"])
         else:
-            raise ValueError(f"{name} has no learned per-layer weights to read out again")
+            raise ConfigError(f"{name} has no learned per-layer costs to read out again")
+        cost = (cost - cost.mean()) / (cost.std() + 1e-12)
+        rnd = np.random.default_rng(seed).standard_normal(cost.shape)
         choices = list(itertools.product(ex["candidates"], ex["candidates"]))
-        return ilp(self.cost, sign * cost, choices, budget, method=res.record["method"], search_data=res.record["search_data"],
-                   reread_from=self.budget)
+        mixed = alpha * cost + (1 - abs(alpha)) * rnd
+        method = f"anti-{name}" if alpha < 0 else f"{name}"
+        return ilp(self.cost, mixed, choices, self.bitops_of(budget), method=method, alpha=alpha, seed=seed,
+                   search_data=res.record["search_data"])
 
     # ------------------------------------------------------------------ QAT
-    def _qat_params(self, policy: Policy, seed: int) -> dict:
-        return {"policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"], "seed": seed, "qat": self.s.qat}
+    def qat_key_config(self, policy: Policy, seed: int) -> dict:
+        return {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
+                "policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"], "seed": seed,
+                "qat": config_dict(self.p.qat), "train": self.fingerprint("fmnist"),
+                "test": self.fingerprint("fmnist-test")}
 
     def qat(self, policy: Policy, seed: int = 0, keep_model: bool = False) -> dict:
-        """QAT of the FP model under ``policy`` (cached); top-1 in percent on the test set."""
-        params = self._qat_params(policy, seed)
-        weights = self._path("qat", params, ".pt")
+        """QAT of the FP model under ``policy`` with QAT ``seed`` (cached); top-1 in percent."""
+        key_config = self.qat_key_config(policy, seed)
+        weights = self.cache.path("qat", key_config, ".pt")
 
         def run() -> dict:
-            qmodel, rec = qat(self.model, policy, self.data("fmnist"), self.test_set(), QATConfig(**self.s.qat),
-                              seed=seed, progress=self.s.progress)
+            qmodel, rec = qat(self.model, policy, self.data("fmnist"), self.test_set(), self.p.qat, seed=seed,
+                              progress=self.p.progress)
             if keep_model:
                 torch_save(weights, qmodel.state_dict())
-            return rec
+            return {"record": rec}
 
-        rec = self.cached("qat", params, run)
-        if keep_model and not weights.exists():  # cached without weights: run again to keep them
-            self._path("qat", params).unlink()
-            rec = self.cached("qat", params, run)
-        return rec
+        if keep_model and not weights.exists() and self.cache.path("qat", key_config).exists():
+            self.cache.path("qat", key_config).unlink()  # cached without weights: run again to keep them
+        stored = self.cache.get("qat", key_config, run)
+        return {**stored["record"], "cache_key": stored["key"]}
 
     def qat_model(self, policy: Policy, seed: int = 0) -> torch.nn.Module:
         from .quant import quantize
 
         self.qat(policy, seed, keep_model=True)
-        params = self._qat_params(policy, seed)
         qmodel = quantize(self.model, policy, calibration=self.data("fmnist").x[:8])
-        qmodel.load_state_dict(torch.load(self._path("qat", params, ".pt"), weights_only=True))
+        path = self.cache.path("qat", self.qat_key_config(policy, seed), ".pt")
+        qmodel.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return qmodel.eval()
 
-    def accuracy(self, policy: Policy, seeds=None) -> dict:
-        runs = [self.qat(policy, s) for s in (seeds or self.s.seeds)]
-        top = np.array([r["top1"] for r in runs])
+    def accuracy(self, policy: Policy, seeds: Iterable[int] | None = None) -> dict:
+        seeds = list(self.p.qat_seeds if seeds is None else seeds)
+        top = np.array([self.qat(policy, s)["top1"] for s in seeds])
         return {"top1_mean": float(top.mean()), "top1_std": float(top.std(ddof=1)) if len(top) > 1 else 0.0,
-                "top1": top.tolist(), "seeds": list(seeds or self.s.seeds),
-                "qat_seconds": float(sum(r["seconds"] for r in runs))}
+                "top1": top.tolist(), "seeds": seeds}
 
-    # ------------------------------------------------------------------ summary
-    def row(self, name: str, seeds=None) -> dict:
-        """One policy's line of results/summary.json: search record and QAT accuracy."""
+    # ------------------------------------------------------------------ per-seed runs
+    def runs(self, name: str, budget: str | int | None = None, search_seeds: Iterable[int] | None = None,
+             qat_seeds: Iterable[int] | None = None) -> list[dict]:
+        """Every (search seed, QAT seed) value of policy ``name`` at ``budget``: rows of runs.json."""
+        if search_seeds is None:
+            search_seeds = self.p.search_seeds if name in SEARCH_SEEDED else (0,)
+        rows = []
+        for s in search_seeds:
+            res = self.search(name, budget, s)
+            for q in (self.p.qat_seeds if qat_seeds is None else qat_seeds):
+                rec = self.qat(res.policy, q)
+                rows.append({"model": self.model_name, "budget": self.budget_label(budget),
+                             "budget_bitops": self.bitops_of(budget), "policy": name, "search_seed": int(s),
+                             "qat_seed": int(q), "top1": rec["top1"], "bitops": int(self.cost.bitops(res.policy)),
+                             "search": res.record.get("cache_key"), "qat": rec["cache_key"]})
+        return rows
+
+    def random_runs(self, budget: str | int | None = None, n: int | None = None,
+                    qat_seeds: Iterable[int] | None = None) -> list[dict]:
+        """``n`` random policies at ``budget`` under every QAT seed (search_seed = policy index)."""
+        return [r for i in range(self.p.n_random if n is None else n)
+                for r in self.runs(f"random-{i}", budget, (i,), qat_seeds)]
+
+    def protocol(self) -> list[dict]:
+        """The main comparison: every policy of :data:`MAIN_POLICIES` and the random policies at the
+        main budget, and the few of :data:`SECOND_POLICIES` at the second (W3A3). Written to runs.json."""
+        rows = [r for n in MAIN_POLICIES for r in self.runs(n)] + self.random_runs()
+        second = self.p.second_budget
+        if second != self.budget_name:
+            rows += [r for n in SECOND_POLICIES for r in self.runs(n, second)] + self.random_runs(second)
+        save_runs(self.p, rows)
+        return rows
+
+    def sweep(self) -> list[dict]:
+        """The trade-off curve: SEAM on the proxy and the target search, each *searched* at every
+        sweep budget, beside uniform at that budget where its BitOps are equal (budget ``wXaY``)."""
+        rows = []
+        for b in self.p.sweep_budgets:
+            for name in ("seam-mnist", "target-fmnist"):
+                rows += self.runs(name, b, self.p.search_seeds[:1], self.p.sweep_qat_seeds)
+            if exact_uniform(b):
+                rows += self.runs("uniform", b, (0,), self.p.sweep_qat_seeds)
+        save_runs(self.p, rows)
+        return rows
+
+    # ------------------------------------------------------------------ claims
+    def values(self, rows: list[dict], name: str, budget: str | None = None) -> dict[tuple[int, int], float]:
+        """(search seed, QAT seed) -> top-1 of ``name`` at ``budget`` (None: the main one)."""
+        b = budget or self.budget_name
+        return {(r["search_seed"], r["qat_seed"]): r["top1"] for r in rows
+                if r["model"] == self.model_name and r["budget"] == b and r["policy"] == name}
+
+    def paired(self, rows: list[dict], a: str, b: str, budget: str | None = None) -> np.ndarray:
+        """Paired differences a - b within QAT seeds: an (outer units x QAT seeds) array.
+
+        Outer units are the search seeds of whichever side has several (both: the i-th search
+        seed of each, independent searches); ``b="random"`` pairs ``a`` with each random policy."""
+        va = self.values(rows, a, budget)
+        if b == "random":
+            rnd = [self.values(rows, f"random-{i}", budget) for i in range(self.p.n_random)]
+            rnd = [{q: v for (_, q), v in r.items()} for r in rnd if r]
+            qs = sorted({q for (_, q) in va} & set.intersection(*(set(r) for r in rnd)))
+            mean_a = {q: np.mean([v for (_, qq), v in va.items() if qq == q]) for q in qs}
+            return np.array([[mean_a[q] - r[q] for q in qs] for r in rnd])
+        vb = self.values(rows, b, budget)
+        sa, sb = sorted({s for s, _ in va}), sorted({s for s, _ in vb})
+        qs = sorted({q for _, q in va} & {q for _, q in vb})
+        if not qs:
+            raise ConfigError(f"no common QAT seeds for {a} and {b} at {budget or self.budget_name}: run the protocol first")
+        n = max(len(sa), len(sb))
+        return np.array([[va[sa[i % len(sa)], q] - vb[sb[i % len(sb)], q] for q in qs] for i in range(n)])
+
+    def claims(self, rows: list[dict] | None = None) -> list[dict]:
+        """This model's claims (see :data:`CLAIMS`) as paired differences with bootstrap CIs via mpqlib.report."""
+        from . import report
+
+        rows = load_runs(self.p) if rows is None else rows
+        out = []
+        for cid, (a, b, kind) in CLAIMS.items():
+            try:
+                d = self.paired(rows, a, b)
+            except (ConfigError, TypeError, KeyError):
+                continue
+            if d.size == 0:
+                continue
+            out.append(_claim(report, cid, self.model_name, self.budget_name, d, kind, self.p.bootstrap))
+        return out
+
+    def power(self, rows: list[dict], budget: str | None = None) -> dict:
+        """Seed SD (pooled within policies) and policy SD (across random policies' seed means), in pp."""
+        per = [self.values(rows, f"random-{i}", budget) for i in range(self.p.n_random)]
+        per = [np.array(list(v.values())) for v in per if v]
+        return power_of(per)
+
+    # ------------------------------------------------------------------ the current chapters' helpers
+    def cached(self, step: str, params: dict, compute: Callable[[], dict]) -> dict:
+        """A notebook's own cached step (``step`` must be one of :data:`STEP_VERSIONS`); the
+        model and checkpoint hash join ``params`` in the key."""
+        config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256, **params}
+        return self.cache.get(step, config, compute)
+
+    def reread(self, name: str, budget: str | int) -> Policy:
+        """Policy ``name`` *searched* at ``budget`` (each budget gets its own search: no rereading
+        of another budget's search)."""
+        return self.search(name, budget).policy
+
+    def row(self, name: str, seeds: Iterable[int] | None = None) -> dict:
+        """One policy's line of summary.json (search seed 0): search record and QAT accuracy."""
         res = self.search(name)
         acc = self.accuracy(res.policy, seeds)
         rec = res.record
@@ -260,20 +493,264 @@ class Experiments:
                 "search_images": rec["images"]}
 
     def random_row(self, n: int, seed: int = 0) -> dict:
-        """The random baseline: ``n`` random policies at the budget, one QAT seed each;
-        top-1 mean and spread are over the policies."""
+        """The random baseline: ``n`` random policies, QAT seed ``seed``; mean and spread over policies."""
         pols = [self.random_policy(i).policy for i in range(n)]
         top = np.array([self.qat(p, seed)["top1"] for p in pols])
         return {"method": "random", "search_data": "none", "bitops": int(np.mean([self.cost.bitops(p) for p in pols])),
-                "size_bytes": float(np.mean([self.cost.size_bytes(p) for p in pols])), "top1_mean": round(float(top.mean()), 2),
-                "top1_std": round(float(top.std(ddof=1)), 2) if n > 1 else 0.0, "seeds": [seed], "policies": n,
-                "search_seconds": 0.0, "search_images": 0}
+                "size_bytes": float(np.mean([self.cost.size_bytes(p) for p in pols])),
+                "top1_mean": round(float(top.mean()), 2), "top1_std": round(float(top.std(ddof=1)), 2) if n > 1 else 0.0,
+                "seeds": [seed], "policies": n, "search_seconds": 0.0, "search_images": 0}
 
-    def summary(self, names, n_random: int, path: str | os.PathLike = "results/summary.json") -> dict:
-        out = {"fp": {"top1": self.meta["top1"], "arch": self.meta["arch"], "checkpoint": self.s.checkpoint},
-               "budget": {"name": self.s.budget, "bitops": int(self.budget)},
-               "settings": asdict(self.s),
+    def summary(self, names: Iterable[str], n_random: int, path: str | os.PathLike | None = None) -> dict:
+        """summary.json of the current chapter 3: one row per policy (means; per-seed values are in runs.json)."""
+        out = {"fp": {"top1": self.meta["top1"], "arch": self.meta["arch"], "checkpoint": self.p.models[self.model_name]},
+               "budget": {"name": self.budget_name, "bitops": int(self.budget)}, "settings": self.p.to_dict(),
                "policies": {n: self.row(n) for n in names}}
         out["policies"]["random"] = self.random_row(n_random)
-        write_json(path, out)
+        write_json(path or self.p.path("summary.json"), out)
         return out
+
+    # ------------------------------------------------------------------ chapter 5
+    def correlation_policies(self, budget: str | int | None = None) -> dict[str, Policy]:
+        """>= ``n_correlation`` policies spanning target accuracy: the target search's choice,
+        its opposite and mixtures in between, uniform, and random policies."""
+        n = self.p.n_correlation
+        pols: dict[str, Policy] = {}
+        alphas = np.linspace(-1, 1, max(2, n // 3))
+        for a in alphas:
+            pols[f"mix{a:+.2f}"] = self.interpolated_policy("target-fmnist", float(a), budget, seed=0)
+        pols["uniform"] = self.uniform(budget).policy
+        i = 0
+        while len(pols) < n:
+            pols[f"random-{i}"] = self.random_policy(i, budget).policy
+            i += 1
+        return pols
+
+    def proxy_metrics(self, policy: Policy) -> dict:
+        """Discriminability of ``policy``'s quantized model (no fine-tuning) on the proxy after
+        re-estimating BatchNorm statistics on proxy images; target accuracy before fine-tuning."""
+        from .discriminability import features, summary
+        from .quant import quantize
+        from .train import evaluate
+
+        proxy = self.data("proxy")
+        n_bn = min(self.p.bn_recalibration_images, len(proxy))
+        key_config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
+                      "policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"],
+                      "proxy": self.fingerprint("proxy"), "bn_images": n_bn, "test": self.fingerprint("fmnist-test")}
+
+        def compute() -> dict:
+            q = quantize(self.model, policy, calibration=proxy.x[:128]).eval()
+            ptq = evaluate(q, self.test_set())
+            recalibrate_bn(q, proxy.x[:n_bn])
+            f, logits = features(q, proxy.x, return_logits=True)
+            return {"metrics": {**summary(f, proxy.y), "ptq_top1_target": ptq,
+                                "mean_bits": float(np.mean(policy.mean_bits()))}}
+
+        return self.cache.get("proxy-metrics", key_config, compute)["metrics"]
+
+    def correlation(self, budget: str | int | None = None) -> dict:
+        """Chapter 5: per policy the proxy metrics (BN recalibrated) and the QAT top-1 per seed;
+        Spearman with bootstrap CIs beside the noise ceiling and trivial predictors (report)."""
+        from . import report
+
+        pols = self.correlation_policies(budget)
+        seeds = self.p.correlation_qat_seeds
+        table = []
+        for name, pol in pols.items():
+            m = self.proxy_metrics(pol)
+            top = [self.qat(pol, s)["top1"] for s in seeds]
+            table.append({"policy": name, "bitops": int(self.cost.bitops(pol)), "top1": top,
+                          "top1_mean": float(np.mean(top)), **m})
+        y = np.array([r["top1_mean"] for r in table])
+        predictors = {"fisher_ratio": 1, "normalised_compactness": -1, "ptq_top1_target": 1, "mean_bits": 1}
+        rho = {}
+        for k, sign in predictors.items():
+            x = sign * np.array([r[k] for r in table])
+            rho[("-" if sign < 0 else "") + k] = _as_dict(report.spearman_ci(x, y, n_boot=self.p.bootstrap))
+        per_seed = np.array([r["top1"] for r in table])
+        ceiling = _as_dict(report.noise_ceiling(per_seed)) if per_seed.shape[1] > 1 else None
+        return {"model": self.model_name, "budget": self.budget_label(budget), "n_policies": len(table),
+                "policies": table, "spearman": rho, "noise_ceiling": ceiling}
+
+
+# --------------------------------------------------------------------------- the claims
+# id -> (a, b, kind): a - b within QAT seeds; "equivalence" uses the pre-registered +-0.3 pp margin.
+CLAIMS = {
+    "positive-control": ("target-fmnist", "random", "superiority"),
+    "proxy-vs-target": ("seam-mnist", "target-fmnist", "equivalence"),
+    "seam-vs-ce": ("seam-mnist", "ce-mnist", "difference"),
+    "seam-vs-uniform": ("seam-mnist", "uniform", "difference"),
+    "seam-vs-limpq": ("seam-mnist", "limpq-fmnist", "difference"),
+    "seam-vs-hawq": ("seam-mnist", "hawq-fmnist", "difference"),
+    "second-proxy": ("seam-optdigits", "target-fmnist", "equivalence"),
+    "fmnist4-control": ("seam-fmnist4", "seam-mnist", "difference"),
+}
+MARGIN_PP = 0.3
+
+
+def _as_dict(x) -> dict:
+    import dataclasses
+
+    if dataclasses.is_dataclass(x):
+        return dataclasses.asdict(x)
+    if isinstance(x, dict):
+        return x
+    if isinstance(x, tuple):
+        return dict(zip(("estimate", "ci_low", "ci_high"), map(float, x)))
+    return {"value": float(x)}
+
+
+def _claim(report, cid: str, model: str, budget: str, d: np.ndarray, kind: str, n_boot: int) -> dict:
+    """One row of claims.json from the paired differences ``d`` (outer units x QAT seeds)."""
+    est = _as_dict(report.paired_difference(d, n_boot=n_boot, seed=0))
+    lo, hi = est.get("ci_low"), est.get("ci_high")
+    if kind == "equivalence":
+        verdict = report.equivalence(lo, hi, MARGIN_PP)
+    else:
+        verdict = report.verdict(lo, hi) if hasattr(report, "verdict") else (
+            "better" if lo > 0 else "worse" if hi < 0 else "inconclusive")
+    rule = getattr(report, "RULES", {}).get(kind, kind) if isinstance(getattr(report, "RULES", None), dict) else kind
+    return {"id": cid, "model": model, "budget": budget, "estimate_pp": est.get("estimate", est.get("mean")),
+            "ci_low": lo, "ci_high": hi, "n": int(d.size), "verdict": verdict, "rule": rule}
+
+
+def power_of(per_policy: list[np.ndarray]) -> dict:
+    """Seed SD pooled within policies and SD across policies' seed means (pp); ratio policy / seed."""
+    per = [np.asarray(v, float) for v in per_policy if len(v)]
+    multi = [v for v in per if len(v) > 1]
+    seed_var = np.mean([v.var(ddof=1) for v in multi]) if multi else float("nan")
+    means = np.array([v.mean() for v in per])
+    policy_sd = float(means.std(ddof=1)) if len(means) > 1 else float("nan")
+    seed_sd = float(np.sqrt(seed_var))
+    return {"seed_sd_pp": seed_sd, "policy_sd_pp": policy_sd,
+            "ratio": policy_sd / seed_sd if seed_sd > 0 else float("nan"), "policies": len(per)}
+
+
+# --------------------------------------------------------------------------- runs.json
+def load_runs(profile: Profile) -> list[dict]:
+    path = profile.path("runs.json")
+    return read_json(path)["runs"] if path.exists() else []
+
+
+def save_runs(profile: Profile, rows: list[dict]) -> Path:
+    """Merge ``rows`` into ``runs.json`` (one row per model, budget, policy, search seed, QAT seed)."""
+    ident = ("model", "budget", "policy", "search_seed", "qat_seed")
+    merged = {tuple(r[k] for k in ident): r for r in load_runs(profile)}
+    merged.update({tuple(r[k] for k in ident): r for r in rows})
+    out = sorted(merged.values(), key=lambda r: tuple(str(r[k]) for k in ident))
+    return write_json(profile.path("runs.json"), {"profile": profile.name, "qat": config_dict(profile.qat),
+                                                  "runs": out})
+
+
+# --------------------------------------------------------------------------- BN recalibration
+@torch.no_grad()
+def recalibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.nn.Module:
+    """Re-estimate every BatchNorm's running statistics from ``x`` (cumulative average), weights
+    untouched: the quantized network's own statistics instead of the full-precision ones."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.eval()
+    for m in bns:
+        m.train()
+    for start in range(0, len(x), batch_size):
+        model(x[start:start + batch_size])
+    for m, (mom, tr) in zip(bns, saved):
+        m.momentum = mom
+        m.train(tr)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- whole-run entry points
+def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
+    """Build ``claims.json`` for every model of the profile from ``runs.json``."""
+    from . import report
+
+    p = resolve(profile, overrides)
+    rows = load_runs(p)
+    claims, power, head = [], {}, {}
+    for model in p.models:
+        ex = Experiments(p, model)
+        claims += ex.claims(rows)
+        power[model] = ex.power(rows)
+        res = ex.search("seam-mnist")
+        head[model] = {k: res.record.get(k) for k in ("seam_proxy_acc", "linear_probe_acc", "head_train_acc",
+                                                      "head_val_acc") if k in res.record}
+    payload = {"claims": claims, "power": power, "head": head, "margin_pp": MARGIN_PP}
+    if hasattr(report, "claims_json"):
+        return report.claims_json(payload, p.path("claims.json"))
+    write_json(p.path("claims.json"), payload)
+    return payload
+
+
+def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:
+    """Pick the main budget per model: at each of the profile's pilot budgets, ``n_random`` random
+    policies and the exact uniform policy under the first two QAT seeds; the budget with the
+    largest ratio (SD across random policies) / (seed SD) is chosen, and ``power`` says whether
+    that ratio reaches the pre-registered 2. Writes results_dir/pilot.json."""
+    p = resolve(profile, overrides)
+    out: dict = {"rule": "largest policy SD / seed SD over the pilot budgets; power if >= 2", "budgets": {},
+                 "chosen": {}, "power": {}}
+    seeds = p.qat_seeds[:2]
+    for model in (models or p.models):
+        ex = Experiments(p, model)
+        per_budget = {}
+        for b in p.pilot_budgets:
+            rows = ex.random_runs(b, qat_seeds=seeds) + ex.runs("uniform", b, (0,), seeds)
+            save_runs(p, rows)
+            pw = ex.power(rows, b)
+            unif = ex.values(rows, "uniform", b)
+            per_budget[b] = {**pw, "bitops": ex.bitops_of(b), "uniform_top1": list(unif.values()),
+                             "random_top1_mean": float(np.mean([r["top1"] for r in rows if r["policy"] != "uniform"]))}
+        best = max(per_budget, key=lambda b: np.nan_to_num(per_budget[b]["ratio"], nan=-1))
+        out["budgets"][model] = per_budget
+        out["chosen"][model] = best
+        out["power"][model] = bool(per_budget[best]["ratio"] >= 2)
+    write_json(p.path("pilot.json"), out)
+    return out
+
+
+def efficiency_run(profile: Profile | str = "full", overrides: dict | None = None, model: str | None = None) -> dict:
+    """Every class of search, each followed by the common QAT, measured in one run on one machine
+    (chapter 4), plus search length and proxy size against policy quality. Writes efficiency.json
+    through :func:`mpqlib.efficiency.efficiency_table`."""
+    p = resolve(profile, overrides)
+    ex = Experiments(p, model)
+    e = p.efficiency
+    seeds = e.qat_seeds
+    proxy = ex.data("proxy")
+    steps = p.seam.epochs * -(-len(proxy) // p.seam.batch_size)
+    searches = {
+        "seam": ex.search("seam-mnist"),
+        "target-equal-epochs": ex.search("target-fmnist", epochs=p.seam.epochs),
+        "target-equal-steps": ex.search("target-fmnist", epochs=p.seam.epochs, max_steps=steps),
+        "joint": ex.search("joint-fmnist"),
+        "evaluation": ex.search("evaluation-fmnist"),
+        "orthogonality": ex.search("orthogonality-mnist"),
+        "orthogonality-target": ex.search("orthogonality-fmnist"),
+        "limpq": ex.search("limpq-fmnist"),
+        "hawq": ex.search("hawq-fmnist"),
+    }
+    methods = {name: _measured(ex, res, seeds) for name, res in searches.items()}
+    curve = {f"{kind}@{n}": _measured(ex, ex.search(f"{kind}-" + ("mnist" if kind == "seam" else "fmnist"), epochs=n),
+                                      seeds) for kind in ("seam", "target") for n in e.epochs_curve}
+    sizes = {str(n): _measured(ex, ex.search("seam-mnist", data=f"{p.proxy}:{n}"), seeds) for n in e.proxy_sizes}
+    from . import efficiency
+
+    return efficiency.efficiency_table(methods=methods, search_length=curve, proxy_size=sizes,
+                                       path=p.path("efficiency.json"), profile=p.name, model=ex.model_name)
+
+
+def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
+    """A search's cost record with its policy's QAT top-1 per seed."""
+    top = [ex.qat(res.policy, s)["top1"] for s in seeds]
+    return {"record": res.record, "policy": res.policy.to_dict(), "top1": top, "qat_seeds": list(seeds),
+            "bitops": int(ex.cost.bitops(res.policy))}
+
+
+__all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "MARGIN_PP", "Cache", "Experiments", "fingerprint",
+           "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_run", "power_of",
+           "exact_uniform"]

@@ -4,9 +4,11 @@
 #   bash scripts/run_notebooks.sh smoke OUTDIR   # minutes: tiny model and data, checks the plumbing
 #   bash scripts/run_notebooks.sh full  OUTDIR   # the book's numbers (OUTDIR=book/chapters)
 #
-# Each notebooks/NN_name.ipynb runs with the parameters in notebooks/params/NN_name.MODE.yml and
-# is written, with its outputs, to OUTDIR/NN_name.ipynb. Results are cached by mpqlib under
-# cache/ (the cache_dir parameter), so a rerun skips the steps that already finished.
+# Each notebooks/NN_name.ipynb runs with one parameter, `profile` = MODE, which mpqlib.profiles
+# resolves into every setting (models, budgets, seeds, configs); it is written, with its outputs,
+# to OUTDIR/NN_name.ipynb. Steps are cached by mpqlib under cache/MODE keyed by their full
+# configuration, so a rerun skips the steps that already finished. Extra settings for a run:
+#   MPQ_OVERRIDES='{"qat_seeds": [0, 1]}' bash scripts/run_notebooks.sh smoke OUTDIR
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 usage="usage: bash scripts/run_notebooks.sh smoke|full OUTDIR"
@@ -26,13 +28,13 @@ shopt -s nullglob
 notebooks=(notebooks/[0-9][0-9]_*.ipynb)
 [ ${#notebooks[@]} -gt 0 ] || { echo "run_notebooks: no notebooks/NN_*.ipynb found" >&2; exit 2; }
 total=$(date +%s)
+overrides=${MPQ_OVERRIDES:-"{}"}
 for nb in "${notebooks[@]}"; do
   name=$(basename "$nb" .ipynb)
-  params="notebooks/params/$name.$MODE.yml"
-  [ -f "$params" ] || { echo "run_notebooks: $params is missing" >&2; exit 2; }
   echo "== $name ($MODE)"
   start=$(date +%s)
-  if ! "$PAPERMILL" "$nb" "$OUTDIR/$name.ipynb" -k python3 --cwd "$REPO" -f "$params" --no-progress-bar; then
+  if ! "$PAPERMILL" "$nb" "$OUTDIR/$name.ipynb" -k python3 --cwd "$REPO" -p profile "$MODE" \
+       -y "overrides: $overrides" --no-progress-bar; then
     echo "run_notebooks: $name failed after $(( $(date +%s) - start )) s; the executed notebook with the error is $OUTDIR/$name.ipynb" >&2
     exit 1
   fi

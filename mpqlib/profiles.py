@@ -1,0 +1,218 @@
+"""One ``profile`` (``smoke`` or ``full``) resolved into every setting of the book's run.
+
+The notebooks take a single papermill parameter, ``profile``, plus optional ``overrides``;
+everything else (checkpoints per model, budgets, seeds, the search and QAT configs, the
+numbers of random policies, the sweep, the efficiency harness) is decided here, once::
+
+    from mpqlib.profiles import resolve
+    p = resolve("smoke")                                   # tiny: ResNet-8, tiny data, 2 seeds
+    p = resolve("full", qat_seeds=[0, 1], seam={"margin": 0.1})   # overrides win
+
+Search and QAT settings are :mod:`mpqlib.config` objects, so a typo or a wrong type in an
+override fails at once with a :class:`~mpqlib.errors.ConfigError`. ``full`` is the book's
+pre-registered protocol (see "Protocol (fixed before the run)" in book/method.md); ``smoke``
+keeps the same structure at a size that runs in minutes, to check the plumbing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import (CEConfig, Config, EvaluationConfig, HawqConfig, JointConfig, LimpqConfig, OrthogonalityConfig,
+                     QATConfig, SeamConfig, TargetConfig)
+from .errors import ConfigError
+
+PROFILES = ("smoke", "full")
+REPO = Path(__file__).resolve().parents[1]
+
+# Budgets whose BitOps a uniform policy meets exactly (bit-products 6, 8, 9): the pilot's candidates.
+PILOT_BUDGETS = ("w3a2", "w2a3", "w2a4", "w3a3")
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """The efficiency harness (chapter 4): search length and proxy size against policy quality."""
+
+    epochs_curve: tuple[int, ...] = (1, 2, 4, 8)          # seam / target read out after N epochs
+    proxy_sizes: tuple[int, ...] = (10, 30, 100, 240, 600)  # proxy images per class
+    qat_seeds: tuple[int, ...] = (0, 1)                   # QAT seeds behind each harness policy
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting of one run. Field names are the override keys of :func:`resolve`."""
+
+    name: str
+    models: dict                      # model name -> checkpoint path (relative to the repository)
+    cache_dir: str
+    results_dir: str                  # runs.json, claims.json, pilot.json, efficiency.json land here
+    budget: str                       # the main budget, or "pilot": the one results_dir/pilot.json picked
+    second_budget: str                # W3A3, the first run's budget, kept as a second point
+    pilot_budgets: tuple[str, ...]
+    sweep_budgets: tuple[str, ...]    # each searched on its own; uniform only where it meets the BitOps exactly
+    search_seeds: tuple[int, ...]     # proxy searches (seam, ce, second proxy, control)
+    qat_seeds: tuple[int, ...]        # QAT seeds of every searched policy (paired: same data per seed)
+    sweep_qat_seeds: tuple[int, ...]
+    n_random: int                     # random policies at each budget (positive control, pilot)
+    n_correlation: int                # chapter 5: policies spanning target accuracy (>= 30 in full)
+    correlation_qat_seeds: tuple[int, ...]  # two seeds give the noise ceiling
+    bootstrap: int                    # bootstrap resamples of every CI
+    proxy: str                        # the main proxy (per-class sizes below)
+    proxy_per_class: int
+    target_data: str                  # the target search's data
+    limpq_per_class: int              # LIMPQ's share of the target data
+    hawq_images: int
+    bn_recalibration_images: int      # chapter 5: BatchNorm statistics re-estimated on the proxy
+    n_points: int                     # chapter 1: images per dataset for metrics and t-SNE
+    seam: SeamConfig
+    ce: CEConfig
+    target: TargetConfig
+    limpq: LimpqConfig
+    hawq: HawqConfig
+    joint: JointConfig
+    evaluation: EvaluationConfig
+    orthogonality: OrthogonalityConfig
+    qat: QATConfig
+    efficiency: Efficiency = field(default_factory=Efficiency)
+    threads: int | None = 2
+    progress: bool = False
+
+    def checkpoint(self, model: str) -> Path:
+        if model not in self.models:
+            raise ConfigError(f"profile {self.name!r} has no model {model!r}; it has {', '.join(self.models)}")
+        return (REPO / self.models[model]) if not Path(self.models[model]).is_absolute() else Path(self.models[model])
+
+    def path(self, name: str) -> Path:
+        """A results file of this profile (``runs.json``, ``claims.json``, ...)."""
+        d = Path(self.results_dir)
+        return d / name if d.is_absolute() else REPO / d / name
+
+    def main_budget(self, model: str) -> str:
+        """The main budget's name: fixed, or the pilot's choice for ``model`` (results_dir/pilot.json)."""
+        if self.budget != "pilot":
+            return self.budget
+        path = self.path("pilot.json")
+        if not path.exists():
+            raise ConfigError(f"profile {self.name!r} takes its main budget from the pilot, but {path} does not exist: "
+                              f"run `python scripts/pilot.py --profile {self.name}` first, or pass budget='w3a2'")
+        chosen = json.loads(path.read_text()).get("chosen", {})
+        if model not in chosen:
+            raise ConfigError(f"{path} picks no budget for {model!r}; rerun scripts/pilot.py --profile {self.name}")
+        return chosen[model]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able settings (configs as their ``to_dict``), stored beside every result."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Config):
+                v = {"type": type(v).__name__, **v.to_dict()}
+            elif dataclasses.is_dataclass(v):
+                v = dataclasses.asdict(v)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+
+def _full() -> dict:
+    """The book's protocol (pre-registered in book/method.md)."""
+    return dict(
+        name="full",
+        models={"resnet20": "checkpoints/resnet20-fmnist.pt", "mobilenetv1": "checkpoints/mobilenetv1-fmnist.pt"},
+        cache_dir="cache/full", results_dir="results",
+        budget="pilot", second_budget="w3a3", pilot_budgets=PILOT_BUDGETS,
+        sweep_budgets=("w2a2", "w3a2", "w3a3", "w4a4"),
+        search_seeds=(0, 1, 2), qat_seeds=(0, 1, 2, 3), sweep_qat_seeds=(0, 1, 2, 3),
+        n_random=8, n_correlation=30, correlation_qat_seeds=(0, 1), bootstrap=2000,
+        proxy="mnist", proxy_per_class=240, target_data="fmnist", limpq_per_class=600, hawq_images=512,
+        bn_recalibration_images=2400, n_points=1000,
+        seam=SeamConfig(epochs=8), ce=CEConfig(epochs=8), target=TargetConfig(epochs=2),
+        limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=512),
+        joint=JointConfig(), evaluation=EvaluationConfig(), orthogonality=OrthogonalityConfig(),
+        qat=QATConfig(epochs=1, train_images=15000),
+        efficiency=Efficiency(),
+    )
+
+
+def _smoke() -> dict:
+    """The same structure at plumbing size: ResNet-8, tiny data, two seeds of each kind."""
+    return dict(
+        _full(),
+        name="smoke",
+        models={"resnet8": "checkpoints/resnet8-fmnist.pt"},
+        cache_dir="cache/smoke", results_dir="cache/smoke/results",
+        budget="w3a2", sweep_budgets=("w2a2", "w3a3"),
+        search_seeds=(0, 1), qat_seeds=(0, 1), sweep_qat_seeds=(0,),
+        n_random=3, n_correlation=6, correlation_qat_seeds=(0, 1), bootstrap=200,
+        proxy_per_class=20, target_data="fmnist:50", limpq_per_class=20, hawq_images=64,
+        bn_recalibration_images=200, n_points=200,
+        seam=SeamConfig(epochs=1), ce=CEConfig(epochs=1),
+        target=TargetConfig(epochs=1), limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=64, iters=2),
+        joint=JointConfig(epochs=1, val_images=200),
+        evaluation=EvaluationConfig(candidates_to_try=2, finetune_images=128, val_images=200, population=2),
+        orthogonality=OrthogonalityConfig(images=32),
+        qat=QATConfig(epochs=1, train_images=500),
+        efficiency=Efficiency(epochs_curve=(1, 2), proxy_sizes=(10, 20), qat_seeds=(0,)),
+    )
+
+
+_BASE = {"smoke": _smoke, "full": _full}
+
+
+def _override(name: str, current, value):
+    """``value`` applied to the setting ``name`` (a config takes a mapping of its own options)."""
+    if isinstance(current, Config):
+        if isinstance(value, Config):
+            if type(value) is not type(current):
+                raise ConfigError(f"override {name!r} must be a {type(current).__name__}, not {type(value).__name__}")
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"override {name!r} takes a mapping of {type(current).__name__} options, not {value!r}")
+        return current.replace(**value)
+    if isinstance(current, Efficiency):
+        if not isinstance(value, dict):
+            raise ConfigError(f"override 'efficiency' takes a mapping, not {value!r}")
+        unknown = set(value) - {f.name for f in dataclasses.fields(Efficiency)}
+        if unknown:
+            raise ConfigError(f"efficiency has no option {', '.join(sorted(unknown))}")
+        return dataclasses.replace(current, **{k: tuple(v) for k, v in value.items()})
+    if isinstance(current, tuple):
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)  # papermill passes lists as strings
+            except json.JSONDecodeError:
+                value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"override {name!r} takes a list, not {value!r}")
+        return tuple(value)
+    if isinstance(current, dict) and not isinstance(value, dict):
+        raise ConfigError(f"override {name!r} takes a mapping, not {value!r}")
+    if isinstance(current, int) and not isinstance(current, bool) and not isinstance(value, int):
+        raise ConfigError(f"override {name!r} takes an integer, not {value!r}")
+    return value
+
+
+def resolve(profile: "str | Profile" = "full", overrides: dict | None = None, **more) -> Profile:
+    """The :class:`Profile` named ``profile`` with ``overrides`` (a mapping, e.g. papermill's
+    ``overrides`` parameter) and keyword overrides applied. Unknown names raise ConfigError."""
+    if isinstance(profile, Profile):
+        base = {f.name: getattr(profile, f.name) for f in dataclasses.fields(Profile)}
+    elif profile in _BASE:
+        base = _BASE[profile]()
+    else:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if isinstance(overrides, str):
+        overrides = json.loads(overrides) if overrides.strip() else {}
+    changes = {**(overrides or {}), **more}
+    unknown = set(changes) - set(base) - {"name"}
+    if unknown:
+        raise ConfigError(f"unknown profile setting(s) {', '.join(sorted(unknown))}; "
+                          f"settings: {', '.join(sorted(f.name for f in dataclasses.fields(Profile)))}")
+    for k, v in changes.items():
+        base[k] = _override(k, base[k], v)
+    return Profile(**base)
+
+
+__all__ = ["PROFILES", "PILOT_BUDGETS", "Efficiency", "Profile", "resolve"]
