@@ -1,214 +1,520 @@
-"""``mpq``: the command line of mpqlib.
+"""``mpq``: the command line of mpqlib (also ``python -m mpqlib.cli``).
 
-    mpq data                          stage and check every dataset
-    mpq train  --arch resnet20        train the full-precision target model
-    mpq eval   --checkpoint CKPT      top-1 on the Fashion-MNIST test set
-    mpq cost   --arch resnet20 [--policy P.json]   per-layer table, BitOps and size
+    mpq data                                        stage and check the built-in datasets
+    mpq train  --model resnet20 --data fmnist       train a full-precision model
+    mpq eval   --checkpoint CKPT [--policy P.json]  top-1 on --eval-data (default: Fashion-MNIST test)
+    mpq cost   --checkpoint CKPT [--policy P.json]  per-layer table, BitOps and size
     mpq search --method seam --data mnist --budget w3a3   search a policy
-    mpq qat    --policy P.json        fine-tune under a policy and report top-1
+    mpq qat    --policy P.json                      fine-tune under a policy and report top-1
+
+Models: mpqlib's (resnet20, resnet8, mobilenetv1) or torchvision's by name (--model resnet18
+--num-classes 1000 --input-size 3,224,224); --checkpoint reads an mpqlib checkpoint or a plain
+state_dict. Data: built-in names (mnist, fmnist, optdigits, fmnist4, NAME:N) or
+imagefolder:PATH (one sub-folder per class). Method, training and QAT options are the fields of
+their configs in mpqlib.config, one flag each (--epochs, --margin, --lr-step, ...), also read
+from --config run.yaml; flags win over the file.
+
+Many processes: torchrun --standalone --nproc_per_node=N -m mpqlib.cli train|search|qat ...
+(the batch size stays the global one; rank 0 writes every file).
+Every error is one line `mpq: error: ...` and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import types
+import typing
+from pathlib import Path
 
 import torch
 
+from . import distributed as dist
+from .config import METHOD_CONFIGS, QATConfig, TrainConfig, load_config, method_config
+from .errors import CheckpointError, ConfigError, DataError, MpqlibError
 
-def _threads(n: int | None) -> None:
-    if n:
-        torch.set_num_threads(n)
+DEFAULT_CHECKPOINT = "checkpoints/resnet20-fmnist.pt"
+MPQLIB_LAYOUT = {"FashionMNIST", "MNIST"}  # what `mpq data` stages under --root
 
 
+def say(*lines: str) -> None:
+    """Print on rank 0 only (one report, however many processes)."""
+    if dist.is_main():
+        print(*lines, sep="\n", flush=True)
+
+
+# --------------------------------------------------------------------------- values
+def _positive_int(flag: str):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise ConfigError(f"{flag} takes a whole number, not {text!r}") from None
+        if v < 1:
+            raise ConfigError(f"{flag} must be >= 1, not {v}")
+        return v
+    return parse
+
+
+def _input_size(text: str) -> tuple[int, int, int]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        c, h, w = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--input-size takes C,H,W such as 3,224,224 or 1,28,28, not {text!r}") from None
+    if min(c, h, w) < 1:
+        raise ConfigError(f"--input-size {text}: channels, height and width must be >= 1")
+    return c, h, w
+
+
+def _parse(tp, text: str, flag: str):
+    """``text`` read as the annotated type ``tp`` of a config field (the config checks ranges)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if text.strip().lower() in ("none", "null"):
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)][:1]
+        return _parse(inner, text, flag)
+    if origin is tuple:
+        (inner, *_) = typing.get_args(tp)
+        return tuple(_parse(inner, t.strip(), flag) for t in text.split(",") if t.strip())
+    if tp is bool:
+        low = text.strip().lower()
+        if low in ("true", "yes", "on", "1"):
+            return True
+        if low in ("false", "no", "off", "0"):
+            return False
+        raise ConfigError(f"{flag} takes true or false, not {text!r}")
+    if tp in (int, float):
+        try:
+            return tp(text)
+        except ValueError:
+            raise ConfigError(f"{flag} takes {'a whole number' if tp is int else 'a number'}, not {text!r}") from None
+    return text
+
+
+# --------------------------------------------------------------------------- config flags
+def _fields(configs) -> dict[str, tuple[object, list[str]]]:
+    """Every field of ``configs``: name -> (annotated type, names of the configs that have it)."""
+    out: dict[str, tuple[object, list[str]]] = {}
+    for name, cls in configs.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            out.setdefault(f.name, (hints[f.name], []))[1].append(name)
+    return out
+
+
+def add_config_flags(s: argparse.ArgumentParser, configs: dict[str, type]) -> None:
+    """One ``--field-name`` flag per field of the config dataclasses (``--lr-step``, ...): not set,
+    it stays out of the config, so the file (``--config``) or the dataclass default stands."""
+    g = s.add_argument_group("options (fields of " + ", ".join(c.__name__ for c in configs.values()) + ")")
+    for name, (tp, owners) in _fields(configs).items():
+        by_default: dict[str, list[str]] = {}
+        for o in owners:
+            d = configs[o].__dataclass_fields__[name].default
+            by_default.setdefault(str(list(d) if isinstance(d, tuple) else d), []).append(o)
+        if len(owners) == len(configs) and len(by_default) == 1:
+            where = next(iter(by_default))
+        else:
+            where = "; ".join(f"{d} [{', '.join(os_)}]" for d, os_ in by_default.items())
+        flag = "--" + name.replace("_", "-")
+        kw = {"nargs": "?", "const": "true"} if tp is bool else {}
+        g.add_argument(flag, dest=f"cfg__{name}", default=argparse.SUPPRESS, metavar=_metavar(tp),
+                       help=f"default {where}", **kw)
+
+
+def _metavar(tp) -> str:
+    if typing.get_origin(tp) is typing.Literal:
+        return "{" + ",".join(map(str, typing.get_args(tp))) + "}"
+    if typing.get_origin(tp) is tuple:
+        return "B,B,..."
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return _metavar([a for a in typing.get_args(tp) if a is not type(None)][0])
+    return getattr(tp, "__name__", "X").upper()
+
+
+def config_options(args, configs: dict[str, type], owner: str | None = None) -> dict:
+    """The config fields given as flags, parsed to their types (``owner``: the one config to read)."""
+    fields = _fields(configs)
+    opts = {}
+    for key, text in vars(args).items():
+        if key.startswith("cfg__"):
+            name = key[len("cfg__"):]
+            tp = typing.get_type_hints(configs[owner])[name] if owner and name in configs[owner].__dataclass_fields__ \
+                else fields[name][0]
+            opts[name] = _parse(tp, text, "--" + name.replace("_", "-"))
+    return opts
+
+
+def build_config(args, kind: str):
+    """The typed config of this command: ``--config`` file, then flags on top."""
+    if kind == "search":
+        opts = config_options(args, METHOD_CONFIGS, args.method)
+        if args.method:
+            opts["method"] = args.method
+        if args.config:
+            return load_config(args.config, **opts)
+        return method_config(opts.pop("method", "seam"), **opts)
+    cls = TrainConfig if kind == "train" else QATConfig
+    opts = config_options(args, {kind: cls}, kind)
+    return load_config(args.config, kind, **opts) if args.config else cls(**opts)
+
+
+# --------------------------------------------------------------------------- models and data
+def _is_mpqlib_arch(name: str | None) -> bool:
+    from .models import ARCHS
+
+    return name in ARCHS
+
+
+def load_model(args, classes_hint: int | None = None) -> tuple[torch.nn.Module, dict, tuple[int, int, int]]:
+    """(model on the CPU, its metadata, input size C,H,W) from --checkpoint / --model /
+    --num-classes / --input-size; the input size is checked with one forward pass."""
+    from .models import build
+    from .train import load_checkpoint
+
+    channels = args.input_size[0] if args.input_size else None
+    if args.checkpoint or not args.model:
+        path = args.checkpoint or DEFAULT_CHECKPOINT
+        model, meta = load_checkpoint(path, arch=args.model, num_classes=args.num_classes, in_channels=channels)
+    else:
+        classes = args.num_classes or classes_hint or 10
+        model = build(args.model, classes, channels or (1 if _is_mpqlib_arch(args.model) else 3))
+        meta = {"arch": args.model, "num_classes": classes, "source": "untrained"}
+        if dist.is_main():
+            print(f"mpq: note: no --checkpoint: {args.model} starts from random weights", file=sys.stderr)
+    size = args.input_size or tuple(meta.get("input_size") or ())
+    if not size:
+        size = (1, 28, 28) if _is_mpqlib_arch(meta.get("arch")) else (3, 224, 224)
+    _probe(model, tuple(size), meta.get("arch"))
+    return model, meta, tuple(size)
+
+
+def _probe(model: torch.nn.Module, size: tuple[int, ...], arch) -> None:
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *size))
+    except RuntimeError as e:
+        raise ConfigError(f"{arch} does not take {'x'.join(map(str, size))} input (--input-size C,H,W): "
+                          f"{str(e).splitlines()[0]}") from None
+    finally:
+        model.train(was)
+
+
+def load_data(spec: str, split: str, size: tuple[int, ...], args):
+    """A dataset by name: built-ins (``mnist``, ``fmnist``, ``optdigits``, ``fmnist4``, ``NAME:N``:
+    training split; NAME alone for ``test``) or ``imagefolder:PATH`` read at ``size``."""
+    from . import data as D
+
+    kind, sep, rest = spec.partition(":")
+    if kind == "imagefolder":
+        if not rest:
+            raise ConfigError("imagefolder:PATH needs the folder, e.g. --data imagefolder:/data/imagenet/train")
+        return D.imagefolder(rest, size)
+    if split == "test":
+        if spec not in D.DATASETS:
+            raise ConfigError(f"unknown evaluation data {spec!r}; choose {', '.join(D.DATASETS)} (their test split) "
+                              "or imagefolder:PATH")
+        return D.load(spec, "test", args.root)
+    return D.search_data(spec, seed=args.data_seed, root=args.root)
+
+
+def eval_data(args, size):
+    """--eval-data, or the test split of --data's built-in dataset (Fashion-MNIST by default)."""
+    if args.eval_data:
+        return load_data(args.eval_data, "test", size, args)
+    base = (getattr(args, "data", None) or "fmnist").partition(":")[0]
+    if base == "imagefolder":
+        raise ConfigError("--data imagefolder:PATH needs --eval-data too (imagefolder:VALPATH or a built-in name)")
+    return load_data(base if base in ("fmnist", "mnist", "optdigits") else "fmnist", "test", size, args)
+
+
+def check_root(root: str | None) -> None:
+    """--root must be new, empty, or a folder mpqlib staged (FashionMNIST/, MNIST/): never a user's
+    folder that would silently fill with dataset files."""
+    if root is None:
+        return
+    p = Path(root)
+    if p.exists() and not p.is_dir():
+        raise DataError(f"--root {p} is a file, not a folder; give a folder for mpqlib's datasets")
+    foreign = sorted(e.name for e in p.iterdir() if e.name not in MPQLIB_LAYOUT) if p.is_dir() else []
+    if foreign:
+        raise DataError(f"--root {p} already holds other files ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
+                        "mpq stages datasets only into an empty folder or one it made: give a new folder such as "
+                        f"{p / 'mpqlib-data'}")
+
+
+# --------------------------------------------------------------------------- commands
 def cmd_data(args) -> int:
     from . import data as D
 
     for name in D.DATASETS:
         for split in ("train", "test"):
             d = D.load(name, split, args.root)
-            print(f"{name:10s} {split:5s} {len(d):6d} images, {d.num_classes} classes")
-    print(f"staged under {args.root or D.default_root()}")
+            say(f"{name:10s} {split:5s} {len(d):6d} images, {d.num_classes} classes")
+    say(f"staged under {args.root or D.default_root()}")
     return 0
 
 
 def cmd_train(args) -> int:
+    from . import data as D
     from .train import train_fp
 
-    meta = train_fp(args.arch, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                    out=args.out, data_root=args.root)
-    print(f"{args.arch}: top-1 {meta['top1']:.2f}% on the Fashion-MNIST test set after {meta['epochs']} epochs "
-          f"({meta['train_seconds'] / 60:.1f} min); saved {args.out}")
+    cfg = build_config(args, "train")
+    size = args.input_size or ((1, 28, 28) if _is_mpqlib_arch(args.model) else (3, 224, 224))
+    train = load_data(args.data, "train", size, args)
+    test = eval_data(args, size)
+    name = args.model
+    model = None
+    if not _is_mpqlib_arch(name) or args.num_classes:
+        from .models import build
+
+        model = build(name, args.num_classes or D.num_classes(train), size[0])
+        _probe(model, size, name)
+    meta = train_fp(model if model is not None else name, cfg, train=train, test=test, out=args.out,
+                    device=args.device, progress=not args.quiet)
+    say(f"{meta['arch']}: top-1 {meta['top1']:.2f}% on {D.describe(test)} after {meta['epochs']} epochs "
+        f"({meta['train_seconds'] / 60:.1f} min, {dist.world()} process{'es' if dist.world() > 1 else ''}); "
+        f"saved {args.out}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from . import data as D
-    from .train import evaluate, load_checkpoint
+    from .train import evaluate
 
-    model, meta = load_checkpoint(args.checkpoint, arch=args.arch)
+    model, meta, size = load_model(args)
     if args.policy:
-        from .policy import Policy
-        from .quant import quantize
-
-        model = quantize(model, Policy.load(args.policy))
-        if args.qat_state:
-            from .train import CheckpointError
-
-            try:
-                model.load_state_dict(torch.load(args.qat_state, weights_only=True))
-            except (RuntimeError, OSError) as e:
-                raise CheckpointError(f"{args.qat_state} does not fit the model quantized with {args.policy}: {e}") from e
-    top1 = evaluate(model, D.load("fmnist", "test", args.root))
-    print(f"{meta['arch']}{' under ' + args.policy if args.policy else ''}: top-1 {top1:.2f}%")
+        model = _quantized(model, args)
+    data = eval_data(args, size)
+    top1 = evaluate(model.to(args.device), data, device=args.device)
+    say(f"{meta['arch']}{' under ' + args.policy if args.policy else ''}: top-1 {top1:.2f}% on {_name(data)}")
     return 0
 
 
-def _model(args):
-    from .train import load_checkpoint
+def _quantized(model, args):
+    from .policy import Policy
+    from .quant import quantize
 
-    return load_checkpoint(args.checkpoint, arch=args.arch)
+    qmodel = quantize(model, Policy.load(args.policy).validate(model))
+    if args.qat_state:
+        try:
+            state = torch.load(args.qat_state, map_location="cpu", weights_only=True)
+            qmodel.load_state_dict(dist.strip_prefix(state))
+        except (RuntimeError, OSError, AttributeError) as e:
+            raise CheckpointError(f"{args.qat_state} does not fit the model quantized with {args.policy}: "
+                                  f"{str(e).splitlines()[0]}") from e
+    return qmodel
+
+
+def _name(data) -> str:
+    from . import data as D
+
+    return D.describe(data)
 
 
 def cmd_cost(args) -> int:
     from .cost import budget, cost_model
     from .policy import Policy
 
-    model, _ = _model(args)
-    cm = cost_model(model)
-    print(f"{'layer':26s} {'kind':6s} {'shape':28s} {'MACs':>11s} {'params':>8s}  bits")
+    model, _, size = load_model(args)
+    cm = cost_model(model, (1, *size))
     policy = Policy.load(args.policy).validate(model) if args.policy else None
+    lines = [f"{'layer':26s} {'kind':6s} {'shape':28s} {'MACs':>13s} {'params':>10s}  bits"]
     for row in cm.table():
         bits = policy.all_bits[row["layer"]] if policy else ((8, 8) if row["fixed (8-bit)"] else None)
         tag = f"W{bits[0]}A{bits[1]}" if bits else "searched"
-        print(f"{row['layer']:26s} {row['kind']:6s} {row['shape']:28s} {row['MACs']:11,d} {row['params']:8,d}  {tag}")
-    print(f"total: {cm.macs:,} MACs, {cm.params:,} weights; searchable layers: {len(cm.searchable)}")
-    for name in ("w2a2", "w3a3", "w4a4", "w8a8"):
-        print(f"  uniform {name} budget: {budget(cm, name):,} BitOps")
+        lines.append(f"{row['layer']:26s} {row['kind']:6s} {row['shape']:28s} {row['MACs']:13,d} {row['params']:10,d}  {tag}")
+    lines.append(f"total: {cm.macs:,} MACs, {cm.params:,} weights at input {'x'.join(map(str, size))}; "
+                 f"searchable layers: {len(cm.searchable)}")
+    lines += [f"  uniform {name} budget: {budget(cm, name):,} BitOps" for name in ("w2a2", "w3a3", "w4a4", "w8a8")]
     if policy:
-        print(f"policy {args.policy}: {cm.bitops(policy):,} BitOps, {cm.size_bytes(policy):,.0f} bytes")
+        lines.append(f"policy {args.policy}: {cm.bitops(policy):,} BitOps, {cm.size_bytes(policy):,.0f} bytes")
+    say(*lines)
     return 0
 
 
+def search_paths(out: str, policy_out: str | None) -> tuple[Path, Path]:
+    """(search record path, policy path): both JSON, never the same file."""
+    record = Path(out)
+    if record.suffix != ".json":
+        raise ConfigError(f"--out {out} must end with .json (the search record; the policy goes beside it as "
+                          f"{record.name}.policy.json unless --policy-out says otherwise): try --out {out}.json")
+    policy = Path(policy_out) if policy_out else record.with_name(record.stem + ".policy.json")
+    if policy.suffix != ".json":
+        raise ConfigError(f"--policy-out {policy_out} must end with .json")
+    if policy.resolve() == record.resolve():
+        raise ConfigError(f"--policy-out and --out are the same file ({record}); the policy would overwrite the "
+                          "search record: give them different names")
+    return record, policy
+
+
 def cmd_search(args) -> int:
-    from . import data as D
     from .cost import budget as parse_budget, cost_model
     from .search import search
 
-    model, _ = _model(args)
-    b = parse_budget(cost_model(model), args.budget) if args.budget != "none" else None
-    data = D.search_data(args.data, seed=args.data_seed, root=args.root) if args.method not in ("uniform", "random") else None
-    kw = {"seed": args.seed}
-    if args.method in ("seam", "ce", "target"):
-        kw.update(epochs=args.epochs, readout=args.readout, gamma=args.gamma, margin=args.margin,
-                  likelihood_weight=args.likelihood_weight, freeze_backbone=not args.unfreeze)
-    elif args.method == "limpq":
-        kw.update(epochs=args.epochs)
-    res = search(args.method, model, data, b, **kw)
-    res.save(args.out)
-    res.policy.save(args.policy_out or args.out.replace(".json", ".policy.json"))
+    cfg = build_config(args, "search")
+    record_path, policy_path = search_paths(args.out, args.policy_out)
+    model, _, size = load_model(args)
+    budget = None if args.budget == "none" else parse_budget(cost_model(model, (1, *size)), args.budget)
+    data = None if cfg.method in ("uniform", "random") else load_data(args.data, "train", size, args)
+    val = load_data(args.eval_data, "test", size, args) if args.eval_data else None
+    res = search(model, data, budget, cfg, device=args.device, input_size=(1, *size), val_data=val,
+                 progress=not args.quiet)
+    res = dist.broadcast(res)  # one policy, rank 0's, on every process
+    with dist.main_process_writes() as writer:
+        if writer:
+            res.save(record_path)
+            res.policy.save(policy_path)
     r = res.record
-    print(f"{r['method']} on {r['search_data']}: {r['bitops']:,} BitOps (budget {b:,}), {r['size_bytes']:,.0f} bytes; "
-          f"{r['seconds']:.1f} s, {r['images']:,} images, peak {r['peak_memory_mb']:.0f} MB" if b else
-          f"{r['method']} on {r['search_data']}: {r['bitops']:,} BitOps; {r['seconds']:.1f} s")
-    for n, (w, a) in res.policy.bits.items():
-        print(f"  {n:26s} W{w}A{a}")
-    print(f"saved {args.out}")
+    head = f"{r['method']} on {r['search_data']}: {r['bitops']:,} BitOps"
+    say(head + (f" (budget {budget:,}), {r['size_bytes']:,.0f} bytes; {r['seconds']:.1f} s, {r['images']:,} images"
+                if budget else f"; {r['seconds']:.1f} s"),
+        *[f"  {n:26s} W{w}A{a}" for n, (w, a) in res.policy.bits.items()],
+        f"saved {record_path} (record) and {policy_path} (policy)")
     return 0
 
 
 def cmd_qat(args) -> int:
-    from . import data as D
     from ._io import torch_save, write_json
     from .policy import Policy
-    from .qat import QATConfig, qat
+    from .qat import qat
+    from .train import state_dict
 
-    model, _ = _model(args)
+    cfg = build_config(args, "qat")
+    model, _, size = load_model(args)
     policy = Policy.load(args.policy).validate(model)
-    cfg = QATConfig(epochs=args.epochs, lr=args.lr, train_images=args.train_images)
-    qmodel, rec = qat(model, policy, D.load("fmnist", "train", args.root), D.load("fmnist", "test", args.root), cfg,
-                      seed=args.seed)
+    train = load_data(args.data, "train", size, args)
+    test = eval_data(args, size)
+    qmodel, rec = qat(model, policy, train, test, cfg, seed=args.seed, device=args.device, progress=not args.quiet)
     if args.out:
-        torch_save(args.out, qmodel.state_dict())
-        write_json(args.out + ".json", {**rec, "policy": args.policy})
-    print(f"QAT under {args.policy}: top-1 {rec['top1']:.2f}% ({rec['seconds'] / 60:.1f} min)")
+        with dist.main_process_writes() as writer:
+            if writer:
+                torch_save(args.out, state_dict(qmodel))
+                write_json(args.out + ".json", {**rec, "policy": args.policy, "processes": dist.world()})
+    say(f"QAT under {args.policy}: top-1 {rec['top1']:.2f}% ({rec['seconds'] / 60:.1f} min)"
+        + (f"; saved {args.out}" if args.out else ""))
     return 0
 
 
+# --------------------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line like every other error: one line, exit code 2."""
+
+    def error(self, message: str):
+        raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: cuda when a GPU is visible)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _model_args(s: argparse.ArgumentParser, checkpoint: bool = True) -> None:
+    g = s.add_argument_group("model")
+    g.add_argument("--model", "--arch", dest="model", default=None,
+                   help="resnet20, resnet8, mobilenetv1 or a torchvision model (resnet18, mobilenet_v2, ...); "
+                        "with --checkpoint: what it must hold")
+    g.add_argument("--num-classes", type=_positive_int("--num-classes"), default=None,
+                   help="classes of the model's classifier (default: the checkpoint's or the data's)")
+    g.add_argument("--input-size", type=_input_size, default=None, metavar="C,H,W",
+                   help="model input (default: the checkpoint's; 1,28,28 for mpqlib's models, 3,224,224 for torchvision's)")
+    if checkpoint:
+        g.add_argument("--checkpoint", default=None,
+                       help=f"mpqlib checkpoint or plain state_dict file (default without --model: {DEFAULT_CHECKPOINT})")
+
+
+def _data_args(s: argparse.ArgumentParser, default: str, eval_data: bool = True) -> None:
+    g = s.add_argument_group("data")
+    g.add_argument("--data", default=default,
+                   help="mnist (240/class), optdigits, fmnist4 (4%% of Fashion-MNIST), fmnist, NAME:N (N per class) "
+                        "or imagefolder:PATH (default: %(default)s)")
+    if eval_data:
+        g.add_argument("--eval-data", default=None,
+                       help="test data: fmnist, mnist, optdigits (test split) or imagefolder:PATH "
+                            "(default: the test split of --data's dataset)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of a class-balanced subset (NAME:N, mnist)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mpq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--root", default=None, help="data folder (default: $MPQLIB_DATA or ~/.cache/mpqlib/data)")
+    p = _Parser(prog="mpq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=_positive_int("--threads"), default=None,
+                   help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--root", default=None,
+                   help="data folder: new, empty or made by mpq (default: $MPQLIB_DATA or ~/.cache/mpqlib/data)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("data", help="stage and verify Fashion-MNIST, MNIST and optdigits")
+    _common(s)
     s.set_defaults(func=cmd_data)
 
-    s = sub.add_parser("train", help="train the full-precision model on Fashion-MNIST")
-    s.add_argument("--arch", default="resnet20", choices=["resnet20", "resnet8"])
-    s.add_argument("--epochs", type=int, default=15)
-    s.add_argument("--batch-size", type=int, default=128)
-    s.add_argument("--lr", type=float, default=0.1)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default="checkpoints/resnet20-fmnist.pt", help="checkpoint to write (atomically)")
+    s = sub.add_parser("train", help="train a full-precision model (default: ResNet-20 on Fashion-MNIST)")
+    _common(s)
+    _model_args(s, checkpoint=False)
+    s.set_defaults(model="resnet20")
+    _data_args(s, "fmnist")
+    s.add_argument("--config", default=None, help="YAML file of TrainConfig fields (flags win)")
+    s.add_argument("--out", default=DEFAULT_CHECKPOINT, help="checkpoint to write (atomically, rank 0)")
+    add_config_flags(s, {"train": TrainConfig})
     s.set_defaults(func=cmd_train)
 
-    def model_args(s):
-        s.add_argument("--checkpoint", default="checkpoints/resnet20-fmnist.pt", help="full-precision model (default: %(default)s)")
-        s.add_argument("--arch", default=None, help="expected architecture of the checkpoint (checked)")
-
     s = sub.add_parser("cost", help="per-layer MACs/params table; BitOps and size of a policy")
-    model_args(s)
+    _common(s)
+    _model_args(s)
     s.add_argument("--policy", default=None, help="policy JSON to cost")
     s.set_defaults(func=cmd_cost)
 
-    from .search import METHODS
-
     s = sub.add_parser("search", help="search a mixed-precision policy",
-                       description="Search a policy; writes the result (policy + cost record) as JSON.")
-    model_args(s)
-    s.add_argument("--method", default="seam", choices=METHODS)
-    s.add_argument("--data", default="mnist",
-                   help="search data: mnist (240/class proxy), optdigits, fmnist4 (4%% control), fmnist (target), NAME:N")
+                       description="Search a policy; writes the search record and the policy as two JSON files.")
+    _common(s)
+    _model_args(s)
+    _data_args(s, "mnist")
+    s.add_argument("--method", default=None, choices=list(METHOD_CONFIGS),
+                   help="search method (default: the --config file's, else seam)")
+    s.add_argument("--config", default=None, help="YAML file naming the method and its options (flags win)")
     s.add_argument("--budget", default="w3a3", help="BitOps budget: w3a3, w2.5a2.5, a number like 2.8e8, or none")
-    s.add_argument("--epochs", type=int, default=8)
-    s.add_argument("--readout", default="ilp", choices=["ilp", "argmax"])
-    s.add_argument("--gamma", type=float, default=1.0, help="weight of the expected-BitOps term")
-    s.add_argument("--margin", type=float, default=0.2, help="L-GM margin m")
-    s.add_argument("--likelihood-weight", type=float, default=0.05, help="L-GM likelihood weight lambda")
-    s.add_argument("--unfreeze", action="store_true", help="also train the backbone weights during the search")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--data-seed", type=int, default=0, help="seed of the proxy subset")
-    s.add_argument("--out", default="search.json")
-    s.add_argument("--policy-out", default=None, help="where to write the policy alone (default: OUT.policy.json)")
+    s.add_argument("--out", default="search.json", help="search record (.json)")
+    s.add_argument("--policy-out", default=None, help="the policy alone (default: OUT without .json + .policy.json)")
+    add_config_flags(s, METHOD_CONFIGS)
     s.set_defaults(func=cmd_search)
 
-    s = sub.add_parser("qat", help="LSQ fine-tuning under a policy; top-1 on the Fashion-MNIST test set")
-    model_args(s)
+    s = sub.add_parser("qat", help="LSQ fine-tuning under a policy; top-1 on --eval-data")
+    _common(s)
+    _model_args(s)
+    _data_args(s, "fmnist")
     s.add_argument("--policy", required=True)
-    s.add_argument("--epochs", type=int, default=1)
-    s.add_argument("--lr", type=float, default=0.01)
-    s.add_argument("--train-images", type=int, default=None, help="class-balanced subset of the training set")
+    s.add_argument("--config", default=None, help="YAML file of QATConfig fields (flags win)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None, help="write the quantized model's state dict here")
+    s.add_argument("--out", default=None, help="write the quantized model's state dict here (+ OUT.json record)")
+    add_config_flags(s, {"qat": QATConfig})
     s.set_defaults(func=cmd_qat)
 
-    s = sub.add_parser("eval", help="top-1 of a checkpoint (optionally under a policy) on the Fashion-MNIST test set")
-    model_args(s)
+    s = sub.add_parser("eval", help="top-1 of a checkpoint (optionally under a policy) on --eval-data")
+    _common(s)
+    _model_args(s)
+    s.add_argument("--eval-data", default=None, help="fmnist (default), mnist, optdigits (test split) or imagefolder:PATH")
     s.add_argument("--policy", default=None, help="policy JSON to quantize with")
-    s.add_argument("--qat-state", default=None, help="state dict of the quantized model after `mpq qat`")
+    s.add_argument("--qat-state", default=None, help="state dict of the quantized model after `mpq qat --out`")
     s.set_defaults(func=cmd_eval)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _threads(args.threads)
+    """Run one command; an :class:`~mpqlib.errors.MpqlibError` becomes one line on stderr and exit code 2."""
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"mpq {args.command}: error: {e}", file=sys.stderr)
+        args = build_parser().parse_args(argv)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        check_root(args.root)
+        args.device = dist.init_from_env(args.device)
+        code = args.func(args)
+        dist.shutdown()
+        return code
+    except MpqlibError as e:
+        dist.shutdown(wait=False)
+        print(f"mpq: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
 
 

@@ -97,10 +97,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a torchrun command)."""
+def shutdown(*, wait: bool = True) -> None:
+    """Leave the process group at the end of a torchrun command (``wait``: after every rank is
+    done; not after an error, when the other ranks may never get there)."""
     if dist.is_available() and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
