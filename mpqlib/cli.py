@@ -50,9 +50,9 @@ def _positive_int(flag: str):
         try:
             v = int(text)
         except ValueError:
-            raise ConfigError(f"{flag} takes a whole number, not {text!r}") from None
+            raise argparse.ArgumentTypeError(f"{flag} takes a whole number, not {text!r}") from None
         if v < 1:
-            raise ConfigError(f"{flag} must be >= 1, not {v}")
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, not {v}")
         return v
     return parse
 
@@ -62,9 +62,9 @@ def _input_size(text: str) -> tuple[int, int, int]:
     try:
         c, h, w = (int(p) for p in parts)
     except ValueError:
-        raise ConfigError(f"--input-size takes C,H,W such as 3,224,224 or 1,28,28, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"--input-size takes C,H,W such as 3,224,224 or 1,28,28, not {text!r}") from None
     if min(c, h, w) < 1:
-        raise ConfigError(f"--input-size {text}: channels, height and width must be >= 1")
+        raise argparse.ArgumentTypeError(f"--input-size {text}: channels, height and width must be >= 1")
     return c, h, w
 
 
@@ -404,6 +404,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line like every other error: one line, exit code 2."""
 
     def error(self, message: str):
+        if message.endswith("expected one argument"):
+            message += " (a value that starts with '-' is written --flag=VALUE, e.g. --budget=-5)"
         raise ConfigError(f"{message} (see `{self.prog} --help`)")
 
 
