@@ -96,9 +96,10 @@ def importance_cost(importance: np.ndarray, choices: list[tuple[int, int]]) -> n
 
 @register_runner(OrthogonalityConfig)
 def orthogonality(model: nn.Module, data, budget: int | None, cfg: OrthogonalityConfig | None = None, *,
-                  device=None, progress: bool = True, input_size=None, val_data=None) -> SearchResult:
+                  device=None, progress: bool = True, input_size=None, val_data=None, sampler=None) -> SearchResult:
     """OMPQ-style search: CKA between the searchable layers' outputs on ``cfg.images`` images of
-    ``data`` (proxy or target; labels unused), OMPQ's importance, then the ILP under ``budget``."""
+    ``data`` (proxy or target; labels unused), OMPQ's importance, then the ILP under ``budget``.
+    ``val_data`` and ``sampler`` are unused (nothing is trained or scored)."""
     cfg = cfg or OrthogonalityConfig()
     if not isinstance(cfg, OrthogonalityConfig):
         raise ConfigError(f"orthogonality() takes an OrthogonalityConfig, not {type(cfg).__name__}")
