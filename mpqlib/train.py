@@ -90,12 +90,16 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if augment:
                 x = _augment_share(x, g)
+            buffers = [b.clone() for b in model.buffers()]  # BatchNorm statistics before this batch
             loss, logits = step(net, x, y)
             batch_totals = _batch_totals(loss, logits, y)
             if not torch.isfinite(batch_totals[0]):
+                with torch.no_grad():
+                    for b, saved in zip(model.buffers(), buffers):
+                        b.copy_(saved)
                 raise TrainingError(f"{desc}: the loss is not finite ({batch_totals[0].item()}) at epoch {epoch + 1}, "
                                     f"batch {batch + 1}: look for NaN or inf in the input data, or lower the "
-                                    "learning rate; the weights keep their last finite values and nothing is saved")
+                                    "learning rate; weights and BatchNorm statistics keep their last finite values, nothing is saved")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if outside:
