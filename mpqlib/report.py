@@ -57,8 +57,8 @@ COLUMNS = ("policy", "search_seed", "qat_seed", "top1")
 # --------------------------------------------------------------------------- result types
 
 @dataclass(frozen=True)
-class Difference:
-    """A paired difference a - b in percentage points with its bootstrap CI."""
+class Estimate:
+    """A mean or a paired difference a - b in percentage points with its bootstrap CI."""
 
     estimate: float
     ci_low: float
@@ -71,8 +71,11 @@ class Difference:
         return self.ci_low, self.ci_high
 
 
+Difference = Estimate
+
+
 @dataclass(frozen=True)
-class Equivalence(Difference):
+class Equivalence(Estimate):
     margin: float = MARGIN_PP
     verdict: str = ""
 
@@ -240,6 +243,14 @@ def paired_difference(table, a=None, b=None, *, n_boot: int = 10000, seed: int =
     d = np.asarray(table, float) if a is None and b is None else paired_matrix(table, a, b)
     reps = bootstrap_means(d, n_boot, rng)
     return Difference(_grand_mean(d), *_interval(reps, level), int(np.isfinite(d).sum()), level)
+
+
+def mean_ci(values, *, n_boot: int = 10000, seed: int = 0, level: float = LEVEL) -> Estimate:
+    """One policy's mean top-1 with its bootstrap CI: ``values`` are its QAT seeds (1-D) or
+    search seeds x QAT seeds (2-D, resampled like :func:`paired_difference`)."""
+    m = np.atleast_2d(np.asarray(values, float))
+    reps = bootstrap_means(m, n_boot, np.random.default_rng(seed))
+    return Estimate(_grand_mean(m), *_interval(reps, level), int(np.isfinite(m).sum()), level)
 
 
 # --------------------------------------------------------------------------- verdicts
@@ -514,7 +525,7 @@ def fmt_seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-__all__ = ["LEVEL", "MARGIN_PP", "RULES", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
-           "paired_matrix", "bootstrap_means", "paired_difference", "rule_text", "verdict", "equivalence", "claim",
+__all__ = ["LEVEL", "MARGIN_PP", "RULES", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
+           "paired_matrix", "bootstrap_means", "mean_ci", "paired_difference", "rule_text", "verdict", "equivalence", "claim",
            "power", "spearman", "spearman_ci", "noise_ceiling", "validate_claims", "claims_json", "fmt_pp", "fmt_ci",
            "fmt_bitops", "fmt_seconds"]

@@ -208,3 +208,16 @@ def test_formatting():
     assert R.fmt_ci(-0.123, 0.35) == "[-0.12, +0.35] pp"
     assert R.fmt_bitops(285_442_048) == "285.4 M" and R.fmt_bitops(1.5e9) == "1.5 G" and R.fmt_bitops(512) == "512"
     assert R.fmt_seconds(42) == "42 s" and R.fmt_seconds(600) == "10.0 min" and R.fmt_seconds(3 * 3600) == "3.0 h"
+
+
+def test_mean_ci():
+    rng = np.random.default_rng(9)
+    hits = 0
+    for rep in range(200):
+        e = R.mean_ci(92.0 + rng.normal(0, 0.2, 8), n_boot=500, seed=rep)
+        hits += e.ci_low <= 92.0 <= e.ci_high
+    assert 0.88 <= hits / 200 <= 0.99, hits / 200  # eight QAT seeds, one search
+    e = R.mean_ci([[1.0, 2.0], [3.0, np.nan]], n_boot=200)
+    assert e.estimate == pytest.approx((1.5 + 3.0) / 2) and e.n == 3
+    with pytest.raises(ConfigError, match="at least two per-seed values"):
+        R.mean_ci([92.0])
