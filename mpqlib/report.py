@@ -365,11 +365,12 @@ def _spearman_to_pearson(rho):
     return 2 * np.sin(np.pi / 6 * np.clip(rho, -1, 1))
 
 
-def _ceiling_from_split(rho_half: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ceiling, reliability) from the split-half Spearman of two halves of ``k`` seeds."""
+def _ceiling_from_split(rho_half: np.ndarray, steps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ceiling, reliability) from the Spearman between two half means; ``steps``: how many
+    times longer the full k-seed mean is than a half (2 for even k)."""
     r_half = np.clip(_spearman_to_pearson(rho_half), 0, 1)
-    # Spearman-Brown: reliability of the full k-seed mean from the correlation of two k/2-seed means
-    reliability = 2 * r_half / (1 + r_half)
+    # Spearman-Brown: reliability of a mean ``steps`` times as long as the halves
+    reliability = steps * r_half / (1 + (steps - 1) * r_half)
     return _pearson_to_spearman(np.sqrt(reliability)), reliability
 
 
@@ -381,8 +382,10 @@ def noise_ceiling(per_seed, n_boot: int = 2000, seed: int = 0, level: float = LE
     root of their reliability (classical attenuation). The reliability comes from a split half:
     the Spearman between the means of the first and second half of the seeds, turned into a
     Pearson correlation (bivariate-normal relation r = 2 sin(pi rho / 6)), stepped up to k
-    seeds by Spearman-Brown (2r / (1 + r)); the root goes back to the Spearman scale. The CI
-    resamples policies. With two seeds the split half is simply seed 0 against seed 1.
+    seeds by Spearman-Brown (f r / (1 + (f - 1) r), f = k / half, i.e. 2r / (1 + r) for even k);
+    the root goes back to the Spearman scale. The halves are the first and the last k // 2
+    seeds (one fixed split: deterministic). The CI resamples policies. With two seeds the split
+    half is simply seed 0 against seed 1.
     """
     m = np.asarray(per_seed, float)
     if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 3 or not np.isfinite(m).all():
@@ -390,12 +393,12 @@ def noise_ceiling(per_seed, n_boot: int = 2000, seed: int = 0, level: float = LE
                           f"seeds, got shape {m.shape}")
     k = m.shape[1]
     half = k // 2
-    first, second = m[:, :half].mean(axis=1), m[:, half:2 * half].mean(axis=1)
+    first, second = m[:, :half].mean(axis=1), m[:, k - half:].mean(axis=1)
     rho = spearman(first, second)
-    ceiling, reliability = _ceiling_from_split(np.array(rho), k)
+    ceiling, reliability = _ceiling_from_split(np.array(rho), k / half)
     idx = np.random.default_rng(seed).integers(0, len(m), size=(n_boot, len(m)))
     reps = _spearman_rows(first[idx], second[idx])
-    reps, _ = _ceiling_from_split(reps[np.isfinite(reps)], k)
+    reps, _ = _ceiling_from_split(reps[np.isfinite(reps)], k / half)
     return NoiseCeiling(float(ceiling), *_interval(reps, level), float(reliability), float(rho), len(m), k)
 
 

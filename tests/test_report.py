@@ -143,7 +143,7 @@ def test_spearman_ci():
         R.spearman_ci(a, b[:10])
 
 
-@pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.parametrize("k", [2, 3, 4])
 def test_noise_ceiling_is_what_a_perfect_predictor_reaches(k):
     rng = np.random.default_rng(8)
     n, policy_sd, seed_sd = 3000, 0.2, 0.25
