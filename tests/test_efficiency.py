@@ -102,7 +102,8 @@ def test_projection_factors_multiply_to_the_ratio(methods):
     assert a["proxy_share"]["value"] == 0.04 and a["proxy_share"]["why"]
     mb = p["archs"]["mobilenetv1"]
     for key, f in mb["factors"].items():
-        assert f["data_size"] * f["epochs"] * f["frozen_backbone"] * f["method"] == pytest.approx(mb["ratios"][key], rel=1e-3)
+        product = f["data_size"] * f["epochs"] * f["frozen_backbone"] * f["method"]
+        assert product == pytest.approx(mb["ratios"][key], rel=1e-3)
     # target on all of ImageNet at SEAM's epochs: data size alone (1 / 0.04 = 25), same per-image cost
     t = mb["factors"]["target-equal-epochs/seam"]
     assert t["data_size"] == pytest.approx(25, rel=1e-3) and t["epochs"] == 1 and t["method"] == pytest.approx(1)
@@ -123,7 +124,8 @@ def test_projection_overrides_and_missing_costs(methods):
     costs = E.per_image_seconds(methods)
     p = E.imagenet_projection(costs, {"joint_epochs": 60})
     q = E.imagenet_projection(costs)
-    assert p["archs"]["resnet18"]["ratios"]["joint/seam"] == pytest.approx(2 * q["archs"]["resnet18"]["ratios"]["joint/seam"])
+    doubled = p["archs"]["resnet18"]["ratios"]["joint/seam"]
+    assert doubled == pytest.approx(2 * q["archs"]["resnet18"]["ratios"]["joint/seam"])
     with pytest.raises(ConfigError, match="unknown assumption"):
         E.imagenet_projection(costs, {"jiont_epochs": 60})
     del costs["unfrozen"]

@@ -23,6 +23,7 @@ cost grows with the number of candidates x the fine-tune each one needs. Here:
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -97,6 +98,8 @@ def evaluation(model: nn.Module, data, budget: int | None, cfg: EvaluationConfig
     names, candidates = cost.names, tuple(cfg.candidates)
     name = D.describe(data)
     rng = np.random.default_rng(cfg.seed)
+    # qat() calibrates its quantized copy on a CPU batch before moving it to ``device``
+    source = model if device.type == "cpu" else copy.deepcopy(model).cpu()
     finetune_cfg = QATConfig(epochs=1, batch_size=cfg.batch_size, lr=cfg.lr, lr_step=cfg.lr_step)
     with Meter() as meter:
         train, held = train_and_held_out(data, val_data, cfg.val_images, cfg.seed)
@@ -118,7 +121,7 @@ def evaluation(model: nn.Module, data, budget: int | None, cfg: EvaluationConfig
             key = repr(sorted(policy.bits.items()))
             t0, c0, repeat = time.perf_counter(), cpu_seconds(), key in scored
             if not repeat:
-                _, rec = qat(model, policy, finetune, held, finetune_cfg, seed=cfg.seed, device=device, progress=False)
+                _, rec = qat(source, policy, finetune, held, finetune_cfg, seed=cfg.seed, device=device, progress=False)
                 scored[key] = rec["top1"]
             policies.append(policy)
             trials.append({"candidate": i + 1, "source": "mutation" if evolve else "random",
