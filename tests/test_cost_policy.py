@@ -77,3 +77,46 @@ def test_policy_validation_names_the_problem(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         Policy.load(bad)
+
+
+def test_policy_bits_below_two_are_rejected():
+    from mpqlib import errors
+
+    model = resnet20()
+    p = Policy.uniform(model, 4)
+    assert PolicyError is errors.PolicyError
+    with pytest.raises(PolicyError, match="2"):
+        Policy({**p.bits, "layer1.0.conv1": (1, 4)}, p.fixed)
+    with pytest.raises(PolicyError):
+        Policy(p.bits, {**p.fixed, "conv1": (8, 0)})
+    with pytest.raises(PolicyError):
+        Policy.uniform(model, 1)
+
+
+@pytest.mark.parametrize("doc,match", [
+    ({"schema_version": 1, "bits": []}, "'bits' must be an object"),
+    ({"schema_version": 1, "bits": {}, "fixed": None}, "'fixed' must be an object"),
+    ({"schema_version": 1}, "not a policy"),
+    ([1, 2], "not a policy"),
+    ({"schema_version": 1, "bits": {"layer1.0.conv1": [4, "4"]}}, "pair of ints"),
+    ({"schema_version": 1, "bits": {"layer1.0.conv1": [4.5, 4]}}, "pair of ints"),
+    ({"schema_version": 1, "bits": {"layer1.0.conv1": 4}}, "pair of ints"),
+    ({"schema_version": 1, "bits": {"layer1.0.conv1": [1, 4]}}, "outside 2..16"),
+    ({"schema_version": 1, "bits": {}, "provenance": "me"}, "provenance"),
+])
+def test_malformed_policy_files_give_a_policy_error_that_names_the_file(tmp_path, doc, match):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PolicyError, match=match) as info:
+        Policy.load(path)
+    assert "mine.json" in str(info.value) and "delete" not in str(info.value)
+
+
+def test_unreadable_or_missing_policy_files(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"bits": {')
+    with pytest.raises(PolicyError, match="not valid JSON") as info:
+        Policy.load(bad)
+    assert "delete" not in str(info.value)
+    with pytest.raises(PolicyError, match="does not exist"):
+        Policy.load(tmp_path / "absent.json")

@@ -160,3 +160,118 @@ def test_qat_step_trains_steps_and_weights():
     after = qm.state_dict()
     assert not torch.equal(before["layer1.0.conv1.weight"], after["layer1.0.conv1.weight"])
     assert not torch.equal(before["layer1.0.conv1.w_quant.step"], after["layer1.0.conv1.w_quant.step"])
+
+
+# --------------------------------------------------------------------------- step search, shared base, mixing
+def test_step_search_mse_is_exact_and_beats_a_plain_grid():
+    from mpqlib.quant import StepSearch
+
+    g = torch.Generator().manual_seed(3)
+    for x, signed in ((torch.randn(5000, generator=g), True), (torch.randn(5000, generator=g).relu(), False)):
+        search = StepSearch(x)
+        for bits in (2, 4, 6):
+            qn, qp = levels(bits, signed)
+            steps = torch.tensor([0.01, 0.1, 0.5], dtype=torch.float64)
+            direct = torch.stack([((torch.clamp(torch.round(x.double() / s), -qn, qp) * s - x.double()) ** 2).mean()
+                                  for s in steps])
+            assert torch.allclose(search.mse(steps, qn, qp), direct, rtol=1e-6, atol=1e-12)
+            best = search.best_step(qn, qp)
+            grid = torch.linspace(0.05, 1.0, 96, dtype=torch.float64) * x.abs().max() / qp  # the former init's grid
+            assert search.mse(best.reshape(1), qn, qp) <= search.mse(grid, qn, qp).min() + 1e-12
+
+
+def test_mixed_quantizer_matches_the_sum_of_candidates_in_value_and_gradient():
+    from mpqlib.search.supernet import mix_quantized
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    quants = [LSQ(b, signed=True).double() for b in (2, 3, 4)]
+    for q in quants:
+        q.initialise(x.detach())
+    alpha = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    inputs = [x, alpha] + [q.step for q in quants]
+    out = mix_quantized(x, quants, alpha.softmax(0))
+    ref = sum(p * q(x) for p, q in zip(alpha.softmax(0), quants))
+    grad = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    assert torch.allclose(out, ref)
+    for a, b in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad)):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def _saved_bytes(fn):
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(saved)
+
+
+def test_mixed_layer_keeps_about_one_extra_activation_for_backward():
+    from mpqlib.search.supernet import MixedConv2d
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1, bias=False).requires_grad_(False)
+    mixed = MixedConv2d.from_float(conv, (2, 3, 4, 5, 6), (2, 3, 4, 5, 6), macs=1)
+    x = torch.randn(16, 8, 14, 14).relu().requires_grad_(True)
+    mixed(x.detach())  # initialise the candidates
+    act = x.numel() * x.element_size()
+    # x itself (shared with the previous layer) and the mixed input the conv keeps: ~2 activations, not 5 x 3
+    assert _saved_bytes(lambda: mixed(x)) < 2.2 * act
+
+
+@pytest.mark.parametrize("groups", [1, 8])
+def test_quantized_and_mixed_convs_handle_depthwise_groups(groups):
+    from mpqlib.search.supernet import MixedConv2d
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=groups, stride=2)
+    x = torch.randn(2, 8, 9, 9)
+    q = QConv2d.from_float(conv, (8, 8), a_signed=True)
+    m = MixedConv2d.from_float(conv, (2, 4, 8), (2, 4, 8), macs=1)
+    assert q.groups == m.groups == groups
+    ref = conv(x)
+    assert (q(x) - ref).abs().max() < 0.05 * ref.abs().max()
+    m.fix(8, 8)
+    assert (m(x) - ref).abs().max() < 0.05 * ref.abs().max()
+    m.mix()
+    out = m(x)
+    out.sum().backward()
+    assert out.shape == ref.shape and m.alpha_w.grad is not None and m.alpha_a.grad is not None
+
+
+def test_quantize_a_net_with_depthwise_convs():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(),
+                        nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    x = torch.randn(4, 1, 12, 12)
+    qm = quantize(net, Policy.uniform(net, 4), calibration=x)
+    assert qm[2].groups == 8 and isinstance(qm[2], QConv2d)
+    assert qm(x).shape == (4, 10)
+
+
+def test_supernet_calibration_initialises_every_candidate():
+    from mpqlib.search.supernet import supernet
+
+    model = resnet8().eval()
+    net, mixed = supernet(model, calibration=torch.randn(8, 1, 28, 28))
+    for m in mixed.values():
+        assert all(q.ready and bool(q.initialised) for q in [*m.w_quants, *m.a_quants])
+        assert m.mode == "mix"
+        steps = [q.step.item() for q in m.a_quants]
+        assert steps == sorted(steps, reverse=True)  # more bits, finer steps
+    assert all(q.signed is False for q in mixed["layer1.0.conv2"].a_quants)  # after a ReLU
+
+
+def test_no_import_cycle_between_policy_and_quant():
+    import ast
+    import inspect
+
+    import mpqlib.policy
+
+    tree = ast.parse(inspect.getsource(mpqlib.policy))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "quant" not in imported and not any(m and m.endswith(".quant") for m in imported)
