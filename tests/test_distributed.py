@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,75 @@ def test_state_is_written_by_rank_0_only_and_resumes_in_one_process(tmp_path):
     straight = _one_process(tmp_path / "straight.pt", epochs=2)
     assert [e["epoch"] for e in resumed["history"]] == [1, 2]
     assert _max_diff(resumed["state"], straight["state"]) < TOL
+
+
+# --------------------------------------------------------------------------- torchrun -m mpqlib.cli
+ROOT = Path(__file__).resolve().parents[1]
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+CKPT = ROOT / "checkpoints" / "resnet8-fmnist.pt"
+# Loaded by every Python process through PYTHONPATH: logs each atomic file write with the rank
+# that made it, so the test sees which process wrote what (mpqlib itself is not changed).
+WRITE_LOGGER = '''
+import os
+if os.environ.get("MPQ_WRITE_LOG"):
+    import mpqlib._io as io
+    _real = io.atomic_write
+    def _logged(path, write):
+        with open(os.environ["MPQ_WRITE_LOG"], "a") as f:
+            f.write(f"{os.environ.get('RANK', '-')} {os.path.basename(str(path))}\\n")
+        return _real(path, write)
+    io.atomic_write = _logged
+'''
+
+
+def _torchrun(tmp_path: Path, *argv: str) -> tuple[str, list[str]]:
+    """``torchrun --standalone --nproc_per_node=2 -m mpqlib.cli ARGV``; (stdout, 'rank file' per write)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(WRITE_LOGGER)
+    log = tmp_path / f"writes-{argv[0]}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT)]), "MPQ_WRITE_LOG": str(log),
+           "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "mpqlib.cli", *argv,
+                          "--device", "cpu", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run.stdout, log.read_text().split("\n")[:-1] if log.exists() else []
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+def test_torchrun_train_writes_one_checkpoint_that_loads_in_one_process(tmp_path):
+    from mpqlib.train import load_checkpoint
+
+    out = tmp_path / "m.pt"
+    stdout, writes = _torchrun(tmp_path, "train", "--model", "resnet8", "--data", "fmnist:4", "--eval-data", "optdigits",
+                               "--epochs", "2", "--batch-size", "20", "--out", str(out))
+    # rank 0 wrote the epoch states, the checkpoint and its metadata; rank 1 wrote nothing
+    assert sorted(set(writes)) == ["0 m.json", "0 m.pt", "0 m.pt.state"] and writes.count("0 m.pt") == 1
+    assert stdout.count("saved") == 1 and "2 processes" in stdout
+    model, meta = load_checkpoint(out)  # no module. prefix
+    assert meta["processes"] == 2 and meta["train_images"] == 2 * 40  # both ranks' images counted, 2 epochs
+    assert not (tmp_path / "m.pt.state").exists()
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
+def test_torchrun_search_matches_one_process_and_qat_writes_once(tmp_path):
+    from mpqlib.cli import main
+
+    args = ["search", "--checkpoint", str(CKPT), "--method", "seam", "--data", "mnist:4", "--epochs", "1",
+            "--batch-size", "20", "--head-prefit-steps", "10", "--budget", "w4a4"]
+    _, writes = _torchrun(tmp_path, *args, "--out", str(tmp_path / "two.json"))
+    assert sorted(writes) == ["0 two.json", "0 two.policy.json"]
+    assert main([*args, "--out", str(tmp_path / "one.json"), "--device", "cpu", "--quiet"]) == 0
+    one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    # frozen backbone in eval mode: two processes average the gradients of one global batch
+    assert one["policy"]["bits"] == two["policy"]["bits"]
+    diff = max(abs(a - b) for ra, rb in zip(one["extras"]["p_w"], two["extras"]["p_w"]) for a, b in zip(ra, rb))
+    assert diff <= 2e-5  # mixing probabilities are stored to 5 decimals
+    assert one["record"]["images"] == two["record"]["images"]
+
+    stdout, writes = _torchrun(tmp_path, "qat", "--checkpoint", str(CKPT), "--policy", str(tmp_path / "two.policy.json"),
+                               "--data", "fmnist:4", "--eval-data", "optdigits", "--epochs", "1", "--batch-size", "20",
+                               "--out", str(tmp_path / "q.pt"))
+    assert sorted(writes) == ["0 q.pt", "0 q.pt.json"] and "top-1" in stdout
+    state = torch.load(tmp_path / "q.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state)
