@@ -246,15 +246,18 @@ class Normaliser(nn.Module):
         self.register_buffer("scale", scale)
 
     @classmethod
-    def fit(cls, feats: torch.Tensor, normalise: bool = True, *, eps: float = 1e-6) -> "Normaliser":
-        """z-score statistics of ``feats`` (N, D): per-dimension mean and standard deviation
-        (floored at ``eps``); ``normalise=False`` gives the identity map."""
+    def fit(cls, feats: torch.Tensor, normalise: bool = True, *, floor: float = 0.01) -> "Normaliser":
+        """z-score statistics of ``feats`` (N, D): per-dimension mean and standard deviation,
+        the latter floored at ``floor`` times the mean standard deviation (a dimension that is
+        constant on ``feats`` would otherwise blow up any other value); ``normalise=False``
+        gives the identity map."""
         if feats.dim() != 2 or len(feats) < 2:
             raise ConfigError(f"need features of shape (N >= 2, D) to fit a normaliser, got {tuple(feats.shape)}")
         if not normalise:
             return cls(feats.shape[1])
         f = feats.detach().double()
-        return cls(feats.shape[1], f.mean(0), f.std(0).clamp_min(eps))
+        std = f.std(0)
+        return cls(feats.shape[1], f.mean(0), std.clamp_min(max(floor * std.mean().item(), 1e-12)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return (features - self.shift.to(features.dtype)) / self.scale.to(features.dtype)

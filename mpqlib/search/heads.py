@@ -136,28 +136,31 @@ def linear_probe(feats: torch.Tensor, labels: torch.Tensor, *, steps: int = PROB
 
 @torch.no_grad()
 def _head_logits(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """The head's margin-free logits of ``feats``, on the CPU (the head's mode is left alone:
+    its logits do not depend on it)."""
     p = next(head.parameters())
     return head.logits(feats.to(device=p.device, dtype=p.dtype)).cpu()
 
 
 def head_report(head: nn.Module | None, feats_train: torch.Tensor, y_train: torch.Tensor,
-                feats_val: torch.Tensor, y_val: torch.Tensor) -> dict[str, float | None]:
-    """How well ``head`` fits, beside a linear probe on the same features (percent).
+                feats_val: torch.Tensor | None = None, y_val: torch.Tensor | None = None) -> dict[str, float | None]:
+    """How well ``head`` fits, beside a linear probe on the same features (percent, 2 decimals).
 
     ``head_train_acc`` / ``head_val_acc``: the head's margin-free accuracy on ``feats_train`` (the
     search data) and ``feats_val`` (a held-out split of the same dataset); ``probe_train_acc`` /
     ``probe_val_acc``: a :func:`linear_probe` fitted on ``feats_train``, evaluated on both. With
-    ``head=None`` (the model's own classifier) the head entries are None.
+    ``head=None`` (the model's own classifier) the head entries are None, without ``feats_val``
+    the held-out entries.
     """
+    if (feats_val is None) != (y_val is None):
+        raise DataError("give both feats_val and y_val, or neither")
     probe = linear_probe(feats_train, y_train)
-    y_train, y_val = y_train.cpu(), y_val.cpu()
-    report: dict[str, float | None] = {"head_train_acc": None, "head_val_acc": None}
-    if head is not None:
-        was = head.training
-        head.eval()
-        report["head_train_acc"] = round(accuracy(_head_logits(head, feats_train), y_train), 2)
-        report["head_val_acc"] = round(accuracy(_head_logits(head, feats_val), y_val), 2)
-        head.train(was)
-    report["probe_train_acc"] = round(accuracy(probe(feats_train), y_train), 2)
-    report["probe_val_acc"] = round(accuracy(probe(feats_val), y_val), 2)
+    splits = {"train": (feats_train, y_train.cpu())}
+    if feats_val is not None:
+        splits["val"] = (feats_val, y_val.cpu())
+    report: dict[str, float | None] = {f"{who}_{split}_acc": None for who in ("head", "probe") for split in ("train", "val")}
+    for split, (f, y) in splits.items():
+        if head is not None:
+            report[f"head_{split}_acc"] = round(accuracy(_head_logits(head, f), y), 2)
+        report[f"probe_{split}_acc"] = round(accuracy(probe(f), y), 2)
     return report
