@@ -281,6 +281,7 @@ class OrthogonalityConfig(SearchConfig):
     method: ClassVar[str] = "orthogonality"
     images: int = 64                       # one batch (OMPQ: one batch of the training loader)
     beta: float = 1.0                      # OMPQ's theta_l = exp(-beta * summed CKA with the other layers)
+    pairs: typing.Literal["shared", "independent"] = "shared"  # one width per layer (w = a), or any (w, a)
 
     def validate(self) -> None:
         super().validate()

@@ -13,7 +13,8 @@ from mpqlib.cost import budget as parse_budget, cost_model
 from mpqlib.errors import ConfigError, DataError
 from mpqlib.search.evaluation import best_so_far, evaluation
 from mpqlib.search.joint import joint, patience_exhausted, split_off
-from mpqlib.search.orthogonality import (cka_matrix, ompq_importance, orthogonality, orthogonality_scores)
+from mpqlib.search.orthogonality import (cka_matrix, ompq_importance, orthogonality, orthogonality_scores,
+                                         pair_choices)
 
 COST_FIELDS = ("seconds", "cpu_seconds", "cpu_utilisation", "threads", "load_start", "load_end", "load_max",
                "peak_memory_mb", "contended", "images", "epochs", "bitops", "budget_bitops", "seed", "config")
@@ -82,6 +83,12 @@ def test_orthogonality_meets_budget_deterministic_on_target_and_proxy(model, tar
     _within(proxy, budget)
     assert proxy.record["search_data"].startswith("mnist")
     assert len(a.extras["importance"]) == len(cost_model(model).names)
+    assert all(w == act for w, act in a.policy.bits.values())  # pairs="shared": one width per layer, as OMPQ
+
+
+def test_pair_choices():
+    assert pair_choices((2, 4)) == [(2, 2), (4, 4)]
+    assert pair_choices((2, 4), "independent") == [(2, 2), (2, 4), (4, 2), (4, 4)]
 
 
 # --------------------------------------------------------------------------- joint

@@ -13,11 +13,14 @@ What follows OMPQ (its public code, ``mixed_bit/feature_extract.py`` and ``ORM.p
   an early layer reaches every later one);
 * the bits then maximise the importance-weighted bit-width under the budget.
 
-What is reconstructed here: OMPQ searches weight bits only, as continuous fractions solved by
-SLSQP under a model-size limit and rounded; here weight and activation bits of a layer share its
-importance (objective ``sum_l importance_l * (w_l + a_l)``) and the project's ILP
-(:func:`mpqlib.search.readout`) picks exact (w, a) pairs under the BitOps budget, like every
-other search in the harness. The features are those of the searchable layers only (the fixed
+What is reconstructed here: OMPQ gives each layer one weight width (continuous fractions solved
+by SLSQP under a model-size limit, then rounded) and keeps activations at one uniform width; here
+the project's ILP (:func:`mpqlib.search.readout`) picks exact widths under the BitOps budget,
+like every other search in the harness, maximising ``sum_l importance_l * (w_l + a_l)``. With
+``pairs="shared"`` (the default) a layer's weights and activations take the same width, one
+number per layer as in OMPQ; with ``"independent"`` any (w, a) pair is allowed, and since BitOps
+grow with w x a while the objective grows with w + a, the ILP then prefers lopsided pairs such
+as W2A6 (a property of the linear objective, not of the importance). The features are those of the searchable layers only (the fixed
 first conv and last FC stay at 8 bits). Nothing is trained, so the data may be the proxy or
 the target: only the images are used, never the labels.
 """
@@ -94,6 +97,13 @@ def importance_cost(importance: np.ndarray, choices: list[tuple[int, int]]) -> n
     return -np.asarray(importance, dtype=float)[:, None] * bits[None, :]
 
 
+def pair_choices(candidates, pairs: str = "shared") -> list[tuple[int, int]]:
+    """The (w, a) choices of a layer: equal widths (``shared``) or every pair (``independent``)."""
+    if pairs == "shared":
+        return [(b, b) for b in candidates]
+    return list(itertools.product(candidates, candidates))
+
+
 @register_runner(OrthogonalityConfig)
 def orthogonality(model: nn.Module, data, budget: int | None, cfg: OrthogonalityConfig | None = None, *,
                   device=None, progress: bool = True, input_size=None, val_data=None, sampler=None) -> SearchResult:
@@ -108,7 +118,7 @@ def orthogonality(model: nn.Module, data, budget: int | None, cfg: Orthogonality
     input_size = D.check_fits(data, input_size)
     model = model.to(device).eval()
     cost = cost_model(model, input_size)
-    choices = list(itertools.product(cfg.candidates, cfg.candidates))
+    choices = pair_choices(cfg.candidates, cfg.pairs)
     name = D.describe(data)
     with Meter() as meter:
         x, _ = D.take(data, cfg.images, seed=cfg.seed)
