@@ -17,6 +17,7 @@ BitOps, cache keys); claims are paired differences computed from it by :mod:`mpq
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict
 import inspect
 import itertools
 import json
@@ -141,11 +142,11 @@ def _typed(cfg: SearchConfig) -> bool:
 
 
 def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
-                progress: bool) -> SearchResult:
+                progress: bool, val_data: D.Images | None = None) -> SearchResult:
     """Run ``cfg``'s search through the typed API (``search(model, data, budget, config)``), or the
     string shim while the typed one has no runner for this config's type."""
     if _typed(cfg):
-        return search(model, data, budget, cfg, progress=progress)
+        return search(model, data, budget, cfg, progress=progress, val_data=val_data)
     opts = cfg.to_dict()
     if isinstance(cfg, DifferentiableConfig):
         from .search.differentiable import SearchConfig as OldConfig
@@ -186,6 +187,7 @@ class Experiments:
         self._data: dict[str, D.Images] = {}
         self._fingerprints: dict[str, dict] = {}
         self._budget_name: str | None = None
+        self.policies: dict[str, dict] = {}  # search cache key -> policy of every searched run (policies.json)
 
     # ------------------------------------------------------------------ budgets
     @property
@@ -219,7 +221,11 @@ class Experiments:
                 "fmnist4": f"fmnist:{p.proxy_per_class}", "target": p.target_data,
                 "limpq": f"fmnist:{p.limpq_per_class}"}.get(spec, spec)
         if spec not in self._data:
-            self._data[spec] = D.search_data(spec)
+            if spec.endswith("-heldout"):
+                base = {"proxy": p.proxy, "fmnist4": "fmnist"}.get(spec.removesuffix("-heldout"), spec.removesuffix("-heldout"))
+                self._data[spec] = D.balanced_subset(D.load(base, "test"), per_class=100, seed=0)
+            else:
+                self._data[spec] = D.search_data(spec)
         return self._data[spec]
 
     def test_set(self, name: str = "fmnist") -> D.Images:
@@ -260,9 +266,18 @@ class Experiments:
         return self.readout(res, "argmax", seed) if argmax else res
 
     def search_key_config(self, cfg: SearchConfig, spec: str | None, bitops: int | None) -> dict:
+        val = self.held_out_spec(cfg, spec)
         return {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256, "search": config_dict(cfg),
-                "data": self.fingerprint(spec) if spec else None, "budget_bitops": bitops,
-                "api": "typed" if _typed(cfg) else "shim"}
+                "data": self.fingerprint(spec) if spec else None, "val_data": self.fingerprint(val) if val else None,
+                "budget_bitops": bitops, "api": "typed" if _typed(cfg) else "shim"}
+
+    @staticmethod
+    def held_out_spec(cfg: SearchConfig, spec: str | None) -> str | None:
+        """Where a proxy head's held-out accuracy is measured: 100 images per class of the test
+        split of the search data's dataset (never seen by the search)."""
+        if spec is None or not isinstance(cfg, DifferentiableConfig) or getattr(cfg, "head", "model") == "model":
+            return None
+        return f"{spec.partition(':')[0]}-heldout"
 
     def run_search(self, cfg: SearchConfig, spec: str | None, bitops: int | None) -> SearchResult:
         """One cached search: ``cfg`` on data ``spec`` under ``bitops``."""
@@ -270,7 +285,9 @@ class Experiments:
 
         def compute() -> dict:
             data = self.data(spec) if spec else None
-            res = _run_search(self.model, data, bitops, cfg, progress=self.p.progress)
+            val = self.held_out_spec(cfg, spec)
+            res = _run_search(self.model, data, bitops, cfg, progress=self.p.progress,
+                              val_data=self.data(val) if val else None)
             return {"policy": res.policy.to_dict(), "record": res.record, "extras": res.extras}
 
         stored = self.cache.get("search", key_config, compute)
@@ -385,6 +402,10 @@ class Experiments:
         rows = []
         for s in search_seeds:
             res = self.search(name, budget, s)
+            if res.record.get("cache_key"):
+                self.policies[res.record["cache_key"]] = {"model": self.model_name, "policy": name,
+                                                          "budget": self.budget_label(budget), "search_seed": int(s),
+                                                          **res.policy.to_dict()}
             for q in (self.p.qat_seeds if qat_seeds is None else qat_seeds):
                 rec = self.qat(res.policy, q)
                 rows.append({"model": self.model_name, "budget": self.budget_label(budget),
@@ -406,7 +427,7 @@ class Experiments:
         second = self.p.second_budget
         if second != self.budget_name:
             rows += [r for n in SECOND_POLICIES for r in self.runs(n, second)] + self.random_runs(second)
-        save_runs(self.p, rows)
+        save_runs(self.p, rows, self.policies)
         return rows
 
     def sweep(self) -> list[dict]:
@@ -418,57 +439,48 @@ class Experiments:
                 rows += self.runs(name, b, self.p.search_seeds[:1], self.p.sweep_qat_seeds)
             if exact_uniform(b):
                 rows += self.runs("uniform", b, (0,), self.p.sweep_qat_seeds)
-        save_runs(self.p, rows)
+        save_runs(self.p, rows, self.policies)
         return rows
 
     # ------------------------------------------------------------------ claims
-    def values(self, rows: list[dict], name: str, budget: str | None = None) -> dict[tuple[int, int], float]:
-        """(search seed, QAT seed) -> top-1 of ``name`` at ``budget`` (None: the main one)."""
+    def table(self, rows: list[dict], budget: str | None = None) -> list[dict]:
+        """This model's rows of the long table at ``budget`` (None: the main budget)."""
         b = budget or self.budget_name
-        return {(r["search_seed"], r["qat_seed"]): r["top1"] for r in rows
-                if r["model"] == self.model_name and r["budget"] == b and r["policy"] == name}
+        return [r for r in rows if r["model"] == self.model_name and r["budget"] == b]
 
-    def paired(self, rows: list[dict], a: str, b: str, budget: str | None = None) -> np.ndarray:
-        """Paired differences a - b within QAT seeds: an (outer units x QAT seeds) array.
+    def side(self, name: str) -> str | list[str]:
+        """A claim's side: a policy name, or ``random``: every random policy of the profile."""
+        return [f"random-{i}" for i in range(self.p.n_random)] if name == "random" else name
 
-        Outer units are the search seeds of whichever side has several (both: the i-th search
-        seed of each, independent searches); ``b="random"`` pairs ``a`` with each random policy."""
-        va = self.values(rows, a, budget)
-        if b == "random":
-            rnd = [self.values(rows, f"random-{i}", budget) for i in range(self.p.n_random)]
-            rnd = [{q: v for (_, q), v in r.items()} for r in rnd if r]
-            qs = sorted({q for (_, q) in va} & set.intersection(*(set(r) for r in rnd)))
-            mean_a = {q: np.mean([v for (_, qq), v in va.items() if qq == q]) for q in qs}
-            return np.array([[mean_a[q] - r[q] for q in qs] for r in rnd])
-        vb = self.values(rows, b, budget)
-        sa, sb = sorted({s for s, _ in va}), sorted({s for s, _ in vb})
-        qs = sorted({q for _, q in va} & {q for _, q in vb})
-        if not qs:
-            raise ConfigError(f"no common QAT seeds for {a} and {b} at {budget or self.budget_name}: run the protocol first")
-        n = max(len(sa), len(sb))
-        return np.array([[va[sa[i % len(sa)], q] - vb[sb[i % len(sb)], q] for q in qs] for i in range(n)])
-
-    def claims(self, rows: list[dict] | None = None) -> list[dict]:
-        """This model's claims (see :data:`CLAIMS`) as paired differences with bootstrap CIs via mpqlib.report."""
+    def claims(self, rows: list[dict] | None = None, budget: str | None = None) -> list[dict]:
+        """This model's claims (:data:`CLAIMS`) at ``budget``: paired differences within QAT seeds
+        with bootstrap CIs (search seeds and QAT seeds resampled) and verdicts, by mpqlib.report.
+        A claim whose policies have no runs yet is left out."""
         from . import report
 
-        rows = load_runs(self.p) if rows is None else rows
+        table = self.table(load_runs(self.p) if rows is None else rows, budget)
         out = []
-        for cid, (a, b, kind) in CLAIMS.items():
+        for cid, (a, b, rule) in CLAIMS.items():
             try:
-                d = self.paired(rows, a, b)
-            except (ConfigError, TypeError, KeyError):
+                out.append(report.claim(cid, self.model_name, budget or self.budget_name, table, self.side(a),
+                                        self.side(b), rule, n_boot=self.p.bootstrap))
+            except ConfigError:  # policies not run (yet) at this budget
                 continue
-            if d.size == 0:
-                continue
-            out.append(_claim(report, cid, self.model_name, self.budget_name, d, kind, self.p.bootstrap))
         return out
 
-    def power(self, rows: list[dict], budget: str | None = None) -> dict:
-        """Seed SD (pooled within policies) and policy SD (across random policies' seed means), in pp."""
-        per = [self.values(rows, f"random-{i}", budget) for i in range(self.p.n_random)]
-        per = [np.array(list(v.values())) for v in per if v]
-        return power_of(per)
+    def head_accuracy(self) -> dict:
+        """SEAM's head on the proxy beside a linear probe on the same features (held-out split,
+        mean over search seeds): the book's check that the head fits."""
+        reports = [self.search("seam-mnist", seed=s).record.get("head") or {} for s in self.p.search_seeds]
+        mean = lambda k: float(np.mean([r[k] for r in reports])) if all(r.get(k) is not None for r in reports) else None  # noqa: E731
+        return {"seam_proxy_acc": mean("head_val_acc"), "linear_probe_acc": mean("probe_val_acc"),
+                "seam_proxy_train_acc": mean("head_train_acc"), "linear_probe_train_acc": mean("probe_train_acc")}
+
+    def power(self, rows: list[dict], budget: str | None = None):
+        """Seed SD and policy SD over the random policies at ``budget`` (:func:`mpqlib.report.power`)."""
+        from . import report
+
+        return report.power(self.table(rows, budget), self.side("random"))
 
     # ------------------------------------------------------------------ the current chapters' helpers
     def cached(self, step: str, params: dict, compute: Callable[[], dict]) -> dict:
@@ -567,15 +579,15 @@ class Experiments:
         rho = {}
         for k, sign in predictors.items():
             x = sign * np.array([r[k] for r in table])
-            rho[("-" if sign < 0 else "") + k] = _as_dict(report.spearman_ci(x, y, n_boot=self.p.bootstrap))
+            rho[("-" if sign < 0 else "") + k] = asdict(report.spearman_ci(x, y, n_boot=self.p.bootstrap))
         per_seed = np.array([r["top1"] for r in table])
-        ceiling = _as_dict(report.noise_ceiling(per_seed)) if per_seed.shape[1] > 1 else None
+        ceiling = asdict(report.noise_ceiling(per_seed)) if per_seed.shape[1] > 1 else None
         return {"model": self.model_name, "budget": self.budget_label(budget), "n_policies": len(table),
                 "policies": table, "spearman": rho, "noise_ceiling": ceiling}
 
 
 # --------------------------------------------------------------------------- the claims
-# id -> (a, b, kind): a - b within QAT seeds; "equivalence" uses the pre-registered +-0.3 pp margin.
+# id -> (a, b, rule of mpqlib.report.RULES): a - b within QAT seeds; "random" = every random policy.
 CLAIMS = {
     "positive-control": ("target-fmnist", "random", "superiority"),
     "proxy-vs-target": ("seam-mnist", "target-fmnist", "equivalence"),
@@ -586,45 +598,6 @@ CLAIMS = {
     "second-proxy": ("seam-optdigits", "target-fmnist", "equivalence"),
     "fmnist4-control": ("seam-fmnist4", "seam-mnist", "difference"),
 }
-MARGIN_PP = 0.3
-
-
-def _as_dict(x) -> dict:
-    import dataclasses
-
-    if dataclasses.is_dataclass(x):
-        return dataclasses.asdict(x)
-    if isinstance(x, dict):
-        return x
-    if isinstance(x, tuple):
-        return dict(zip(("estimate", "ci_low", "ci_high"), map(float, x)))
-    return {"value": float(x)}
-
-
-def _claim(report, cid: str, model: str, budget: str, d: np.ndarray, kind: str, n_boot: int) -> dict:
-    """One row of claims.json from the paired differences ``d`` (outer units x QAT seeds)."""
-    est = _as_dict(report.paired_difference(d, n_boot=n_boot, seed=0))
-    lo, hi = est.get("ci_low"), est.get("ci_high")
-    if kind == "equivalence":
-        verdict = report.equivalence(lo, hi, MARGIN_PP)
-    else:
-        verdict = report.verdict(lo, hi) if hasattr(report, "verdict") else (
-            "better" if lo > 0 else "worse" if hi < 0 else "inconclusive")
-    rule = getattr(report, "RULES", {}).get(kind, kind) if isinstance(getattr(report, "RULES", None), dict) else kind
-    return {"id": cid, "model": model, "budget": budget, "estimate_pp": est.get("estimate", est.get("mean")),
-            "ci_low": lo, "ci_high": hi, "n": int(d.size), "verdict": verdict, "rule": rule}
-
-
-def power_of(per_policy: list[np.ndarray]) -> dict:
-    """Seed SD pooled within policies and SD across policies' seed means (pp); ratio policy / seed."""
-    per = [np.asarray(v, float) for v in per_policy if len(v)]
-    multi = [v for v in per if len(v) > 1]
-    seed_var = np.mean([v.var(ddof=1) for v in multi]) if multi else float("nan")
-    means = np.array([v.mean() for v in per])
-    policy_sd = float(means.std(ddof=1)) if len(means) > 1 else float("nan")
-    seed_sd = float(np.sqrt(seed_var))
-    return {"seed_sd_pp": seed_sd, "policy_sd_pp": policy_sd,
-            "ratio": policy_sd / seed_sd if seed_sd > 0 else float("nan"), "policies": len(per)}
 
 
 # --------------------------------------------------------------------------- runs.json
@@ -633,12 +606,16 @@ def load_runs(profile: Profile) -> list[dict]:
     return read_json(path)["runs"] if path.exists() else []
 
 
-def save_runs(profile: Profile, rows: list[dict]) -> Path:
-    """Merge ``rows`` into ``runs.json`` (one row per model, budget, policy, search seed, QAT seed)."""
+def save_runs(profile: Profile, rows: list[dict], policies: dict | None = None) -> Path:
+    """Merge ``rows`` into ``runs.json`` (one row per model, budget, policy, search seed, QAT seed)
+    and the searched policies they name (by search cache key) into ``policies.json``."""
     ident = ("model", "budget", "policy", "search_seed", "qat_seed")
     merged = {tuple(r[k] for k in ident): r for r in load_runs(profile)}
     merged.update({tuple(r[k] for k in ident): r for r in rows})
     out = sorted(merged.values(), key=lambda r: tuple(str(r[k]) for k in ident))
+    if policies:
+        path = profile.path("policies.json")
+        write_json(path, {**(read_json(path) if path.exists() else {}), **policies})
     return write_json(profile.path("runs.json"), {"profile": profile.name, "qat": config_dict(profile.qat),
                                                   "runs": out})
 
@@ -666,7 +643,7 @@ def recalibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 12
 
 # --------------------------------------------------------------------------- whole-run entry points
 def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
-    """Build ``claims.json`` for every model of the profile from ``runs.json``."""
+    """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.report checks the schema)."""
     from . import report
 
     p = resolve(profile, overrides)
@@ -675,15 +652,11 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
     for model in p.models:
         ex = Experiments(p, model)
         claims += ex.claims(rows)
-        power[model] = ex.power(rows)
-        res = ex.search("seam-mnist")
-        head[model] = {k: res.record.get(k) for k in ("seam_proxy_acc", "linear_probe_acc", "head_train_acc",
-                                                      "head_val_acc") if k in res.record}
-    payload = {"claims": claims, "power": power, "head": head, "margin_pp": MARGIN_PP}
-    if hasattr(report, "claims_json"):
-        return report.claims_json(payload, p.path("claims.json"))
-    write_json(p.path("claims.json"), payload)
-    return payload
+        pw = ex.power(rows)
+        power[model] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
+        head[model] = ex.head_accuracy()
+    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP,
+                              budgets={m: Experiments(p, m).budget_name for m in p.models})
 
 
 def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:
@@ -700,12 +673,13 @@ def pilot(profile: Profile | str = "full", overrides: dict | None = None, models
         per_budget = {}
         for b in p.pilot_budgets:
             rows = ex.random_runs(b, qat_seeds=seeds) + ex.runs("uniform", b, (0,), seeds)
-            save_runs(p, rows)
+            save_runs(p, rows, ex.policies)
             pw = ex.power(rows, b)
-            unif = ex.values(rows, "uniform", b)
-            per_budget[b] = {**pw, "bitops": ex.bitops_of(b), "uniform_top1": list(unif.values()),
+            per_budget[b] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio,
+                             "bitops": ex.bitops_of(b),
+                             "uniform_top1": [r["top1"] for r in rows if r["policy"] == "uniform"],
                              "random_top1_mean": float(np.mean([r["top1"] for r in rows if r["policy"] != "uniform"]))}
-        best = max(per_budget, key=lambda b: np.nan_to_num(per_budget[b]["ratio"], nan=-1))
+        best = max(per_budget, key=lambda b: np.nan_to_num(per_budget[b]["ratio"], nan=-1.0))
         out["budgets"][model] = per_budget
         out["chosen"][model] = best
         out["power"][model] = bool(per_budget[best]["ratio"] >= 2)
@@ -751,6 +725,5 @@ def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
             "bitops": int(ex.cost.bitops(res.policy))}
 
 
-__all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "MARGIN_PP", "Cache", "Experiments", "fingerprint",
-           "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_run", "power_of",
-           "exact_uniform"]
+__all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "Cache", "Experiments", "fingerprint",
+           "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_run", "exact_uniform"]

@@ -1,57 +1,143 @@
-"""The cached experiment steps behind the book: a rerun loads, never recomputes."""
+"""The cached experiment steps behind the book: an honest cache, paired per-seed runs, claims' inputs."""
 
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import mpqlib.experiments as E
-from mpqlib.experiments import Experiments, Settings
+from mpqlib.errors import ConfigError
+from mpqlib.experiments import Cache, Experiments, exact_uniform, recalibrate_bn
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def ex(tmp_path):
-    s = Settings.from_params(checkpoint=str(ROOT / "checkpoints" / "resnet8-fmnist.pt"), cache_dir=str(tmp_path),
-                             search_epochs=1, proxy_per_class=10, limpq_per_class=10, hawq_images=32,
-                             target_data="fmnist:10", qat_train_images=200, seeds="[0, 1]", progress=False)
-    return Experiments(s)
+class Recomputed(Exception):
+    """Raised by a spy in place of a step: proves the step would have been computed again."""
 
 
-def test_settings_from_notebook_parameters():
-    s = Settings.from_params(checkpoint="c.pt", seeds="[3, 4]", qat_epochs=2, qat_train_images=0, target_epochs=0)
-    assert s.seeds == (3, 4) and s.qat["epochs"] == 2 and s.qat["train_images"] is None and s.target_epochs is None
-    with pytest.raises(TypeError, match="unknown parameters"):
-        Settings.from_params(checkpoint="c.pt", serach_epochs=3)
+def _refuse(*a, **k):
+    raise Recomputed()
 
 
-def test_searches_and_qat_are_cached_and_resumed(ex, monkeypatch):
-    first = ex.search("seam-mnist")
-    assert first.record["bitops"] <= ex.budget
-    argmax = ex.search("seam-mnist-argmax")  # read out of the same run: no second search
-    assert argmax.extras == first.extras and argmax.record["method"] == "seam-argmax"
-    rec = ex.qat(first.policy, seed=0)
+# ------------------------------------------------------------------ the cache alone
+def test_cache_key_covers_config_and_step_version(tmp_path, monkeypatch):
+    cache, calls = Cache(tmp_path), []
 
-    def boom(*a, **k):
-        raise AssertionError("recomputed a cached step")
+    def compute():
+        calls.append(1)
+        return {"value": len(calls)}
 
-    monkeypatch.setattr(E, "search", boom)
-    monkeypatch.setattr(E, "qat", boom)
-    again = Experiments(ex.s)  # a new process would start like this
-    assert again.search("seam-mnist").policy == first.policy
-    assert again.qat(first.policy, seed=0)["top1"] == rec["top1"]
+    cfg = {"search": {"type": "SeamConfig", "margin": 0.2}, "data": {"name": "mnist-100", "sha256": "ab"}}
+    first = cache.get("search", cfg, compute)
+    assert cache.get("search", cfg, compute)["value"] == first["value"] == 1 and len(calls) == 1  # hit
+    stored = json.loads(cache.path("search", cfg).read_text())
+    assert stored["config"] == cfg and stored["version"] == E.STEP_VERSIONS["search"]  # the config is in the file
+    cache.get("search", {**cfg, "search": {"type": "SeamConfig", "margin": 0.1}}, compute)  # another margin
+    assert len(calls) == 2
+    cache.get("search", {**cfg, "data": {"name": "mnist-100", "sha256": "cd"}}, compute)  # other data bytes
+    assert len(calls) == 3
+    monkeypatch.setitem(E.STEP_VERSIONS, "search", E.STEP_VERSIONS["search"] + 1)  # the step's code changed
+    assert cache.get("search", cfg, compute)["value"] == 4
+    with pytest.raises(ConfigError, match="unknown cached step"):
+        cache.get("no-such-step", cfg, compute)
 
 
-def test_reread_meets_other_budgets_and_poor_policy_differs(ex):
-    from mpqlib.cost import budget
+def test_fingerprint_sees_the_bytes():
+    from mpqlib.data import Images
 
+    x = torch.zeros(4, 1, 28, 28)
+    a = Images("d", x, torch.tensor([0, 1, 0, 1]), ("a", "b"))
+    b = Images("d", x.clone(), torch.tensor([0, 1, 1, 0]), ("a", "b"))
+    assert E.fingerprint(a) == E.fingerprint(Images("d", x.clone(), a.y.clone(), a.classes))
+    assert E.fingerprint(a)["sha256"] != E.fingerprint(b)["sha256"]
+
+
+# ------------------------------------------------------------------ real steps, tiny sizes
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("exp")
+    return dict(cache_dir=str(tmp / "cache"), results_dir=str(tmp / "results"), proxy_per_class=5,
+                target_data="fmnist:5", limpq_per_class=5, hawq_images=16, qat={"train_images": 100},
+                n_random=2, search_seeds=[0], qat_seeds=[0, 1])
+
+
+@pytest.fixture(scope="module")
+def ex(tiny):
+    return Experiments("smoke", **tiny)
+
+
+def test_identical_config_hits_changed_hyperparameter_recomputes(ex, tiny, monkeypatch):
+    res = ex.search("seam-mnist")
+    assert res.record["bitops"] <= ex.budget
+    rec = ex.qat(res.policy, seed=0)
+    again = Experiments("smoke", **tiny)  # a new process would start like this
+    monkeypatch.setattr(E, "_run_search", _refuse)
+    monkeypatch.setattr(E, "qat", _refuse)
+    assert again.search("seam-mnist").policy == res.policy
+    assert again.qat(res.policy, seed=0)["top1"] == rec["top1"]
+    argmax = again.search("seam-mnist-argmax")  # read out of the same search: no second run
+    assert argmax.extras == res.extras
+    with pytest.raises(Recomputed):
+        again.search("seam-mnist", margin=0.1)  # a SEAM hyperparameter
+    with pytest.raises(Recomputed):
+        again.search("seam-mnist", budget="w3a3")  # another budget
+    with pytest.raises(Recomputed):
+        Experiments("smoke", **{**tiny, "qat": {"train_images": 100, "lr": 0.02}}).qat(res.policy, seed=0)  # QAT lr
+    with pytest.raises(Recomputed):
+        again.qat(res.policy, seed=2)
+    monkeypatch.setitem(E.STEP_VERSIONS, "qat", E.STEP_VERSIONS["qat"] + 1)
+    with pytest.raises(Recomputed):
+        again.qat(res.policy, seed=0)
+
+
+def test_per_seed_runs_are_stored_and_paired(ex):
+    rows = ex.runs("seam-mnist") + ex.runs("uniform") + ex.random_runs()
+    E.save_runs(ex.p, rows, ex.policies)
+    stored = E.load_runs(ex.p)
+    assert len(stored) == len(rows) == 2 + 2 + 2 * 2
+    assert {(r["policy"], r["qat_seed"]) for r in stored} >= {("seam-mnist", 0), ("seam-mnist", 1), ("uniform", 1)}
+    assert all(r["bitops"] <= r["budget_bitops"] for r in stored)
+    policies = json.loads(ex.p.path("policies.json").read_text())
+    seam = next(r for r in stored if r["policy"] == "seam-mnist")
+    assert policies[seam["search"]]["bits"] == ex.search("seam-mnist").policy.to_dict()["bits"]
+    from mpqlib import report
+
+    table = ex.table(stored)
+    d = report.paired_matrix(table, "seam-mnist", "uniform")
+    by = {(r["policy"], r["qat_seed"]): r["top1"] for r in stored if r["search_seed"] == 0}
+    assert d.shape == (1, 2) and d[0, 1] == pytest.approx(by["seam-mnist", 1] - by["uniform", 1])
+    assert report.paired_matrix(table, "uniform", ex.side("random")).shape == (2, 2)  # one row per random policy
+    claims = {c["id"]: c for c in ex.claims(stored)}
+    assert "seam-vs-uniform" in claims and "positive-control" not in claims  # no target search was run
+    c = claims["seam-vs-uniform"]
+    assert c["ci_low"] <= c["estimate_pp"] <= c["ci_high"] and c["n"] == 2 and c["budget"] == ex.budget_name
+    assert ex.power(stored).n_policies == 2
+
+
+def test_uniform_meets_the_budget_exactly_and_poor_policies_differ(ex):
+    assert exact_uniform("w3a2") == (3, 2) and exact_uniform("w2.5a2.5") is None
+    assert ex.cost.bitops(ex.uniform("w3a2").policy) == ex.bitops_of("w3a2")
     good = ex.search("seam-mnist").policy
-    low = budget(ex.cost, "w2.5a2.5")
-    assert ex.cost.bitops(ex.reread("seam-mnist", low)) <= low
     poor = ex.poor_policy("seam-mnist")
     assert ex.cost.bitops(poor) <= ex.budget and poor != good
+    assert ex.interpolated_policy("seam-mnist", 1.0) == ex.interpolated_policy("seam-mnist", 1.0)
 
 
 def test_unknown_policy_name(ex):
-    with pytest.raises(ValueError, match="unknown policy"):
+    with pytest.raises(ConfigError, match="unknown searched policy"):
         ex.search("fracbits-fmnist")
+
+
+# ------------------------------------------------------------------ BatchNorm recalibration
+def test_recalibrate_bn_matches_the_data_statistics():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    x = 3 + 2 * torch.randn(256, 1, 8, 8)
+    recalibrate_bn(net, x)
+    with torch.no_grad():
+        h = net[0](x)
+    assert torch.allclose(net[1].running_mean, h.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(net[1].running_var, h.var((0, 2, 3)), rtol=1e-2)
+    assert not net.training and net[1].momentum == 0.1

@@ -1,0 +1,54 @@
+"""One profile parameter resolved into every setting; overrides typed and checked."""
+
+import json
+
+import pytest
+
+from mpqlib.config import QATConfig, SeamConfig
+from mpqlib.errors import ConfigError
+from mpqlib.profiles import PILOT_BUDGETS, resolve
+
+
+def test_full_is_the_preregistered_protocol():
+    p = resolve("full")
+    assert set(p.models) == {"resnet20", "mobilenetv1"}
+    assert len(p.search_seeds) >= 3 and len(p.qat_seeds) >= 4 and p.n_correlation >= 30
+    assert p.budget == "pilot" and p.second_budget == "w3a3" and p.pilot_budgets == PILOT_BUDGETS
+    assert isinstance(p.seam, SeamConfig) and isinstance(p.qat, QATConfig)
+    assert p.efficiency.proxy_sizes == (10, 30, 100, 240, 600) and p.efficiency.epochs_curve == (1, 2, 4, 8)
+
+
+def test_smoke_is_small_with_two_seeds():
+    p = resolve("smoke")
+    assert list(p.models) == ["resnet8"] and p.checkpoint("resnet8").exists()
+    assert len(p.search_seeds) == len(p.qat_seeds) == 2 and p.qat.train_images <= 1000
+    assert p.main_budget("resnet8") == "w3a2"
+
+
+def test_overrides_are_typed():
+    p = resolve("smoke", {"qat_seeds": "[3, 4]", "seam": {"margin": 0.1}}, qat={"lr": 0.02})
+    assert p.qat_seeds == (3, 4) and p.seam.margin == 0.1 and p.qat.lr == 0.02 and p.qat.train_images == 500
+    assert resolve(p).seam.margin == 0.1  # a resolved profile resolves to itself
+    json.dumps(p.to_dict())
+    with pytest.raises(ConfigError, match="unknown profile setting"):
+        resolve("smoke", serach_seeds=[0])
+    with pytest.raises(ConfigError, match="margn"):
+        resolve("smoke", seam={"margn": 0.1})
+    with pytest.raises(ConfigError):
+        resolve("smoke", seam={"margin": "wide"})
+    with pytest.raises(ConfigError, match="integer"):
+        resolve("smoke", n_random="many")
+    with pytest.raises(ConfigError, match="unknown profile"):
+        resolve("huge")
+    with pytest.raises(ConfigError, match="no model"):
+        resolve("smoke").checkpoint("vgg")
+
+
+def test_main_budget_comes_from_the_pilot(tmp_path):
+    p = resolve("full", results_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="scripts/pilot.py"):
+        p.main_budget("resnet20")
+    (tmp_path / "pilot.json").write_text(json.dumps({"chosen": {"resnet20": "w2a4"}}))
+    assert p.main_budget("resnet20") == "w2a4"
+    with pytest.raises(ConfigError, match="mobilenetv1"):
+        p.main_budget("mobilenetv1")
