@@ -222,6 +222,16 @@ def load_data(spec: str, split: str, size: tuple[int, ...], args):
     return D.search_data(spec, seed=args.data_seed, root=args.root)
 
 
+def train_data(args, size):
+    """--data, narrowed to a class-balanced subset by --data-per-class / --data-fraction."""
+    from . import data as D
+
+    data = load_data(args.data, "train", size, args)
+    if args.data_per_class is None and args.data_fraction is None:
+        return data
+    return D.proxy_subset(data, per_class=args.data_per_class, fraction=args.data_fraction, seed=args.data_seed)
+
+
 def eval_data(args, size):
     """--eval-data, or the test split of --data's built-in dataset (Fashion-MNIST by default)."""
     if args.eval_data:
@@ -265,7 +275,7 @@ def cmd_train(args) -> int:
 
     cfg = build_config(args, "train")
     size = args.input_size or ((1, 28, 28) if _is_mpqlib_arch(args.model) else (3, 224, 224))
-    train = load_data(args.data, "train", size, args)
+    train = train_data(args, size)
     test = eval_data(args, size)
     name = args.model
     model = None
@@ -359,7 +369,7 @@ def cmd_search(args) -> int:
     record_path, policy_path = search_paths(args.out, args.policy_out)
     model, _, size = load_model(args)
     budget = None if args.budget == "none" else parse_budget(cost_model(model, (1, *size)), args.budget)
-    data = None if cfg.method in ("uniform", "random") else load_data(args.data, "train", size, args)
+    data = None if cfg.method in ("uniform", "random") else train_data(args, size)
     val = load_data(args.eval_data, "test", size, args) if args.eval_data else None
     res = search(model, data, budget, cfg, device=args.device, input_size=(1, *size), val_data=val,
                  progress=not args.quiet)
@@ -386,7 +396,7 @@ def cmd_qat(args) -> int:
     cfg = build_config(args, "qat")
     model, _, size = load_model(args)
     policy = Policy.load(args.policy).validate(model)
-    train = load_data(args.data, "train", size, args)
+    train = train_data(args, size)
     test = eval_data(args, size)
     qmodel, rec = qat(model, policy, train, test, cfg, seed=args.seed, device=args.device, progress=not args.quiet)
     if args.out:
@@ -437,7 +447,12 @@ def _data_args(s: argparse.ArgumentParser, default: str, eval_data: bool = True)
         g.add_argument("--eval-data", default=None,
                        help="test data: fmnist, mnist, optdigits (test split) or imagefolder:PATH "
                             "(default: the test split of --data's dataset)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of a class-balanced subset (NAME:N, mnist)")
+    g.add_argument("--data-seed", type=int, default=0, help="seed of a class-balanced subset (NAME:N, mnist, below)")
+    pick = g.add_mutually_exclusive_group()
+    pick.add_argument("--data-per-class", type=_positive_int("--data-per-class"), default=None, metavar="N",
+                      help="use a class-balanced subset of --data: N images of each class (a proxy from a big folder)")
+    pick.add_argument("--data-fraction", type=float, default=None, metavar="F",
+                      help="use a class-balanced fraction F of --data (0.04: the paper's 4%% proxy)")
 
 
 def build_parser() -> argparse.ArgumentParser:
