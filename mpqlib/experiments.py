@@ -31,7 +31,7 @@ import torch
 
 from . import data as D
 from ._io import read_json, torch_save, write_json
-from .config import (MIN_BITS, Config, DifferentiableConfig, OrthogonalityConfig, RandomConfig, SearchConfig,
+from .config import (MIN_BITS, Config, DifferentiableConfig, RandomConfig, SearchConfig,
                      UniformConfig)
 from .cost import CostModel, budget as parse_budget, cost_model
 from .errors import ConfigError
@@ -60,10 +60,10 @@ POLICIES = {
 }
 # The efficiency harness's extra classes of search (chapter 4).
 HARNESS = {
-    "joint-fmnist": ("joint", "fmnist"),
-    "evaluation-fmnist": ("evaluation", "fmnist"),
+    "joint-fmnist": ("joint", "target"),
+    "evaluation-fmnist": ("evaluation", "target"),
     "orthogonality-mnist": ("orthogonality", "proxy"),
-    "orthogonality-fmnist": ("orthogonality", "fmnist"),
+    "orthogonality-fmnist": ("orthogonality", "target"),
 }
 # Proxy searches get every search seed of the profile; the others run once (seed 0).
 SEARCH_SEEDED = ("seam-mnist", "seam-optdigits", "seam-fmnist4", "ce-mnist")
@@ -314,7 +314,7 @@ class Experiments:
         name = self.budget_label(budget)
         wa = exact_uniform(name)
         if wa is None or min(wa) < MIN_BITS:
-            return search("uniform", self.model, None, self.bitops_of(budget))
+            return _run_search(self.model, None, self.bitops_of(budget), UniformConfig(), progress=False)
         policy = Policy.uniform(self.model, *wa, method="uniform", search_data="none")
         record = {"method": "uniform", "search_data": "none", "bits": list(wa), "seconds": 0.0, "images": 0,
                   "epochs": 0, "budget_bitops": self.bitops_of(budget), "bitops": self.cost.bitops(policy),
@@ -648,15 +648,15 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
 
     p = resolve(profile, overrides)
     rows = load_runs(p)
-    claims, power, head = [], {}, {}
+    claims, power, head, budgets = [], {}, {}, {}
     for model in p.models:
         ex = Experiments(p, model)
         claims += ex.claims(rows)
         pw = ex.power(rows)
         power[model] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
         head[model] = ex.head_accuracy()
-    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP,
-                              budgets={m: Experiments(p, m).budget_name for m in p.models})
+        budgets[model] = ex.budget_name
+    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets)
 
 
 def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:
@@ -718,6 +718,30 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
                                        path=p.path("efficiency.json"), profile=p.name, model=ex.model_name)
 
 
+def run(profile: Profile | str = "full", overrides: dict | None = None,
+        steps: Iterable[str] = ("protocol", "sweep", "correlation", "efficiency", "claims")) -> dict:
+    """The whole run after the pilot, resumable (every step is cached): per model the main
+    comparison, the budget sweep and chapter 5's correlation (correlation.json), the efficiency
+    harness for the first model, then claims.json. Returns what each step wrote."""
+    p = resolve(profile, overrides)
+    out: dict = {}
+    for i, model in enumerate(p.models):
+        ex = Experiments(p, model)
+        if "protocol" in steps:
+            out.setdefault("protocol", {})[model] = len(ex.protocol())
+        if "sweep" in steps:
+            out.setdefault("sweep", {})[model] = len(ex.sweep())
+        if "correlation" in steps:
+            out.setdefault("correlation", {})[model] = ex.correlation()
+        if "efficiency" in steps and i == 0:
+            out["efficiency"] = efficiency_run(p, model=model)
+    if "correlation" in steps:
+        write_json(p.path("correlation.json"), out["correlation"])
+    if "claims" in steps:
+        out["claims"] = claims_file(p)
+    return out
+
+
 def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
     """A search's cost record with its policy's QAT top-1 per seed."""
     top = [ex.qat(res.policy, s)["top1"] for s in seeds]
@@ -726,4 +750,4 @@ def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
 
 
 __all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "Cache", "Experiments", "fingerprint",
-           "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_run", "exact_uniform"]
+           "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_run", "run", "exact_uniform"]

@@ -206,12 +206,16 @@ def resolve(profile: "str | Profile" = "full", overrides: dict | None = None, **
     if isinstance(overrides, str):
         overrides = json.loads(overrides) if overrides.strip() else {}
     changes = {**(overrides or {}), **more}
-    unknown = set(changes) - set(base) - {"name"}
+    fields = {f.name: f for f in dataclasses.fields(Profile)}
+    unknown = set(changes) - set(fields) | ({"name"} & set(changes))
     if unknown:
         raise ConfigError(f"unknown profile setting(s) {', '.join(sorted(unknown))}; "
-                          f"settings: {', '.join(sorted(f.name for f in dataclasses.fields(Profile)))}")
+                          f"settings: {', '.join(sorted(set(fields) - {'name'}))}")
     for k, v in changes.items():
-        base[k] = _override(k, base[k], v)
+        f = fields[k]
+        current = base[k] if k in base else (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                                             else f.default)
+        base[k] = _override(k, current, v)
     return Profile(**base)
 
 

@@ -52,3 +52,10 @@ def test_main_budget_comes_from_the_pilot(tmp_path):
     assert p.main_budget("resnet20") == "w2a4"
     with pytest.raises(ConfigError, match="mobilenetv1"):
         p.main_budget("mobilenetv1")
+
+
+def test_settings_with_defaults_can_be_overridden():
+    p = resolve("smoke", threads=1, progress=True, efficiency={"qat_seeds": [0]})
+    assert p.threads == 1 and p.progress is True and p.efficiency.qat_seeds == (0,)
+    with pytest.raises(ConfigError, match="name"):
+        resolve("smoke", name="full")
