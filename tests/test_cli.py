@@ -170,3 +170,26 @@ def test_torchvision_model_at_any_input_size(capsys):
     assert main(["cost", "--model", "mobilenet_v2", "--num-classes", "10", "--input-size", "3,32,32"]) == 0
     out = capsys.readouterr().out
     assert "features.0.0" in out and "input 3x32x32" in out
+
+
+def test_root_may_be_new_empty_or_mpqlibs_own(tmp_path):
+    from mpqlib.cli import check_root
+
+    check_root(str(tmp_path / "new"))
+    check_root(str(tmp_path))  # empty
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    (tmp_path / "FashionMNIST").mkdir()
+    check_root(str(tmp_path))  # what `mpq data` stages
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "qat"])
+def test_train_and_qat_read_their_config_file_and_flags_win(command, tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("epochs: 2\nbatch_size: 64\nmomentum: 0.9\n")
+    extra = ["--checkpoint", CKPT, "--policy", "p.json"] if command == "qat" else []
+    assert "has no option momentum" in _error([command, *extra, "--config", str(cfg)], capsys)
+    cfg.write_text("epochs: 0\n")
+    assert "epochs must be > 0, not 0" in _error([command, *extra, "--config", str(cfg)], capsys)
+    # the flag wins over the file: epochs fine now, the flag's bad lr is what fails
+    assert "lr must be > 0" in _error([command, *extra, "--config", str(cfg), "--epochs", "1", "--lr", "-1"], capsys)
