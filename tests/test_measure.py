@@ -21,7 +21,9 @@ def test_busy_loop_cpu_time_close_to_wall():
     # one Python thread computing: it is always either on a core (CPU time) or waiting for one
     waited = 0.0 if m.runqueue_share is None else m.runqueue_share * m.seconds * m.threads
     assert m.cpu_seconds + waited == pytest.approx(m.seconds, rel=0.15)
-    assert m.cpu_seconds > 0.3 * m.seconds
+    assert m.cpu_seconds > 0.02
+    if m.runqueue_share is not None and m.cpu_seconds < 0.5 * m.seconds:
+        assert m.contended  # a busy thread that got less than half a core was preempted: flagged
     assert m.cpu_utilisation == pytest.approx(m.cpu_seconds / m.seconds / m.threads)
 
 
