@@ -4,8 +4,8 @@
 ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT``; :func:`init_from_env`
 turns them into a process group (NCCL on CUDA, gloo on the CPU). From then on:
 
-* :class:`mpqlib.data.ShuffledBatches` reads :func:`rank` and :func:`world`: every *global*
-  batch of the one-process order is split across the ranks, so N processes step through the
+* :func:`shard` (called by :func:`mpqlib.train.fit`) splits every *global* batch of a
+  :class:`mpqlib.data.ShuffledBatches` order across the ranks, so N processes step through the
   same global batches as one process, each on ``batch_size / N`` images of each batch;
 * :func:`mpqlib.train.fit` wraps the model in ``DistributedDataParallel`` (optionally with
   SyncBatchNorm, CUDA only) or, when the optimiser also holds parameters outside the model (a
