@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mpqlib import discriminability as D
+from mpqlib.errors import ConfigError
 from mpqlib.models import resnet20
 
 # --------------------------------------------------------------------------- helpers
@@ -291,3 +292,126 @@ def test_features_torchvision(arch, dim):
     assert f.shape == (2, dim)
     assert torch.allclose(fc(f), logits, atol=1e-4)
     assert len(fc._forward_pre_hooks) == 0
+
+
+# --------------------------------------------------------------------------- L-GM head on frozen features
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small tensors: one thread is faster than two, much faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def diag_case(seed: int = 0, n: int = 8, k: int = 3, d: int = 5):
+    means, g, y = lgm_case(seed, n, k, d)
+    log_var = 0.5 * torch.randn(k, d, generator=torch.Generator().manual_seed(seed + 10), dtype=torch.float64)
+    return means, log_var, g, y
+
+
+def test_diagonal_lgm_hand_computed():
+    means, log_var, g, y = diag_case()
+    crit = D.LGMLoss(3, 5, margin=0.3, likelihood_weight=0.1, means=means, covariance="diagonal", log_var=log_var)
+    var = log_var.exp()
+    d = 0.5 * ((g[:, None, :] - means[None]) ** 2 / var[None]).sum(-1)
+    assert torch.allclose(crit.distances(g), d)
+    half_logdet = 0.5 * log_var.sum(1)
+    h = -d.clone()
+    h[torch.arange(len(y)), y] *= 1.3
+    expected = F.cross_entropy(h - half_logdet, y) + 0.1 * d[torch.arange(len(y)), y].mean()
+    loss, logits = crit(g, y)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+    assert torch.allclose(logits, -d - half_logdet) and torch.allclose(crit.logits(g), logits)
+    assert crit.likelihood(g, y).item() == pytest.approx(d[torch.arange(len(y)), y].mean().item(), rel=1e-10)
+
+
+def test_margin_zero_is_the_plain_gaussian_mixture_posterior():
+    means, log_var, g, y = diag_case(seed=2)
+    crit = D.LGMLoss(3, 5, margin=0.0, likelihood_weight=0.0, means=means, covariance="diagonal", log_var=log_var)
+    normal = torch.distributions.Normal(means[None], (0.5 * log_var).exp()[None])
+    log_density = normal.log_prob(g[:, None, :]).sum(-1)  # log N(g; mu_k, Sigma_k), (N, K)
+    loss, logits = crit(g, y)
+    assert torch.allclose(logits.log_softmax(1), log_density.log_softmax(1), atol=1e-10)
+    assert loss.item() == pytest.approx(F.cross_entropy(log_density, y).item(), rel=1e-10)
+
+
+def test_diagonal_covariance_positive():
+    crit = D.LGMLoss(3, 4, covariance="diagonal", log_var=torch.full((3, 4), -60.0))
+    assert (crit.variances() > 0).all() and torch.isfinite(crit.log_det()).all()
+    crit.log_var.data.fill_(40.0)
+    assert (crit.variances() > 0).all()
+    # and it learns: gradient steps on a wide class make its variance grow, staying positive
+    crit = D.LGMLoss(2, 1, 0.0, 0.0, means=torch.tensor([[-1.0], [1.0]]), covariance="diagonal")
+    g, y = torch.tensor([[-4.0], [2.0], [-1.0], [1.0]]), torch.tensor([0, 0, 0, 1])
+    opt = torch.optim.SGD(crit.parameters(), lr=0.1)
+    for _ in range(30):
+        opt.zero_grad()
+        crit(g, y)[0].backward()
+        opt.step()
+    assert (crit.variances() > 0).all() and crit.variances()[0, 0] > 1
+
+
+def test_normalised_head_equals_head_on_normalised_features():
+    means, log_var, g, y = diag_case(seed=4)
+    norm = D.Normaliser(5, shift=torch.arange(5.0), scale=torch.linspace(0.5, 2, 5))
+    a = D.LGMLoss(3, 5, 0.1, 0.05, means=means, covariance="diagonal", log_var=log_var, normaliser=norm.double())
+    b = D.LGMLoss(3, 5, 0.1, 0.05, means=means, covariance="diagonal", log_var=log_var)
+    z = (g - torch.arange(5.0, dtype=torch.float64)) / torch.linspace(0.5, 2, 5, dtype=torch.float64)
+    assert torch.allclose(a(g, y)[0], b(z, y)[0]) and torch.allclose(a(g, y)[1], b(z, y)[1])
+    lin = D.LinearCEHead(3, 5, normaliser=norm)
+    assert torch.allclose(lin.logits(g.float()), lin.fc(z.float()), atol=1e-5)
+
+
+def test_normaliser_fit_and_frozen():
+    f, _ = clusters(random_centres(), std=2.0)
+    norm = D.Normaliser.fit(f)
+    z = norm(f)
+    assert torch.allclose(z.mean(0), torch.zeros(8, dtype=z.dtype), atol=1e-6)
+    assert torch.allclose(z.std(0), torch.ones(8, dtype=z.dtype), atol=1e-6)
+    assert list(norm.parameters()) == [] and set(dict(norm.named_buffers())) == {"shift", "scale"}
+    before = norm.scale.clone()
+    norm(0.1 * f)  # other data does not move the statistics
+    assert torch.equal(norm.scale, before)
+    assert torch.equal(D.Normaliser.fit(f, normalise=False)(f), f)
+    # a constant dimension gets a floor, not a division by ~0
+    f[:, 3] = 1.0
+    assert D.Normaliser.fit(f).scale[3] > 0.005 * D.Normaliser.fit(f).scale.mean()
+    with pytest.raises(ConfigError, match="positive"):
+        D.Normaliser(2, scale=torch.tensor([1.0, 0.0]))
+    with pytest.raises(ConfigError, match="N >= 2"):
+        D.Normaliser.fit(f[:1])
+
+
+def test_shrinkage_is_not_rewarded_once_the_head_adapts():
+    """With a learned diagonal covariance and a likelihood term without the log-determinant,
+    the best loss a head can reach is the same for features shrunk (or shifted) by any
+    per-dimension affine map: the mapped head (means mapped, variances scaled) gives exactly
+    the same loss. So a search cannot gain by shrinking features instead of separating them."""
+    means, log_var, g, y = diag_case(seed=5)
+    crit = D.LGMLoss(3, 5, 0.1, 0.05, means=means, covariance="diagonal", log_var=log_var)
+    c, b = 0.4, torch.linspace(-1, 1, 5, dtype=torch.float64)
+    mapped = D.LGMLoss(3, 5, 0.1, 0.05, means=c * means + b, covariance="diagonal", log_var=log_var + 2 * math.log(c))
+    assert mapped(c * g + b, y)[0].item() == pytest.approx(crit(g, y)[0].item(), rel=1e-10)
+    # identity covariance has no such map: with the means following, the likelihood term alone
+    # drops by c^2, a reward for shrinking
+    ident, shrunk = D.LGMLoss(3, 5, 0.0, 1.0, means=means), D.LGMLoss(3, 5, 0.0, 1.0, means=c * means)
+    assert shrunk.likelihood(c * g, y).item() == pytest.approx(c**2 * ident.likelihood(g, y).item(), rel=1e-10)
+
+
+def test_lgm_head_options_validated():
+    with pytest.raises(ConfigError, match="covariance"):
+        D.LGMLoss(3, 4, covariance="full")
+    with pytest.raises(ConfigError, match="log_var is only"):
+        D.LGMLoss(3, 4, log_var=torch.zeros(3, 4))
+    with pytest.raises(ConfigError, match="log_var must have shape"):
+        D.LGMLoss(3, 4, covariance="diagonal", log_var=torch.zeros(3, 5))
+    with pytest.raises(ConfigError, match="normaliser has dim"):
+        D.LGMLoss(3, 4, normaliser=D.Normaliser(5))
+    with pytest.raises(ConfigError, match="normaliser has dim"):
+        D.LinearCEHead(3, 4, normaliser=D.Normaliser(5))
+    crit = D.LGMLoss(3, 4, covariance="diagonal")
+    assert torch.equal(crit.variances(), torch.ones(3, 4)) and torch.equal(crit.log_det(), torch.zeros(3))
+    assert "covariance='diagonal'" in repr(crit)
