@@ -398,7 +398,8 @@ def cmd_qat(args) -> int:
     policy = Policy.load(args.policy).validate(model)
     train = train_data(args, size)
     test = eval_data(args, size)
-    qmodel, rec = qat(model, policy, train, test, cfg, seed=args.seed, device=args.device, progress=not args.quiet)
+    qmodel, rec = qat(model, policy, train, test, cfg, seed=args.seed, device=args.device, progress=not args.quiet,
+                      input_size=(1, *size))
     if args.out:
         with dist.main_process_writes() as writer:
             if writer:
