@@ -5,11 +5,15 @@ out and move together) on any dataset. This file measures that on pooled penulti
 (:func:`features`) and provides the two classifier heads a proxy search can train:
 
 - :class:`LGMLoss`: the large-margin Gaussian-mixture loss (Wan et al., CVPR 2018) that SEAM's
-  poster equations describe, with our reconstruction choices (identity covariance, margin on the
-  true class only, likelihood term weighted by ``likelihood_weight``); see design/method.md.
-- :class:`LinearCEHead`: the ablation, a plain linear classifier with cross entropy.
+  poster equations describe, with our reconstruction choices (identity or learned diagonal
+  covariance, margin on the true class only, likelihood term = Mahalanobis distance weighted by
+  ``likelihood_weight``); see the book's method page;
+- :class:`LinearCEHead`: the ablation, a plain linear classifier with cross entropy;
+- :class:`Normaliser`: the frozen per-dimension z-score both heads can put in front of the
+  features (statistics fitted once, never per batch).
 
-Both heads share ``forward(features, labels) -> (loss, logits)`` and ``logits(features)``.
+Both heads share ``forward(features, labels) -> (loss, logits)`` and ``logits(features)``;
+:mod:`mpqlib.search.heads` builds and pre-fits them for a search.
 
 All metrics take features ``f`` of shape (N, D) and integer labels ``y`` of shape (N,), compute
 in float64, and return python floats. Only the classes present in ``y`` count.
