@@ -38,6 +38,7 @@ for nb in "${notebooks[@]}"; do
     echo "run_notebooks: $name failed after $(( $(date +%s) - start )) s; the executed notebook with the error is $OUTDIR/$name.ipynb" >&2
     exit 1
   fi
+  "$REPO/.venv/bin/python" "$REPO/scripts/tag_notebooks.py" "$OUTDIR/$name.ipynb"  # hide papermill's parameter cell
   echo "== $name: $(( $(date +%s) - start )) s"
 done
 echo "== all ${#notebooks[@]} notebooks ($MODE): $(( $(date +%s) - total )) s -> $OUTDIR"

@@ -1,0 +1,966 @@
+"""What each chapter of the book shows, computed: one call per table, figure or sentence.
+
+The chapter notebooks are thin. Each holds one papermill parameter (``profile``, plus
+``overrides``), makes one :class:`Chapter` and then calls one method per table or figure::
+
+    ch = Chapter(profile, overrides)      # threads, display settings, the profile, the models
+    obs = ch.observation()                # chapter 1's metrics (cached QAT models, features)
+    ch.table(obs.target)                  # an HTML table that fits the book's text column
+    ch.show_tsne(obs, "target")           # a figure sized for the column
+
+Numbers that the prose quotes are *glued* (myst-nb ``glue``) by these methods under documented
+names and shown in the Markdown with ``{glue:text}`NAME```: no number in the book is typed by
+hand. The paper's own numbers live in :data:`PAPER` (from the poster's Table 2 and figures).
+Statistics (CIs, paired differences, power, correlations) come from :mod:`mpqlib.report`;
+every experiment from :mod:`mpqlib.experiments` (cached, so a chapter of the full profile only
+reads what the full run computed, and a smoke chapter computes what it needs).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from . import report
+from ._io import read_json
+from .experiments import (CLAIMS, Experiments, claims_file, efficiency_run, exact_uniform, load_runs)
+from .profiles import Profile, resolve
+
+# --------------------------------------------------------------------------- the paper's numbers
+PAPER: dict[str, Any] = {
+    "source": "SEAM (ACM MM 2023), poster Table 2: MobileNetV1 on ImageNet, '3MP' budget",
+    "table2": {  # method -> (top-1 %, BitOps G, search GPU-h or None)
+        "LSQ uniform W3A3": (68.3, 5.8, None),
+        "FracBits": (68.7, 5.78, 237.2),
+        "LIMPQ": (69.5, 5.78, 3.4),
+        "SEAM, proxy C": (69.9, 6.28, 1.0),
+        "SEAM, proxy S": (69.6, 6.13, 0.8),
+    },
+    "budget_g": 5.78,
+    "joint_over_seam": 297.0,           # FracBits 237.2 h / SEAM 0.8 h
+    "limpq_over_seam": (3.4, 4.25),     # LIMPQ 3.4 h / SEAM 1.0 or 0.8 h
+    # ResNet-18 trade-off, read off the poster's plot (about +-0.2 pp): (G BitOps, top-1 %)
+    "resnet18_seam": ((16, 68.1), (23, 70.0), (29, 70.6)),
+    "resnet18_edmips": ((16, 65.7), (23, 66.8), (29, 67.8)),
+}
+"""The paper's anchor numbers (book/method.md's table); the chapters show ours beside them."""
+
+# Our policy standing for each row of the paper's Table 2 (None: not part of the main comparison).
+PAPER_ROWS = {"LSQ uniform W3A3": "uniform", "FracBits": None, "LIMPQ": "limpq-fmnist",
+              "SEAM, proxy C": "seam-mnist", "SEAM, proxy S": "seam-optdigits"}
+
+LABELS = {
+    "seam-mnist": "SEAM, MNIST proxy", "seam-mnist-argmax": "SEAM, MNIST, argmax readout",
+    "seam-optdigits": "SEAM, optdigits proxy", "seam-fmnist4": "SEAM, small Fashion-MNIST subset",
+    "ce-mnist": "CE head, MNIST proxy", "target-fmnist": "search on the target", "limpq-fmnist": "LIMPQ",
+    "hawq-fmnist": "HAWQ", "uniform": "uniform", "random": "random policies",
+}
+"""Reader's names of the policies (the tables show these, the code uses the keys)."""
+
+CLAIM_TEXT = {
+    "positive-control": ("the budget can tell policies apart: the search on the target beats random policies",
+                         "not reported"),
+    "proxy-vs-target": ("a policy searched on the proxy matches one searched on the target (+-{margin} pp)",
+                        "same accuracy as searching on ImageNet"),
+    "seam-vs-ce": ("the large-margin head beats a plain cross-entropy head on the same proxy",
+                   "the large-margin loss is what transfers (ablation)"),
+    "seam-vs-uniform": ("SEAM beats uniform precision at equal BitOps", "{seam_uniform}"),
+    "seam-vs-limpq": ("SEAM matches or beats LIMPQ", "{seam_limpq}"),
+    "seam-vs-hawq": ("SEAM against HAWQ (Hessian trace)", "not in Table 2"),
+    "second-proxy": ("a second proxy (optdigits) matches the search on the target (+-{margin} pp)",
+                     "proxy S {proxy_s} vs proxy C {proxy_c} top-1"),
+    "fmnist4-control": ("other classes cost nothing: a same-distribution 4% proxy against MNIST",
+                        "not reported"),
+}
+"""Each claim of claims.json in words, and what the paper reports for it."""
+
+MODEL_NAMES = {"resnet20": "ResNet-20", "resnet8": "ResNet-8", "mobilenetv1": "MobileNetV1"}
+
+HEAD_THRESHOLD = 0.9  # issue 10: the SEAM head must reach 90% of the linear probe's accuracy
+FIG_WIDTH = 6.8      # inches: the 688 px text column at 100 dpi
+DPI = 100
+
+
+def model_label(name: str) -> str:
+    return MODEL_NAMES.get(name, name)
+
+
+def budget_label(name: str) -> str:
+    """``w3a2`` -> ``W3A2``."""
+    return str(name).upper()
+
+
+def policy_label(name: str) -> str:
+    if name.startswith("random-"):
+        return f"random {name.split('-', 1)[1]}"
+    return LABELS.get(name, name)
+
+
+def fmt_pct(x: float | None, digits: int = 2) -> str:
+    """``92.31%``; ``n/a`` for a missing value."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}%"
+
+
+def fmt_ratio(x: float | None, digits: int = 1) -> str:
+    """``6.2x``; ``n/a``."""
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{x:,.{digits}f}x" if x < 100 else f"{x:,.0f}x"
+
+
+def fmt_num(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None or not math.isfinite(float(x)) else f"{x:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- display setup
+def setup_display() -> None:
+    """Figures sized for the book's text column with text >= 9 pt, tables never truncated."""
+    import matplotlib as mpl
+    import pandas as pd
+
+    mpl.rcParams.update({
+        "figure.figsize": (FIG_WIDTH, 3.4), "figure.dpi": DPI, "savefig.dpi": DPI,
+        "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "legend.fontsize": 9,
+        "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.constrained_layout.use": True,
+        "axes.spines.top": False, "axes.spines.right": False,
+    })
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_columns", 8)
+    pd.set_option("display.precision", 2)
+
+
+def glue(name: str, value: Any) -> Any:
+    """Store ``value`` for ``{glue:text}`name``` in the chapter's Markdown (shown nowhere else)."""
+    from myst_nb import glue as _glue
+
+    _glue(name, value, display=False)
+    return value
+
+
+# --------------------------------------------------------------------------- results of chapter 1
+@dataclass
+class Observation:
+    """Chapter 1: per model (FP, uniform, two mixed) and dataset the discriminability metrics."""
+
+    rows: list[dict]
+    features: dict = field(repr=False)     # (model name, dataset) -> (features, labels)
+    models: list[str]
+
+    def frame(self, data: str):
+        import pandas as pd
+
+        return pd.DataFrame([r for r in self.rows if r["data"] == data])
+
+
+class Chapter:
+    """One chapter's access to the book's results under ``profile`` (``smoke`` or ``full``)."""
+
+    def __init__(self, profile: str | Profile = "full", overrides: Mapping | str | None = None):
+        self.p = resolve(profile, overrides)
+        setup_display()
+        self.models = list(self.p.models)
+        self._ex: dict[str, Experiments] = {}
+        self._rows: list[dict] | None = None
+        self._agree: dict = {}
+        self._corr: dict = {}
+        glue("profile", self.p.name)
+        glue("margin", f"{report.MARGIN_PP:g} pp")
+        glue("level", f"{report.LEVEL:.0%}")
+        glue("models", " and ".join(model_label(m) for m in self.models))
+        glue("model", model_label(self.models[0]))
+        self._glue_paper()
+
+    # ------------------------------------------------------------------ plumbing
+    def ex(self, model: str | None = None) -> Experiments:
+        """The cached experiments of ``model`` (default: the profile's first)."""
+        model = model or self.models[0]
+        if model not in self._ex:
+            self._ex[model] = Experiments(self.p, model)
+        return self._ex[model]
+
+    @staticmethod
+    def table(df, formats: Mapping | None = None, caption: str | None = None):
+        """An HTML table without the index, numbers formatted (``formats``: column -> format)."""
+        sty = df.style.hide(axis="index")
+        if formats:
+            sty = sty.format({k: v for k, v in formats.items() if k in df.columns}, na_rep="n/a")
+        if caption:
+            sty = sty.set_caption(caption)
+        return sty.set_table_styles([{"selector": "td, th", "props": "padding: 2px 8px; text-align: right;"},
+                                     {"selector": "td:first-child, th:first-child", "props": "text-align: left;"}])
+
+    def _glue_paper(self) -> None:
+        t = PAPER["table2"]
+        glue("paper_seam_c", fmt_pct(t["SEAM, proxy C"][0], 1))
+        glue("paper_seam_s", fmt_pct(t["SEAM, proxy S"][0], 1))
+        glue("paper_uniform", fmt_pct(t["LSQ uniform W3A3"][0], 1))
+        glue("paper_limpq", fmt_pct(t["LIMPQ"][0], 1))
+        glue("paper_fracbits", fmt_pct(t["FracBits"][0], 1))
+        glue("paper_seam_gain", report.fmt_pp(t["SEAM, proxy C"][0] - t["LSQ uniform W3A3"][0], 1))
+        glue("paper_budget", f"{PAPER['budget_g']:g} G")
+        glue("paper_argmax_bitops", f"{t['SEAM, proxy C'][1]:g} G and {t['SEAM, proxy S'][1]:g} G")
+        glue("paper_argmax_over", f"{100 * (t['SEAM, proxy C'][1] / PAPER['budget_g'] - 1):.0f}%")
+        glue("paper_hours_fracbits", f"{t['FracBits'][2]:g} h")
+        glue("paper_hours_limpq", f"{t['LIMPQ'][2]:g} h")
+        glue("paper_hours_seam", f"{t['SEAM, proxy S'][2]:g}-{t['SEAM, proxy C'][2]:g} h")
+        glue("paper_joint_ratio", fmt_ratio(PAPER["joint_over_seam"]))
+        lo, hi = PAPER["limpq_over_seam"]
+        glue("paper_limpq_ratio", f"{lo:g}-{hi:g}x")
+        s = PAPER["resnet18_seam"]
+        e = PAPER["resnet18_edmips"]
+        glue("paper_r18_seam", ", ".join(fmt_pct(a, 1) for _, a in s))
+        glue("paper_r18_edmips", ", ".join(fmt_pct(a, 1) for _, a in e))
+        glue("paper_r18_bitops", ", ".join(f"{g:g}" for g, _ in s) + " G")
+
+    # ------------------------------------------------------------------ the long table of runs
+    def runs(self) -> list[dict]:
+        """Every per-seed run of the protocol and the sweep, for every model (cached steps:
+        computed only where the cache lacks them; written to runs.json)."""
+        if self._rows is None:
+            for m in self.models:
+                ex = self.ex(m)
+                ex.protocol()
+                ex.sweep()
+            self._rows = load_runs(self.p)
+        return self._rows
+
+    def model_rows(self, model: str, budget: str | None = None) -> list[dict]:
+        return self.ex(model).table(self.runs(), budget)
+
+    @staticmethod
+    def matrix(rows: list[dict], policies: str | Iterable[str]) -> np.ndarray:
+        """Per-seed top-1 of ``policies``: one row per (policy, search seed), one column per QAT seed."""
+        names = [policies] if isinstance(policies, str) else list(policies)
+        units: dict = {}
+        for r in rows:
+            if r["policy"] in names:
+                units.setdefault((r["policy"], r["search_seed"]), {})[r["qat_seed"]] = r["top1"]
+        seeds = sorted({q for u in units.values() for q in u})
+        return np.array([[u.get(q, np.nan) for q in seeds] for _, u in sorted(units.items(), key=str)], float)
+
+    # ================================================================== chapter 1
+    def observation(self, model: str | None = None) -> Observation:
+        """FP, uniform W8A8/W4A4/W3A3/W2A2 and two mixed policies at the main budget (SEAM's and a
+        deliberately poor one), each after the common QAT (seed 0); metrics of the pooled
+        penultimate features on target and proxy test images."""
+        import torch
+
+        from . import data as D
+        from .discriminability import features, summary
+        from .policy import Policy
+
+        ex = self.ex(model)
+        policies = {f"W{b}A{b}": Policy.uniform(ex.model, b) for b in (8, 4, 3, 2)}
+        policies["mixed, SEAM"] = ex.search("seam-mnist").policy
+        policies["mixed, poor"] = ex.poor_policy("seam-mnist")
+        nets = {"FP": ex.model, **{n: ex.qat_model(p) for n, p in policies.items()}}
+        sets = {"target": D.balanced_subset(ex.test_set("fmnist"), size=self.p.n_points, seed=0),
+                "proxy": D.balanced_subset(ex.test_set("mnist"), size=self.p.n_points, seed=0)}
+        rows, feats = [], {}
+        for name, net in nets.items():
+            pol = policies.get(name)
+            top1 = ex.meta["top1"] if pol is None else ex.qat(pol)["top1"]
+            bitops = None if pol is None else ex.cost.bitops(pol)
+            for d, s in sets.items():
+                with torch.no_grad():
+                    f, logits = features(net, s.x, return_logits=True)
+                feats[name, d] = (f.numpy(), s.y.numpy())
+                m = summary(f, s.y, logits if d == "target" else None)
+                rows.append({"model": name, "data": d, "bitops": bitops, "top1": top1, **m})
+        obs = Observation(rows, feats, list(nets))
+        self._glue_observation(obs, ex)
+        return obs
+
+    def _glue_observation(self, obs: Observation, ex: Experiments) -> None:
+        t, p = obs.frame("target").set_index("model"), obs.frame("proxy").set_index("model")
+        glue("obs_budget", budget_label(ex.budget_name))
+        glue("obs_n_points", f"{self.p.n_points:,}")
+        for name, key in (("FP", "fp"), ("W3A3", "w3a3"), ("W2A2", "w2a2"), ("mixed, SEAM", "good"),
+                          ("mixed, poor", "poor")):
+            glue(f"obs_margin_{key}", fmt_num(t.loc[name, "logit_margin"]))
+            glue(f"obs_fisher_target_{key}", fmt_num(t.loc[name, "fisher_ratio"]))
+            glue(f"obs_fisher_proxy_{key}", fmt_num(p.loc[name, "fisher_ratio"]))
+            glue(f"obs_top1_{key}", fmt_pct(t.loc[name, "top1"]))
+        rho_t = report.spearman(t["fisher_ratio"], t["top1"])
+        rho_p = report.spearman(p.loc[t.index, "fisher_ratio"], t["top1"])
+        rho_m = report.spearman(t["logit_margin"], t["top1"])
+        glue("obs_rho_margin", fmt_num(rho_m))
+        glue("obs_rho_fisher_target", fmt_num(rho_t))
+        glue("obs_rho_fisher_proxy", fmt_num(rho_p))
+        glue("obs_n_models", str(len(t)))
+        fell = all(t.loc[a, "logit_margin"] > t.loc[b, "logit_margin"] for a, b in (("FP", "W3A3"), ("W3A3", "W2A2")))
+        glue("obs_margin_verdict", "falls with every step down in bits" if fell else
+             "does not fall steadily with the bit-width")
+        glue("obs_proxy_verdict", "lowers" if p.loc["W2A2", "fisher_ratio"] < p.loc["FP", "fisher_ratio"] else
+             "does not lower")
+
+    def observation_tables(self, obs: Observation):
+        """(target table, proxy table): the margin columns the prose discusses first, <= 6 columns."""
+        t = obs.frame("target")[["model", "logit_margin", "fisher_ratio", "separation_min", "top1", "bitops"]]
+        t = t.rename(columns={"logit_margin": "logit margin", "fisher_ratio": "Fisher ratio",
+                              "separation_min": "min. separation", "top1": "top-1", "bitops": "BitOps"})
+        p = obs.frame("proxy")[["model", "fisher_ratio", "normalised_compactness", "separation_min", "compactness"]]
+        p = p.rename(columns={"fisher_ratio": "Fisher ratio", "normalised_compactness": "norm. compactness",
+                              "separation_min": "min. separation", "compactness": "compactness"})
+        num = "{:.2f}"
+        return (self.table(t, {"logit margin": num, "Fisher ratio": num, "min. separation": num,
+                               "top-1": lambda v: fmt_pct(v), "BitOps": lambda v: "FP (32 bits)" if v is None
+                               or (isinstance(v, float) and math.isnan(v)) else report.fmt_bitops(v)}),
+                self.table(p, {"Fisher ratio": num, "norm. compactness": num, "min. separation": num,
+                               "compactness": num}))
+
+    def show_observation(self, obs: Observation) -> None:
+        """Logit margin on the target and Fisher ratio on target and proxy, per model."""
+        import matplotlib.pyplot as plt
+
+        t, p = obs.frame("target"), obs.frame("proxy")
+        x = np.arange(len(obs.models))
+        fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.3))
+        axes[0].bar(x, t["logit_margin"], color="C0")
+        axes[0].set_title("mean logit margin, target")
+        axes[1].bar(x - 0.2, t["fisher_ratio"], 0.4, label="target (Fashion-MNIST)", color="C0")
+        axes[1].bar(x + 0.2, p["fisher_ratio"], 0.4, label="proxy (MNIST)", color="C1")
+        axes[1].set_title("Fisher ratio (higher: more separable)")
+        axes[1].set_yscale("log")
+        for ax in axes:
+            ax.set_xticks(x, obs.models, rotation=45, ha="right")
+        fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False)
+        plt.show()
+
+    def show_tsne(self, obs: Observation, data: str) -> None:
+        """2-D t-SNE of the features of every model on ``data`` (``target`` or ``proxy``), one
+        colour per class: one figure per dataset, two rows of four panels."""
+        import matplotlib.pyplot as plt
+        from sklearn.manifold import TSNE
+
+        fig, axes = plt.subplots(2, 4, figsize=(FIG_WIDTH, 3.9))
+        for ax, name in zip(axes.flat, obs.models):
+            f, y = obs.features[name, data]
+            xy = TSNE(n_components=2, perplexity=min(30, (len(f) - 1) / 3), init="pca",
+                      random_state=0).fit_transform(f)
+            ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=2, vmin=0, vmax=9)
+            ax.set_title(name)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        last = axes.flat[-1]
+        last.axis("off")
+        for k in range(10):
+            last.scatter([], [], color=plt.get_cmap("tab10")(k), s=12, label=str(k))
+        last.legend(title="class", ncols=2, loc="center", frameon=False, handletextpad=0.1)
+        plt.show()
+
+    # ================================================================== chapter 2
+    MAIN = ("seam-mnist", "seam-mnist-argmax", "seam-optdigits", "seam-fmnist4", "ce-mnist", "target-fmnist",
+            "limpq-fmnist", "hawq-fmnist", "uniform")
+
+    def searched(self, model: str | None = None) -> dict:
+        """The main budget's policies of ``model`` (search seed 0) and the random ones."""
+        ex = self.ex(model)
+        names = list(self.MAIN) + [f"random-{i}" for i in range(self.p.n_random)]
+        return {n: ex.search(n) for n in names}
+
+    def policy_table(self, model: str | None = None):
+        ex = self.ex(model)
+        res = self.searched(model)
+        rows = []
+        for n in self.MAIN:
+            pol = res[n].policy
+            w, a = pol.mean_bits()
+            rows.append({"policy": policy_label(n), "search data": res[n].record.get("search_data", "none"),
+                         "BitOps": ex.cost.bitops(pol), "of budget": ex.cost.bitops(pol) / ex.budget,
+                         "mean bits w / a": f"{w:.2f} / {a:.2f}"})
+        import pandas as pd
+
+        return self.table(pd.DataFrame(rows), {"BitOps": report.fmt_bitops, "of budget": "{:.1%}"},
+                          caption=f"{model_label(ex.model_name)} at {budget_label(ex.budget_name)} "
+                                  f"({report.fmt_bitops(ex.budget)} BitOps)")
+
+    def joined(self, fn) -> str:
+        """``fn(model)`` for every model of the profile: "ResNet-20: ...; MobileNetV1: ..."."""
+        return "; ".join(f"{model_label(m)}: {fn(m)}" for m in self.models)
+
+    def search_summary(self) -> None:
+        """Glue chapter 2's sentences (every model): budgets, readout shares, agreement."""
+        def share(m, name):
+            ex = self.ex(m)
+            return f"{100 * ex.cost.bitops(ex.search(name).policy) / ex.budget:.1f}%"
+
+        glue("search_budgets", self.joined(lambda m: f"{budget_label(self.ex(m).budget_name)} "
+                                                     f"({report.fmt_bitops(self.ex(m).budget)} BitOps)"))
+        glue("search_ilp_share", self.joined(lambda m: share(m, "seam-mnist")))
+        glue("search_argmax_share", self.joined(lambda m: share(m, "seam-mnist-argmax")))
+
+    @staticmethod
+    def short_layer(name: str) -> str:
+        return (name.replace("layer", "L").replace(".conv", ".c").replace(".downsample.0", ".sc")
+                .replace("features.", "f").replace(".depthwise", ".dw").replace(".pointwise", ".pw"))
+
+    def show_policies(self, model: str | None = None) -> None:
+        """Bits per layer (columns, network order) of each searched policy (rows): weights and
+        activations in two figures, no numbers in the cells (the colour bar reads them)."""
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import BoundaryNorm, ListedColormap
+
+        ex = self.ex(model)
+        res = self.searched(model)
+        names = [n for n in self.MAIN]
+        layers = ex.cost.names
+        cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 1, 7)))
+        norm = BoundaryNorm(np.arange(1.5, 9.5, 1)[:8], cmap.N)
+        for k, what in ((0, "weight bits"), (1, "activation bits")):
+            m = np.array([[res[n].policy.bits[l][k] for l in layers] for n in names])
+            fig, ax = plt.subplots(figsize=(FIG_WIDTH, 0.3 * len(names) + 1.6))
+            im = ax.imshow(m, cmap=cmap, norm=norm, aspect="auto")
+            ax.set_yticks(range(len(names)), [policy_label(n) for n in names])
+            ax.set_xticks(range(len(layers)), [self.short_layer(l) for l in layers], rotation=90, fontsize=8)
+            ax.set_title(f"{model_label(ex.model_name)}: {what} per layer")
+            fig.colorbar(im, ax=ax, ticks=range(2, 9), label="bits", fraction=0.04)
+            plt.show()
+
+    def layer_groups(self, model: str | None = None):
+        """Mean weight / activation bits of SEAM's policy per kind of layer (the paper: shortcut
+        1x1 convs get up to 6 bits, most 3x3 convs 2-4)."""
+        import pandas as pd
+
+        ex = self.ex(model)
+        pol = ex.search("seam-mnist").policy
+        kinds = {c.name: ("shortcut 1x1" if "downsample" in c.name else "depthwise" if c.kind == "dwconv" else
+                          "1x1 conv" if "pointwise" in c.name or "pw" in c.name else "3x3 conv")
+                 for c in ex.cost.searchable}
+        rows = []
+        for kind in dict.fromkeys(kinds.values()):
+            bits = [pol.bits[n] for n, k in kinds.items() if k == kind]
+            rows.append({"layers": kind, "count": len(bits), "mean w bits": np.mean([b[0] for b in bits]),
+                         "mean a bits": np.mean([b[1] for b in bits]), "max w bits": max(b[0] for b in bits)})
+        return self.table(pd.DataFrame(rows), {"mean w bits": "{:.2f}", "mean a bits": "{:.2f}"})
+
+    def agreement(self, model: str | None = None):
+        """Each policy against the target-searched one: share of layers with the same (w, a),
+        mean |bit difference| per layer, Spearman of the per-layer bits; random policies give chance."""
+        import pandas as pd
+
+        ex = self.ex(model)
+        res = self.searched(model)
+        layers = ex.cost.names
+        ref = res["target-fmnist"].policy
+        vec = lambda p: np.array([b for l in layers for b in p.bits[l]], float)  # noqa: E731
+        rows = []
+        for n, r in res.items():
+            if n in ("target-fmnist", "seam-mnist-argmax"):
+                continue
+            p = r.policy
+            rows.append({"policy": n, "same (w, a)": np.mean([p.bits[l] == ref.bits[l] for l in layers]),
+                         "mean |bit diff|": np.mean([abs(p.bits[l][0] - ref.bits[l][0]) +
+                                                     abs(p.bits[l][1] - ref.bits[l][1]) for l in layers]),
+                         "Spearman of bits": self._rank_agreement(vec(p), vec(ref))})
+        df = pd.DataFrame(rows)
+        rnd = df[df.policy.str.startswith("random")]
+        seam = df.set_index("policy").loc["seam-mnist"]
+        self._agree[ex.model_name] = (seam["mean |bit diff|"], rnd["mean |bit diff|"].mean(),
+                                      bool(seam["mean |bit diff|"] < rnd["mean |bit diff|"].min()), len(rnd))
+        df["policy"] = df["policy"].map(policy_label)
+        return self.table(df, {"same (w, a)": "{:.0%}", "mean |bit diff|": "{:.2f}",
+                               "Spearman of bits": lambda v: fmt_num(v)},
+                          caption=f"{model_label(ex.model_name)}: each policy against the search on the target")
+
+    def agreement_summary(self) -> None:
+        """Glue the agreement sentence after :meth:`agreement` ran for every model."""
+        for m in self.models:
+            if m not in self._agree:
+                self.agreement(m)
+        glue("agree_text", self.joined(lambda m: f"SEAM {self._agree[m][0]:.2f} against "
+                                                 f"{self._agree[m][1]:.2f} for {self._agree[m][3]} random policies"))
+        glue("agree_verdict", self.joined(lambda m: "closer than any random policy" if self._agree[m][2]
+                                          else "no closer than random policies"))
+
+    @staticmethod
+    def _rank_agreement(a: np.ndarray, b: np.ndarray) -> float:
+        """Spearman of two bit vectors; NaN (shown n/a) where one is constant (uniform)."""
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return math.nan
+        return report.spearman(a, b)
+
+    def head_fit(self):
+        """SEAM's L-GM head and a linear probe on the same frozen features (held-out proxy split),
+        per model: the head must reach >= 90% of the probe."""
+        import pandas as pd
+
+        rows = []
+        for m in self.models:
+            h = self.ex(m).head_accuracy()
+            head, probe = h.get("seam_proxy_acc"), h.get("linear_probe_acc")
+            ratio = head / probe if head is not None and probe else math.nan
+            rows.append({"model": model_label(m), "SEAM head": head, "linear probe": probe, "head / probe": ratio,
+                         "train: head": h.get("seam_proxy_train_acc"), "train: probe": h.get("linear_probe_train_acc")})
+        df = pd.DataFrame(rows)
+        first = df.iloc[0]
+        glue("head_acc", fmt_pct(100 * first["SEAM head"], 1) if first["SEAM head"] is not None else "n/a")
+        glue("probe_acc", fmt_pct(100 * first["linear probe"], 1) if first["linear probe"] is not None else "n/a")
+        glue("head_ratio", f"{first['head / probe']:.0%}" if math.isfinite(first["head / probe"]) else "n/a")
+        ok = all(math.isfinite(r) and r >= HEAD_THRESHOLD for r in df["head / probe"])
+        glue("head_verdict", "reaches" if ok else "does not reach")
+        glue("head_threshold", f"{HEAD_THRESHOLD:.0%}")
+        pct = lambda v: "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"  # noqa: E731
+        return self.table(df, {"SEAM head": pct, "linear probe": pct, "head / probe": "{:.0%}",
+                               "train: head": pct, "train: probe": pct})
+
+    # ================================================================== chapter 3
+    def main_table(self, model: str):
+        """Every policy at ``model``'s main budget: top-1 mean and 95% CI over its per-seed values
+        (search seeds x QAT seeds), the paired difference to uniform, BitOps, runs."""
+        import pandas as pd
+
+        ex = self.ex(model)
+        rows = self.model_rows(model)
+        names = [n for n in self.MAIN if n != "seam-mnist-argmax"] + ["random"]
+        out = []
+        for n in names:
+            side = ex.side(n)
+            if not len(self.matrix(rows, side)):
+                continue
+            est = report.mean_ci(self.matrix(rows, side), n_boot=self.p.bootstrap)
+            diff = None if n == "uniform" else report.paired_difference(rows, side, "uniform", n_boot=self.p.bootstrap)
+            bitops = [r["bitops"] for r in rows if r["policy"] in ([side] if isinstance(side, str) else side)]
+            out.append({"policy": policy_label(n), "top-1": est.estimate, "95% CI": report.fmt_ci(est.ci_low, est.ci_high)
+                        .replace(" pp", "").replace("+", ""),
+                        "vs uniform": "—" if diff is None else f"{report.fmt_pp(diff.estimate)} "
+                        f"{report.fmt_ci(diff.ci_low, diff.ci_high).replace(' pp', '')}",
+                        "BitOps": float(np.mean(bitops)), "runs": est.n})
+        df = pd.DataFrame(out)
+        return self.table(df, {"top-1": lambda v: fmt_pct(v), "BitOps": report.fmt_bitops},
+                          caption=f"{model_label(model)} at {budget_label(ex.budget_name)} "
+                                  f"({report.fmt_bitops(ex.budget)} BitOps); full precision "
+                                  f"{fmt_pct(ex.meta['top1'])}")
+
+    def qat_summary(self, doc: dict) -> None:
+        """Glue chapter 3's sentences from claims.json (every model)."""
+        by = {(c["model"], c["id"]): c for c in doc["claims"]}
+
+        def claim(m, cid):
+            c = by.get((m, cid))
+            if c is None:
+                return "not run"
+            return f"{report.fmt_pp(c['estimate_pp'])} {report.fmt_ci(c['ci_low'], c['ci_high'])} ({c['verdict']})"
+
+        glue("qat_budgets", self.joined(lambda m: budget_label(self.ex(m).budget_name)))
+        glue("qat_fp", self.joined(lambda m: fmt_pct(self.ex(m).meta["top1"])))
+        glue("qat_seam_uniform", self.joined(lambda m: claim(m, "seam-vs-uniform")))
+        glue("qat_proxy_target", self.joined(lambda m: claim(m, "proxy-vs-target")))
+        glue("qat_seeds", str(len(self.p.qat_seeds)))
+        glue("qat_search_seeds", str(len(self.p.search_seeds)))
+        glue("qat_n_random", str(self.p.n_random))
+
+    def paper_table(self, model: str):
+        """The paper's Table 2 (MobileNetV1, ImageNet) beside our policies at ``model``'s main budget:
+        top-1 and the gain over uniform precision."""
+        import pandas as pd
+
+        rows = self.model_rows(model)
+        t = PAPER["table2"]
+        base = t["LSQ uniform W3A3"][0]
+        out = []
+        for method, ours in PAPER_ROWS.items():
+            top, bitops, _ = t[method]
+            row = {"paper method": method, "paper top-1": fmt_pct(top, 1),
+                   "paper vs uniform": "—" if method.startswith("LSQ") else report.fmt_pp(top - base, 1),
+                   "ours": policy_label(ours) if ours else "chapter 4 (joint search)", "our top-1": "—",
+                   "ours vs uniform": "—"}
+            if ours and len(self.matrix(rows, ours)):
+                est = report.mean_ci(self.matrix(rows, ours), n_boot=self.p.bootstrap)
+                row["our top-1"] = fmt_pct(est.estimate)
+                if ours != "uniform":
+                    d = report.paired_difference(rows, ours, "uniform", n_boot=self.p.bootstrap)
+                    row["ours vs uniform"] = f"{report.fmt_pp(d.estimate)} {report.fmt_ci(d.ci_low, d.ci_high)}" \
+                        .replace(" pp ", " ")
+            out.append(row)
+        return self.table(pd.DataFrame(out))
+
+    def sweep_points(self, model: str | None = None) -> list[dict]:
+        """Per sweep budget and policy: mean BitOps and top-1 with 95% CI (report.mean_ci)."""
+        model = model or self.models[0]
+        pts = []
+        for b in self.p.sweep_budgets:
+            rows = self.model_rows(model, b)
+            for n in ("seam-mnist", "target-fmnist", "uniform"):
+                m = self.matrix(rows, n)
+                if not len(m):
+                    continue
+                est = report.mean_ci(m, n_boot=self.p.bootstrap) if np.isfinite(m).sum() > 1 else \
+                    report.Estimate(float(np.nanmean(m)), math.nan, math.nan, 1)
+                bitops = float(np.mean([r["bitops"] for r in rows if r["policy"] == n]))
+                pts.append({"budget": b, "policy": n, "bitops": bitops, "top1": est.estimate, "lo": est.ci_low,
+                            "hi": est.ci_high})
+        return pts
+
+    def show_sweep(self, model: str | None = None) -> None:
+        """Top-1 against BitOps with 95% CIs, each budget searched on its own (left), beside the
+        paper's ResNet-18 curves read off the poster (right)."""
+        import matplotlib.pyplot as plt
+
+        model = model or self.models[0]
+        pts = self.sweep_points(model)
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+        style = {"seam-mnist": ("C3", "o"), "target-fmnist": ("C0", "s"), "uniform": ("k", "^")}
+        for n, (c, mk) in style.items():
+            p = sorted((q for q in pts if q["policy"] == n), key=lambda q: q["bitops"])
+            if not p:
+                continue
+            x = np.array([q["bitops"] / 1e6 for q in p])
+            y = np.array([q["top1"] for q in p])
+            err = np.array([[q["top1"] - q["lo"], q["hi"] - q["top1"]] for q in p]).T
+            err = np.where(np.isfinite(err), err, 0)
+            ax.errorbar(x, y, yerr=err, color=c, marker=mk, capsize=3, label=policy_label(n),
+                        ls="-" if n != "uniform" else ":")
+        ax.set_xlabel("BitOps (M)")
+        ax.set_ylabel("top-1 (%)")
+        ax.set_title(f"ours: {model_label(model)}, Fashion-MNIST")
+        for key, c, mk, lab in (("resnet18_seam", "C3", "o", "SEAM (paper)"), ("resnet18_edmips", "C2", "D", "EdMIPS (paper)")):
+            g, a = zip(*PAPER[key])
+            ax2.plot(g, a, color=c, marker=mk, label=lab)
+        ax2.set_xlabel("BitOps (G)")
+        ax2.set_title("paper: ResNet-18, ImageNet")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        fig.legend(h1 + h2, l1 + l2, loc="outside lower center", ncols=3, frameon=False)
+        plt.show()
+        seam = [q for q in pts if q["policy"] == "seam-mnist"]
+        unif = {q["budget"]: q for q in pts if q["policy"] == "uniform"}
+        gains = [q["top1"] - unif[q["budget"]]["top1"] for q in seam if q["budget"] in unif]
+        glue("sweep_budgets", ", ".join(budget_label(b) for b in self.p.sweep_budgets))
+        glue("sweep_gain", ", ".join(report.fmt_pp(g) for g in gains) if gains else "n/a")
+        glue("sweep_seeds", str(len(self.p.sweep_qat_seeds)))
+
+    def power_rows(self) -> list[dict]:
+        """Seed SD and policy SD (random policies) per model and budget: the pilot's budgets where
+        pilot.json exists, the main and second budget otherwise."""
+        out = []
+        pilot = self.p.path("pilot.json")
+        if pilot.exists():
+            doc = read_json(pilot)
+            for m, per in doc.get("budgets", {}).items():
+                if m in self.models:
+                    out += [{"model": m, "budget": b, "seed_sd": v["seed_sd_pp"], "policy_sd": v["policy_sd_pp"],
+                             "source": "pilot"} for b, v in per.items()]
+        seen = {(r["model"], r["budget"]) for r in out}
+        for m in self.models:
+            ex = self.ex(m)
+            for b in dict.fromkeys((ex.budget_name, self.p.second_budget)):
+                if (m, b) in seen:
+                    continue
+                try:
+                    pw = ex.power(self.runs(), b)
+                except Exception:  # no random runs at this budget
+                    continue
+                out.append({"model": m, "budget": b, "seed_sd": pw.seed_sd_pp, "policy_sd": pw.policy_sd_pp,
+                            "source": "protocol"})
+        return out
+
+    def show_power(self) -> None:
+        """Seed SD against policy SD (random policies) per model and budget; the rule asks 2x."""
+        import matplotlib.pyplot as plt
+
+        rows = self.power_rows()
+        labels = [f"{model_label(r['model'])}\n{budget_label(r['budget'])}" for r in rows]
+        x = np.arange(len(rows))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 3.2))
+        ax.bar(x - 0.2, [r["seed_sd"] for r in rows], 0.4, label="seed SD (same policy, QAT seeds)", color="C7")
+        ax.bar(x + 0.2, [r["policy_sd"] for r in rows], 0.4, label="policy SD (random policies)", color="C0")
+        ax.set_xticks(x, labels, fontsize=9)
+        ax.set_ylabel("SD of top-1 (pp)")
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
+        plt.show()
+        main = [r for r in rows if r["budget"] == self.ex(r["model"]).budget_name]
+        glue("power_ratios", "; ".join(f"{model_label(r['model'])} {budget_label(r['budget'])}: "
+                                       f"{fmt_ratio(r['policy_sd'] / r['seed_sd'] if r['seed_sd'] else math.nan)}"
+                                       for r in main) or "n/a")
+
+    def claims(self) -> dict:
+        """claims.json of the profile, computed from the per-seed runs (mpqlib.report)."""
+        self.runs()
+        return claims_file(self.p)
+
+    def show_control(self, doc: dict | None = None) -> None:
+        """The positive control and SEAM's comparisons, per model: paired differences with CIs."""
+        import matplotlib.pyplot as plt
+
+        doc = doc or self.claims()
+        ids = ["positive-control", "proxy-vs-target", "seam-vs-uniform", "seam-vs-ce"]
+        cl = [c for c in doc["claims"] if c["id"] in ids]
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 0.35 * len(cl) + 1.3))
+        y = np.arange(len(cl))[::-1]
+        for yi, c in zip(y, cl):
+            col = "C3" if c["id"] == "positive-control" else "C0"
+            ax.errorbar(c["estimate_pp"], yi, xerr=[[c["estimate_pp"] - c["ci_low"]], [c["ci_high"] - c["estimate_pp"]]],
+                        fmt="o", color=col, capsize=3)
+        ax.axvline(0, color="grey", lw=1)
+        ax.axvspan(-report.MARGIN_PP, report.MARGIN_PP, color="grey", alpha=0.12, lw=0)
+        ax.set_yticks(y, [f"{model_label(c['model'])}: {c['id']}" for c in cl])
+        ax.set_xlabel(f"paired difference in top-1 (pp), {report.LEVEL:.0%} CI; shaded: ±{report.MARGIN_PP:g} pp")
+        plt.show()
+        pc = {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
+        glue("control_text", "; ".join(f"{model_label(m)}: {report.fmt_pp(c['estimate_pp'])} "
+                                       f"{report.fmt_ci(c['ci_low'], c['ci_high'])} ({c['verdict']})"
+                                       for m, c in pc.items()) or "not run")
+        glue("control_power", "has power" if pc and all(c["ci_low"] > 0 for c in pc.values()) else
+             "does not have the power to tell policies apart for every model")
+
+    # ================================================================== chapter 4
+    def efficiency(self) -> dict:
+        """results_dir/efficiency.json (written by the full run), computed if missing."""
+        path = self.p.path("efficiency.json")
+        return read_json(path) if path.exists() else efficiency_run(self.p)
+
+    EFF_NAMES = {"seam": "SEAM on the proxy", "target-equal-epochs": "target, equal epochs",
+                 "target-equal-steps": "target, equal steps", "joint": "joint weights + bits (FracBits class)",
+                 "evaluation": "evaluation-based", "orthogonality": "orthogonality (OMPQ class), proxy",
+                 "orthogonality-target": "orthogonality, target", "limpq": "LIMPQ", "hawq": "HAWQ"}
+
+    def efficiency_tables(self, eff: dict):
+        """(methods table, ratios table): cost and QAT accuracy of every class of search; measured
+        ratios to SEAM beside the paper's (a contended figure is flagged, not given as a result)."""
+        import pandas as pd
+
+        rows = []
+        for name, m in eff["methods"].items():
+            why = (eff.get("contention") or {}).get(name)
+            rows.append({"method": self.EFF_NAMES.get(name, name), "top-1": fmt_pct(m.get("top1_mean")),
+                         "95% CI": report.fmt_ci(m["ci_low"], m["ci_high"]).replace(" pp", "").replace("+", "")
+                         if m.get("ci_low") is not None else "n/a",
+                         "BitOps": report.fmt_bitops(m["bitops"]) if m.get("bitops") else "n/a",
+                         "search time": report.fmt_seconds(m["seconds"]) if m.get("seconds") is not None else "n/a",
+                         "measured alone": "no (contended)" if why else "yes"})
+        paper = {"joint/seam": fmt_ratio(PAPER["joint_over_seam"]),
+                 "limpq/seam": "{:g}-{:g}x".format(*PAPER["limpq_over_seam"])}
+        rat = []
+        for key, r in eff.get("ratios", {}).items():
+            val = fmt_ratio(r["value"]) if r.get("value") is not None else \
+                (f"{fmt_ratio(r['contended_value'])} (contended)" if r.get("contended_value") is not None else "n/a")
+            a = key.split("/")[0]
+            rat.append({"search": self.EFF_NAMES.get(a, a), "cost / SEAM (ours)": val,
+                        "paper": paper.get(key, "—")})
+        ratios = eff.get("ratios", {})
+        def measured(key: str) -> str:
+            r = ratios.get(key) or {}
+            if r.get("value") is not None:
+                return fmt_ratio(r["value"])
+            if r.get("contended_value") is not None:
+                return f"{fmt_ratio(r['contended_value'])} (measured under contention)"
+            return "not measured"
+
+        glue("eff_eval_ratio", measured("evaluation/seam"))
+        glue("eff_joint_ratio", measured("joint/seam"))
+        glue("eff_target_ratio", measured("target-equal-epochs/seam"))
+        glue("eff_limpq_ratio", measured("limpq/seam"))
+        glue("eff_machine", str(eff.get("machine") or "this machine"))
+        sf, mem = eff.get("startup_fraction"), eff.get("search_vs_fp_peak_memory")
+        glue("eff_startup", f"{sf:.0%}" if sf is not None else "not measured in this run")
+        glue("eff_memory", fmt_ratio(mem, 2) if mem is not None else "not measured in this run")
+        seam = eff["methods"].get("seam", {})
+        glue("eff_seam_seconds", report.fmt_seconds(seam["seconds"]) if seam.get("seconds") is not None else "n/a")
+        glue("eff_seam_top1", fmt_pct(seam.get("top1_mean")))
+        return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(rat))
+
+    def show_cost_accuracy(self, eff: dict) -> None:
+        """Search cost (log) against the QAT top-1 of the policy found, with 95% CIs; one marker per
+        class of search, contended costs hollow."""
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 3.8))
+        markers = "osD^vP*Xh"
+        for i, (name, m) in enumerate(eff["methods"].items()):
+            if m.get("seconds") is None or m.get("top1_mean") is None:
+                continue
+            lo, hi = m.get("ci_low"), m.get("ci_high")
+            err = [[m["top1_mean"] - lo], [hi - m["top1_mean"]]] if lo is not None else None
+            contended = bool((eff.get("contention") or {}).get(name))
+            ax.errorbar(max(m["seconds"], 1e-2), m["top1_mean"], yerr=err, fmt=markers[i % len(markers)],
+                        color=f"C{i}", mfc="none" if contended else f"C{i}", capsize=3, ms=7,
+                        label=self.EFF_NAMES.get(name, name) + (" (contended)" if contended else ""))
+        ax.set_xscale("log")
+        ax.set_xlabel("search wall time (s, log scale)")
+        ax.set_ylabel("top-1 after QAT (%)")
+        fig.legend(loc="outside right center", frameon=False, fontsize=8)
+        plt.show()
+
+    def show_curves(self, eff: dict) -> None:
+        """Search length (SEAM and the target search read out after N epochs) and proxy size
+        (images per class) against the QAT top-1 of the policy and the search time."""
+        import matplotlib.pyplot as plt
+
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.3))
+        curve = eff.get("search_length") or {}
+        for kind, c in (("seam", "C3"), ("target", "C0")):
+            pts = sorted(((int(k.split("@")[1]), v) for k, v in curve.items() if k.startswith(kind + "@")))
+            if pts:
+                x = [v["seconds"] for _, v in pts]
+                y = [v["top1_mean"] for _, v in pts]
+                a1.plot(x, y, marker="o", color=c, label=self.EFF_NAMES["seam" if kind == "seam" else
+                                                                         "target-equal-epochs"].split(",")[0])
+                for (n, _), xi, yi in zip(pts, x, y):
+                    a1.annotate(f"{n} ep", (xi, yi), textcoords="offset points", xytext=(0, 6), fontsize=8,
+                                ha="center", color=c)
+        a1.set_xscale("log")
+        a1.set_xlabel("search time (s, log)")
+        a1.set_ylabel("top-1 after QAT (%)")
+        a1.set_title("search length")
+        sizes = sorted(((int(k), v) for k, v in (eff.get("proxy_size") or {}).items()))
+        if sizes:
+            a2.plot([n for n, _ in sizes], [v["top1_mean"] for _, v in sizes], marker="o", color="C3")
+            tw = a2.twinx()
+            tw.plot([n for n, _ in sizes], [v["seconds"] for _, v in sizes], marker="s", ls=":", color="C7")
+            tw.set_ylabel("search time (s)", color="C7")
+            tw.spines["right"].set_visible(True)
+            a2.set_xscale("log")
+        a2.set_xlabel("proxy images per class (log)")
+        a2.set_title("proxy size")
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
+        plt.show()
+
+    def projection_table(self, eff: dict):
+        """The cost model's ImageNet ratios to SEAM per architecture beside the paper's, and the
+        factors each ratio is made of (MobileNetV1)."""
+        import pandas as pd
+
+        proj = eff.get("imagenet") or {}
+        archs = proj.get("archs", {})
+        paper = {"joint/seam": fmt_ratio(PAPER["joint_over_seam"]),
+                 "limpq/seam": "{:g}-{:g}x".format(*PAPER["limpq_over_seam"])}
+        keys = sorted({k for a in archs.values() for k in a.get("ratios", {})})
+        rows = []
+        for k in keys:
+            a = k.split("/")[0]
+            rows.append({"search": self.EFF_NAMES.get(a, a),
+                         **{f"{model_label(arch)} (projected)": fmt_ratio(archs[arch]["ratios"].get(k))
+                            for arch in archs}, "paper": paper.get(k, "—")})
+        fac = []
+        first = next(iter(archs.values()), {})
+        for k, f in (first.get("factors") or {}).items():
+            if f:
+                a = k.split("/")[0]
+                fac.append({"search": self.EFF_NAMES.get(a, a), "data size": fmt_ratio(f["data_size"], 2),
+                            "epochs": fmt_ratio(f["epochs"], 2), "frozen backbone": fmt_ratio(f["frozen_backbone"], 2),
+                            "method": fmt_ratio(f["method"], 2)})
+        mb = archs.get("mobilenetv1", first).get("ratios", {})
+        glue("proj_joint", fmt_ratio(mb.get("joint/seam")))
+        glue("proj_limpq", fmt_ratio(mb.get("limpq/seam")))
+        glue("proj_eval", fmt_ratio(mb.get("evaluation/seam")))
+        implied = archs.get("mobilenetv1", first).get("implied_joint_epochs")
+        glue("proj_implied_epochs", f"{implied:g}" if implied else "n/a")
+        share = (proj.get("assumptions") or {}).get("proxy_share", {}).get("value")
+        glue("proj_proxy_share", f"{share:.0%}" if share is not None else "n/a")
+        missing = proj.get("missing") or {}
+        glue("proj_missing", "; ".join(f"{k} ({v})" for k, v in missing.items()) if missing else "none")
+        return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(fac))
+
+    # ================================================================== chapter 5
+    def correlation(self, model: str | None = None) -> dict:
+        """Chapter 5's result for ``model`` (cached steps; :meth:`Experiments.correlation`)."""
+        return self.ex(model).correlation()
+
+    PREDICTORS = {"fisher_ratio": "Fisher ratio on the proxy", "-normalised_compactness": "compactness on the proxy (negated)",
+                  "ptq_top1_target": "target top-1 before fine-tuning (trivial)", "mean_bits": "mean bits (trivial)"}
+
+    def correlation_table(self, corr: dict):
+        import pandas as pd
+
+        rows = [{"predictor": self.PREDICTORS.get(k, k), "Spearman": v["rho"],
+                 "95% CI": report.fmt_ci(v["ci_low"], v["ci_high"]).replace(" pp", "")}
+                for k, v in corr["spearman"].items()]
+        nc = corr.get("noise_ceiling")
+        if nc:
+            rows.append({"predictor": "noise ceiling (a perfect predictor)", "Spearman": nc["ceiling"],
+                         "95% CI": report.fmt_ci(nc["ci_low"], nc["ci_high"]).replace(" pp", "")})
+        top = np.array([r["top1_mean"] for r in corr["policies"]])
+        fr = corr["spearman"].get("fisher_ratio", {})
+        self._corr[corr["model"]] = {
+            "n": str(corr["n_policies"]), "range": f"{fmt_pct(top.min())} to {fmt_pct(top.max())}",
+            "sd": report.fmt_pp(float(np.std(top, ddof=1)), sign=False),
+            "fisher": f"{fr.get('rho', math.nan):+.2f} "
+                      f"{report.fmt_ci(fr.get('ci_low', math.nan), fr.get('ci_high', math.nan)).replace(' pp', '')}",
+            "ptq": f"{corr['spearman'].get('ptq_top1_target', {}).get('rho', math.nan):+.2f}",
+            "bits": f"{corr['spearman'].get('mean_bits', {}).get('rho', math.nan):+.2f}",
+            "ceiling": f"{nc['ceiling']:.2f}" if nc else "n/a",
+            "verdict": "supported (its CI lies above zero)" if fr.get("ci_low", -1) > 0 else
+                       "not supported (its CI reaches zero or below)"}
+        return self.table(pd.DataFrame(rows), {"Spearman": "{:+.2f}"},
+                          caption=f"{model_label(corr['model'])}: {corr['n_policies']} policies at "
+                                  f"{budget_label(corr['budget'])}")
+
+    def correlation_summary(self) -> None:
+        """Glue chapter 5's sentences after :meth:`correlation_table` ran for every model."""
+        for key in ("n", "range", "sd", "fisher", "ptq", "bits", "ceiling", "verdict"):
+            glue(f"corr_{key}", self.joined(lambda m: self._corr[m][key]))
+
+    def show_correlation(self, corr: dict) -> None:
+        """Top-1 after QAT (mean over seeds) against the proxy's Fisher ratio after BN
+        recalibration (left) and against the target top-1 before fine-tuning (right)."""
+        import matplotlib.pyplot as plt
+
+        pol = corr["policies"]
+        y = [r["top1_mean"] for r in pol]
+        fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.2), sharey=True)
+        for ax, k, lab in ((axes[0], "fisher_ratio", "Fisher ratio on the proxy"),
+                           (axes[1], "ptq_top1_target", "target top-1 before QAT (%)")):
+            kinds = [("target search, mixed", "C0", [r for r in pol if r["policy"].startswith("mix")]),
+                     ("random", "C7", [r for r in pol if r["policy"].startswith("random")]),
+                     ("uniform", "k", [r for r in pol if r["policy"] == "uniform"])]
+            for lab2, c, rs in kinds:
+                ax.scatter([r[k] for r in rs], [r["top1_mean"] for r in rs], s=16, color=c, label=lab2)
+            ax.set_xlabel(lab)
+        axes[0].set_ylabel("top-1 after QAT (%)")
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
+        fig.suptitle(f"{model_label(corr['model'])}, {corr['n_policies']} policies at {budget_label(corr['budget'])}")
+        plt.show()
+        del y
+
+    # ================================================================== chapter 6
+    def claims_tables(self, doc: dict):
+        """One table per model: claim, the paper's number, ours (paired difference, 95% CI), verdict."""
+        t = PAPER["table2"]
+        fill = {"margin": f"{report.MARGIN_PP:g}",
+                "seam_uniform": f"{report.fmt_pp(t['SEAM, proxy C'][0] - t['LSQ uniform W3A3'][0], 1)} "
+                                f"({fmt_pct(t['SEAM, proxy C'][0], 1)} vs {fmt_pct(t['LSQ uniform W3A3'][0], 1)})",
+                "seam_limpq": f"{report.fmt_pp(t['SEAM, proxy C'][0] - t['LIMPQ'][0], 1)} "
+                              f"({fmt_pct(t['SEAM, proxy C'][0], 1)} vs {fmt_pct(t['LIMPQ'][0], 1)})",
+                "proxy_s": fmt_pct(t["SEAM, proxy S"][0], 1), "proxy_c": fmt_pct(t["SEAM, proxy C"][0], 1)}
+        import pandas as pd
+
+        out = {}
+        for m in dict.fromkeys(c["model"] for c in doc["claims"]):
+            rows = []
+            for c in doc["claims"]:
+                if c["model"] != m:
+                    continue
+                words, paper = CLAIM_TEXT.get(c["id"], (c["id"], "—"))
+                rows.append({"claim": words.format(**fill), "paper": paper.format(**fill),
+                             "ours": f"{report.fmt_pp(c['estimate_pp'])} {report.fmt_ci(c['ci_low'], c['ci_high'])}"
+                             .replace(" pp [", " [").replace("] pp", "]") + " pp",
+                             "verdict": c["verdict"]})
+            budget = next(c["budget"] for c in doc["claims"] if c["model"] == m)
+            out[m] = self.table(pd.DataFrame(rows), caption=f"{model_label(m)} at {budget_label(budget)}")
+        return out
+
+    def claims_summary(self, doc: dict) -> None:
+        """Glue the sentences of the closing section: what was and was not reproduced."""
+        good = {"better", f"equivalent (±{report.MARGIN_PP:g} pp)"}
+        yes = [f"{model_label(c['model'])} {c['id']}" for c in doc["claims"] if c["verdict"] in good]
+        no = [f"{model_label(c['model'])} {c['id']} ({c['verdict']})" for c in doc["claims"] if c["verdict"] not in good]
+        glue("claims_yes", ", ".join(yes) if yes else "none")
+        glue("claims_no", ", ".join(no) if no else "none")
+        glue("claims_n", str(len(doc["claims"])))
+        heads = doc.get("head", {})
+        h = heads.get(self.models[0], heads) if isinstance(heads, dict) else {}
+        ok = h.get("seam_proxy_acc") is not None and h.get("linear_probe_acc")
+        glue("claims_head", f"{100 * h['seam_proxy_acc']:.1f}% against {100 * h['linear_probe_acc']:.1f}% "
+             f"({h['seam_proxy_acc'] / h['linear_probe_acc']:.0%})" if ok else "not measured")
+        pw = doc.get("power", {})
+        p0 = pw.get(self.models[0], pw)
+        glue("claims_power", f"policy SD {report.fmt_pp(p0['policy_sd_pp'], sign=False)} against seed SD "
+             f"{report.fmt_pp(p0['seed_sd_pp'], sign=False)}" if "seed_sd_pp" in p0 else "n/a")
+
+
+__all__ = ["PAPER", "PAPER_ROWS", "LABELS", "CLAIM_TEXT", "Chapter", "Observation", "setup_display", "glue",
+           "fmt_pct", "fmt_ratio", "policy_label", "model_label", "budget_label", "CLAIMS", "exact_uniform"]

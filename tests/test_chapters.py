@@ -1,0 +1,162 @@
+"""The chapter notebooks are thin and reader-first; mpqlib.chapters formats what they show."""
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from mpqlib import chapters as C
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+GLUE_ROLE = re.compile(r"\{glue:text\}`([^`]+)`")
+# A number typed into prose: a percentage, a pp / x / h quantity, or a decimal.
+TYPED_NUMBER = re.compile(r"\d+(?:\.\d+)?\s?(?:%|pp\b|x\b|h\b)|\b\d+\.\d+\b")
+
+
+def cells(path, kind=None):
+    nb = nbformat.read(path, as_version=4)
+    return [c for c in nb.cells if kind is None or c.cell_type == kind]
+
+
+def test_six_chapters():
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_parameter_cell_with_profile_and_overrides_only(path):
+    params = [c for c in cells(path, "code") if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one papermill parameters cell"
+    assert "remove-cell" in params[0].metadata["tags"], "the parameters cell is removed from the book"
+    names = [t.id for node in ast.parse(params[0].source).body for t in node.targets]
+    assert names == ["profile", "overrides"]
+    assert ast.literal_eval(params[0].source.split("\n")[0].split("=", 1)[1].split("#")[0].strip()) == "full"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_hidden_or_removed_and_outputs_stripped(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    for c in nb.cells:
+        if c.cell_type != "code":
+            continue
+        tags = c.metadata.get("tags", [])
+        assert {"hide-input", "remove-cell"} & set(tags), f"untagged code cell: {c.source[:60]!r}"
+        assert not c.outputs and c.execution_count is None, "commit notebooks without outputs"
+        assert len(c.source.splitlines()) <= 4, f"a thin chapter calls mpqlib, it does not compute: {c.source[:60]!r}"
+        assert "print(" not in c.source and "import " not in c.source.replace("from mpqlib.chapters import", "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_opens_with_paper_and_closes_with_conclusion(path):
+    md = cells(path, "markdown")
+    assert md[0].source.startswith("# ")
+    assert "**What this chapter" in md[0].source
+    assert md[-1].source.startswith("## Conclusion") or path.stem.startswith("06"), "ends with a conclusion"
+    assert "**Paper:**" in md[-1].source or path.stem.startswith("06")
+
+
+def _glued_keys() -> tuple[set[str], set[str]]:
+    src = (REPO / "mpqlib" / "chapters.py").read_text()
+    literal = set(re.findall(r'glue\("([a-z0-9_]+)"', src))
+    prefixes = set(re.findall(r'glue\(f"([a-z0-9_]+)\{', src))
+    return literal, prefixes
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_hand_typed_numbers_and_every_glue_key_exists(path):
+    literal, prefixes = _glued_keys()
+    for c in cells(path, "markdown"):
+        keys = GLUE_ROLE.findall(c.source)
+        for k in keys:
+            assert k in literal or any(k.startswith(p) for p in prefixes), f"{path.stem}: nothing glues {k!r}"
+        prose = GLUE_ROLE.sub("", c.source)
+        prose = re.sub(r"`[^`]*`", "", prose)  # inline code and roles' targets
+        typed = TYPED_NUMBER.findall(prose)
+        assert not typed, f"{path.stem}: numbers typed by hand {typed}; glue them from the results"
+
+
+def test_typed_number_pattern_catches_what_it_should():
+    assert TYPED_NUMBER.findall("SEAM reaches 69.9 top-1, 297x cheaper, 0.8 h, +1.6 pp, 4% of it")
+    assert not TYPED_NUMBER.findall("uniform W3A3, chapter 5, ResNet-20, 1x1 and 3x3 convolutions")
+
+
+def test_tag_notebooks_hides_the_injected_cell(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('profile = "full"', metadata={"tags": ["parameters", "remove-cell"]}),
+                nbformat.v4.new_code_cell('profile = "smoke"', metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("1 + 1", metadata={"tags": ["hide-input"]})]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    script = REPO / "scripts" / "tag_notebooks.py"
+    subprocess.run([sys.executable, str(script), str(path)], check=True)
+    subprocess.run([sys.executable, str(script), str(path)], check=True)  # idempotent
+    out = nbformat.read(path, as_version=4)
+    assert out.cells[1].metadata["tags"] == ["injected-parameters", "remove-cell"]
+    assert out.cells[2].metadata["tags"] == ["hide-input"]
+    assert subprocess.run([sys.executable, str(script)], capture_output=True).returncode == 2
+
+
+def test_run_notebooks_calls_the_tagger():
+    assert "scripts/tag_notebooks.py" in (REPO / "scripts" / "run_notebooks.sh").read_text()
+
+
+# --------------------------------------------------------------------------- mpqlib.chapters
+def test_formats():
+    assert C.fmt_pct(92.314) == "92.31%"
+    assert C.fmt_pct(None) == "n/a" and C.fmt_pct(math.nan) == "n/a"
+    assert C.fmt_ratio(6.21) == "6.2x" and C.fmt_ratio(296.5) == "296x" or C.fmt_ratio(296.5) == "297x"
+    assert C.fmt_ratio(None) == "n/a"
+    assert C.budget_label("w3a2") == "W3A2"
+    assert C.policy_label("random-3") == "random 3" and C.policy_label("seam-mnist") == "SEAM, MNIST proxy"
+
+
+def test_paper_numbers_are_consistent():
+    t = C.PAPER["table2"]
+    assert abs(t["FracBits"][2] / t["SEAM, proxy S"][2] - C.PAPER["joint_over_seam"]) < 1
+    lo, hi = C.PAPER["limpq_over_seam"]
+    assert math.isclose(t["LIMPQ"][2] / t["SEAM, proxy C"][2], lo) and math.isclose(t["LIMPQ"][2] / t["SEAM, proxy S"][2], hi)
+    assert set(C.PAPER_ROWS) == set(t)
+
+
+def test_table_hides_the_index_and_formats():
+    import pandas as pd
+
+    html = C.Chapter.table(pd.DataFrame({"policy": ["a", "b"], "top-1": [92.3141, 91.0]}),
+                           {"top-1": C.fmt_pct}, caption="cap").to_html()
+    assert "92.31%" in html and "92.3141" not in html and "cap" in html
+    assert 'class="row_heading' not in html
+
+
+def test_matrix_is_units_by_qat_seeds():
+    rows = [{"policy": p, "search_seed": s, "qat_seed": q, "top1": 90 + s + q / 10}
+            for p in ("a", "b") for s in (0, 1) for q in (0, 1, 2)]
+    m = C.Chapter.matrix(rows, "a")
+    assert m.shape == (2, 3) and m[1, 2] == pytest.approx(91.2)
+    assert C.Chapter.matrix(rows, ["a", "b"]).shape == (4, 3)
+    assert C.Chapter.matrix(rows, "c").size == 0
+
+
+def test_rank_agreement_of_a_constant_policy_is_nan_without_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(C.Chapter._rank_agreement(np.array([3, 3, 3.0]), np.array([2, 4, 6.0])))
+        assert C.Chapter._rank_agreement(np.array([1, 2, 3.0]), np.array([2, 4, 6.0])) == pytest.approx(1.0)
+
+
+def test_setup_display_sizes_figures_for_the_column():
+    import matplotlib as mpl
+
+    C.setup_display()
+    w, _ = mpl.rcParams["figure.figsize"]
+    assert w * mpl.rcParams["figure.dpi"] <= 690
+    assert mpl.rcParams["font.size"] >= 9 and mpl.rcParams["xtick.labelsize"] >= 9
