@@ -45,14 +45,14 @@ def say(*lines: str) -> None:
 
 
 # --------------------------------------------------------------------------- values
-def _positive_int(flag: str):
+def _positive_int(flag: str, low: int = 1):
     def parse(text: str) -> int:
         try:
             v = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{flag} takes a whole number, not {text!r}") from None
-        if v < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, not {v}")
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {low}, not {v}")
         return v
     return parse
 
@@ -227,9 +227,23 @@ def train_data(args, size):
     from . import data as D
 
     data = load_data(args.data, "train", size, args)
-    if args.data_per_class is None and args.data_fraction is None:
+    if args.data_per_class is not None or args.data_fraction is not None:
+        data = D.proxy_subset(data, per_class=args.data_per_class, fraction=args.data_fraction, seed=args.data_seed)
+    return data
+
+
+def with_workers(data, args, cfg):
+    """``data`` in a DataLoader whose ``--workers`` processes decode images (the order stays the
+    seeded :class:`~mpqlib.data.ShuffledBatches` of ``cfg``'s batch size and seed); as it is without."""
+    from torch.utils.data import DataLoader
+
+    from . import data as D
+
+    if not args.workers:
         return data
-    return D.proxy_subset(data, per_class=args.data_per_class, fraction=args.data_fraction, seed=args.data_seed)
+    seed = cfg.seed if hasattr(cfg, "seed") else args.seed  # QATConfig has none: `mpq qat --seed`
+    batches = D.ShuffledBatches(len(data), cfg.batch_size, seed=seed)
+    return DataLoader(data, batch_sampler=batches, num_workers=args.workers, pin_memory=args.device.type == "cuda")
 
 
 def eval_data(args, size):
@@ -271,20 +285,16 @@ def cmd_data(args) -> int:
 
 def cmd_train(args) -> int:
     from . import data as D
+    from .models import build
     from .train import train_fp
 
     cfg = build_config(args, "train")
     size = args.input_size or ((1, 28, 28) if _is_mpqlib_arch(args.model) else (3, 224, 224))
     train = train_data(args, size)
     test = eval_data(args, size)
-    name = args.model
-    model = None
-    if not _is_mpqlib_arch(name) or args.num_classes:
-        from .models import build
-
-        model = build(name, args.num_classes or D.num_classes(train), size[0])
-        _probe(model, size, name)
-    meta = train_fp(model if model is not None else name, cfg, train=train, test=test, out=args.out,
+    model = build(args.model, args.num_classes or D.num_classes(train), size[0])
+    _probe(model, size, args.model)
+    meta = train_fp(model, cfg, arch=args.model, train=with_workers(train, args, cfg), test=test, out=args.out,
                     device=args.device, progress=not args.quiet)
     say(f"{meta['arch']}: top-1 {meta['top1']:.2f}% on {D.describe(test)} after {meta['epochs']} epochs "
         f"({meta['train_seconds'] / 60:.1f} min, {dist.world()} process{'es' if dist.world() > 1 else ''}); "
@@ -371,6 +381,7 @@ def cmd_search(args) -> int:
     budget = None if args.budget == "none" else parse_budget(cost_model(model, (1, *size)), args.budget)
     data = None if cfg.method in ("uniform", "random") else train_data(args, size)
     val = load_data(args.eval_data, "test", size, args) if args.eval_data else None
+    data = with_workers(data, args, cfg) if data is not None else None
     res = search(model, data, budget, cfg, device=args.device, input_size=(1, *size), val_data=val,
                  progress=not args.quiet)
     res = dist.broadcast(res)  # one policy, rank 0's, on every process
@@ -398,8 +409,8 @@ def cmd_qat(args) -> int:
     policy = Policy.load(args.policy).validate(model)
     train = train_data(args, size)
     test = eval_data(args, size)
-    qmodel, rec = qat(model, policy, train, test, cfg, seed=args.seed, device=args.device, progress=not args.quiet,
-                      input_size=(1, *size))
+    qmodel, rec = qat(model, policy, with_workers(train, args, cfg), test, cfg, seed=args.seed, device=args.device,
+                      progress=not args.quiet, input_size=(1, *size))
     if args.out:
         with dist.main_process_writes() as writer:
             if writer:
@@ -449,6 +460,8 @@ def _data_args(s: argparse.ArgumentParser, default: str, eval_data: bool = True)
                        help="test data: fmnist, mnist, optdigits (test split) or imagefolder:PATH "
                             "(default: the test split of --data's dataset)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of a class-balanced subset (NAME:N, mnist, below)")
+    g.add_argument("--workers", type=_positive_int("--workers", 0), default=0, metavar="N",
+                   help="loader processes decoding --data images (image folders on GPUs: 8 or so; default 0: none)")
     pick = g.add_mutually_exclusive_group()
     pick.add_argument("--data-per-class", type=_positive_int("--data-per-class"), default=None, metavar="N",
                       help="use a class-balanced subset of --data: N images of each class (a proxy from a big folder)")

@@ -196,7 +196,8 @@ def shard(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
     """
     from .data import ShuffledBatches
 
-    s = loader.sampler
+    as_batch_sampler = isinstance(loader.batch_sampler, ShuffledBatches)
+    s = loader.batch_sampler if as_batch_sampler else loader.sampler
     if not active() or not isinstance(s, ShuffledBatches) or s.world > 1:
         return loader
     if s.batch_size % world():
@@ -204,5 +205,7 @@ def shard(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
                           f"choose a multiple of {world()} (the batch size is the global one)")
     split = ShuffledBatches(s.n, s.batch_size // world(), shuffle=s.shuffle, seed=s.seed, rank=rank(),
                             world=world(), drop_last=s.drop_last)
-    return torch.utils.data.DataLoader(loader.dataset, sampler=split, batch_size=None, num_workers=loader.num_workers,
-                                       pin_memory=loader.pin_memory)
+    common = {"num_workers": loader.num_workers, "pin_memory": loader.pin_memory}
+    if as_batch_sampler:  # a loader of single items collated into batches (image folders with workers)
+        return torch.utils.data.DataLoader(loader.dataset, batch_sampler=split, collate_fn=loader.collate_fn, **common)
+    return torch.utils.data.DataLoader(loader.dataset, sampler=split, batch_size=None, **common)

@@ -78,10 +78,10 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
     if state_path is not None and Path(state_path).exists():
         start = _resume(state_path, model, optimizer, scheduler, history, device)
     net, outside = _parallel(model, optimizer, device, sync_bn)
-    sampler = loader.sampler
+    samplers = [s for s in (loader.sampler, loader.batch_sampler) if hasattr(s, "set_epoch")]
     for epoch in range(start, epochs):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        for s in samplers:
+            s.set_epoch(epoch)
         g = torch.Generator().manual_seed(seed * 1000 + epoch)
         net.train(train_mode)
         t0, totals = time.perf_counter(), torch.zeros(3, dtype=torch.float64, device=device)
@@ -312,12 +312,14 @@ def _diff_keys(want: dict, got: dict) -> tuple[list[str], list[str]]:
 # --------------------------------------------------------------------------- full-precision recipe
 
 def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None, *, train=None, test=None,
-             out: str | os.PathLike = "checkpoints/resnet20-fmnist.pt", data_root: str | None = None,
-             device: torch.device | str = "cpu", progress: bool = True, **options) -> dict:
+             out: str | os.PathLike = "checkpoints/resnet20-fmnist.pt", arch: str | None = None,
+             data_root: str | None = None, device: torch.device | str = "cpu", progress: bool = True,
+             **options) -> dict:
     """Train a model (SGD + Nesterov, one-cycle cosine, crop+flip) and save it as a checkpoint.
 
     ``model`` is an architecture name (:func:`mpqlib.models.build`, sized to ``train``'s classes
-    and channels) or a module. ``cfg`` is a :class:`~mpqlib.config.TrainConfig`; keyword
+    and channels) or a module, recorded as ``arch`` (its :func:`~mpqlib.models.build` name, so that
+    :func:`load_checkpoint` rebuilds it). ``cfg`` is a :class:`~mpqlib.config.TrainConfig`; keyword
     ``options`` (``epochs=2``, ...) replace its fields. ``train``/``test`` are any datasets or
     loaders (default: Fashion-MNIST's splits). Resumable: the training state after each epoch
     lives beside ``out`` until the run ends. Under torchrun the processes share every batch and
@@ -334,7 +336,7 @@ def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None
     train = train if train is not None else D.load("fmnist", "train", data_root)
     test = test if test is not None else D.load("fmnist", "test", data_root)
     classes, shape = D.num_classes(train), D.sample_shape(train)
-    name = model if isinstance(model, str) else type(model).__name__
+    name = arch or (model if isinstance(model, str) else type(model).__name__)
     model = (build(model, classes, shape[0]) if isinstance(model, str) else model).to(device)
     dl = D.as_loader(train, cfg.batch_size, seed=cfg.seed)
     decay = [p for p in model.parameters() if p.ndim > 1]

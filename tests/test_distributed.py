@@ -160,12 +160,13 @@ def test_torchrun_train_writes_one_checkpoint_that_loads_in_one_process(tmp_path
 
     out = tmp_path / "m.pt"
     stdout, writes = _torchrun(tmp_path, "train", "--model", "resnet8", "--data", "fmnist:4", "--eval-data", "optdigits",
-                               "--epochs", "2", "--batch-size", "20", "--out", str(out))
+                               "--epochs", "2", "--batch-size", "20", "--workers", "1", "--out", str(out))
     # rank 0 wrote the epoch states, the checkpoint and its metadata; rank 1 wrote nothing
     assert sorted(set(writes)) == ["0 m.json", "0 m.pt", "0 m.pt.state"] and writes.count("0 m.pt") == 1
     assert stdout.count("saved") == 1 and "2 processes" in stdout
     model, meta = load_checkpoint(out)  # no module. prefix
-    assert meta["processes"] == 2 and meta["train_images"] == 2 * 40  # both ranks' images counted, 2 epochs
+    # 40 images a epoch, split between the ranks (loader workers too), counted over both, 2 epochs
+    assert meta["processes"] == 2 and meta["train_images"] == 2 * 40
     assert not (tmp_path / "m.pt.state").exists()
 
 

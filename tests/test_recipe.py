@@ -5,6 +5,7 @@ digits as the proxy, Fashion-MNIST as the target), torchvision's resnet18, the s
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,10 @@ def test_trained_weights_as_a_plain_state_dict_and_a_class_balanced_proxy(folder
     ckpt = folders["out"] / "r18.pt"
     assert main(["train", "--model", "resnet18", "--input-size", "3,32,32", "--data", f"imagefolder:{folders['train']}",
                  "--eval-data", f"imagefolder:{folders['val']}", "--epochs", "1", "--batch-size", "20",
-                 "--lr", "0.02", "--device", "cpu", "--out", str(ckpt), "--quiet"]) == 0
+                 "--lr", "0.02", "--workers", "1", "--device", "cpu", "--out", str(ckpt), "--quiet"]) == 0
+    # the mpqlib checkpoint names its architecture and input size: nothing else to say
+    assert main(["eval", "--checkpoint", str(ckpt), "--eval-data", f"imagefolder:{folders['val']}"]) == 0
+    assert re.search(r"resnet18: top-1 \d+\.\d+% on imagefolder:", capsys.readouterr().out)
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     plain = folders["out"] / "resnet18.pth"
     torch.save(state, plain)  # as torchvision publishes weights
@@ -79,7 +83,8 @@ def test_trained_weights_as_a_plain_state_dict_and_a_class_balanced_proxy(folder
     out = folders["out"] / "proxy.json"
     assert main(["search", "--model", "resnet18", "--checkpoint", str(plain), "--input-size", "3,32,32",
                  "--data", f"imagefolder:{folders['proxy']}", "--data-per-class", "5", "--method", "seam",
-                 "--budget", "w3a3", "--epochs", "1", "--batch-size", "10", "--device", "cpu", "--out", str(out),
+                 "--budget", "w3a3", "--epochs", "1", "--batch-size", "10", "--workers", "1", "--device", "cpu",
+                 "--out", str(out),
                  "--quiet"]) == 0
     rec = json.loads(out.read_text())["record"]
     assert rec["search_data"].endswith(f"-{CLASSES * 5}") and rec["bitops"] <= rec["budget_bitops"]
