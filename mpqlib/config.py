@@ -88,9 +88,12 @@ def _check_value(owner: str, name: str, tp: Any, value: Any) -> Any:
     return value
 
 
+_FRIENDLY = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
 def _type_name(tp: Any) -> str:
     args = [a for a in typing.get_args(tp) if a is not type(None)]
-    names = [getattr(a, "__name__", str(a)) for a in args]
+    names = [_FRIENDLY.get(a, getattr(a, "__name__", str(a))) for a in args]
     return " or ".join(names) + (" or null" if type(None) in typing.get_args(tp) else "")
 
 
@@ -336,18 +339,29 @@ METHOD_CONFIGS: dict[str, type[SearchConfig]] = {
 }
 METHODS: tuple[str, ...] = tuple(METHOD_CONFIGS)
 
-# type(config) -> runner(model, data, budget, config, *, device, progress, input_size) -> SearchResult
+# type(config) -> runner(model, data, budget, config, *, device, progress, input_size, val_data, sampler)
+#                 -> SearchResult; mpqlib.search.search resolves device and input size before calling it
 RUNNERS: dict[type, Callable[..., Any]] = {}
 
 
-def register_runner(config_type: type[SearchConfig]):
-    """Decorator: the function that runs searches configured by ``config_type``."""
+def register_runner(*config_types: type[SearchConfig]):
+    """Decorator: the function that runs searches configured by any of ``config_types``."""
 
     def deco(fn):
-        RUNNERS[config_type] = fn
+        for t in config_types:
+            RUNNERS[t] = fn
         return fn
 
     return deco
+
+
+def runner_for(config: SearchConfig) -> Callable[..., Any]:
+    """The runner registered for ``type(config)`` (or its nearest registered base class)."""
+    for cls in type(config).__mro__:
+        if cls in RUNNERS:
+            return RUNNERS[cls]
+    raise ConfigError(f"no search is registered for {type(config).__name__}; import the module that defines it "
+                      f"(registered: {', '.join(sorted(c.__name__ for c in RUNNERS))})")
 
 
 def method_config(method: str, **options) -> SearchConfig:
@@ -417,4 +431,4 @@ def load_config(path: str | os.PathLike, kind: str | None = None, **overrides) -
 
 
 __all__ = [n for n in dir() if n.endswith("Config") or n in (
-    "CANDIDATES", "METHODS", "METHOD_CONFIGS", "RUNNERS", "register_runner", "method_config", "load_config")]
+    "CANDIDATES", "METHODS", "METHOD_CONFIGS", "RUNNERS", "register_runner", "runner_for", "method_config", "load_config")]

@@ -103,6 +103,7 @@ class CostModel:
                  "fixed (8-bit)": c.fixed} for c in self.layers]
 
 
+INPUT_SIZE: tuple[int, ...] = (1, 1, 28, 28)  # the default model input (batch 1): Fashion-MNIST's
 BUDGET_FORMS = "a budget looks like 'w3a3' or 'w2.5a2.5' (uniform bits), 3 (= w3a3) or a BitOps number like 1.2e8"
 
 
@@ -155,7 +156,7 @@ def _describe(m: nn.Module, out: torch.Tensor) -> tuple[str, str, int, int]:
 
 
 @torch.no_grad()
-def cost_model(model: nn.Module, input_size: tuple[int, ...] = (1, 1, 28, 28)) -> CostModel:
+def cost_model(model: nn.Module, input_size: tuple[int, ...] = INPUT_SIZE) -> CostModel:
     """Measure MACs and params of every Conv2d / Linear with one forward pass of a zero batch."""
     names = quantizable(model)
     _, fixed = split_layers(model)

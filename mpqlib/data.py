@@ -302,10 +302,16 @@ def search_data(spec: str, seed: int = 0, root: str | os.PathLike | None = None)
 
 
 # --------------------------------------------------------------------------- any dataset: labels, names
-def _base(data):
-    """The dataset underneath a DataLoader and any nesting of Subsets."""
+def _unloaded(data):
+    """The dataset a DataLoader reads (through :func:`as_loader`'s batch view), else ``data``."""
     if isinstance(data, DataLoader):
         data = data.dataset
+    return data.data if isinstance(data, _BatchView) else data
+
+
+def _base(data):
+    """The dataset underneath a DataLoader and any nesting of Subsets."""
+    data = _unloaded(data)
     while isinstance(data, Subset):
         data = data.dataset
     return data
@@ -313,8 +319,7 @@ def _base(data):
 
 def _base_indices(data, index: torch.Tensor) -> list[int]:
     """Indices into :func:`_base` of ``data`` for positions ``index`` of ``data``."""
-    if isinstance(data, DataLoader):
-        data = data.dataset
+    data = _unloaded(data)
     index = torch.as_tensor(index, dtype=torch.long)
     while isinstance(data, Subset):
         index = torch.as_tensor(data.indices, dtype=torch.long)[index]
@@ -326,8 +331,7 @@ def labels_of(data) -> torch.Tensor:
     """The int64 labels of every item of ``data`` (an :class:`Images`, a dataset, a DataLoader),
     in item order. Read from ``.targets`` / ``.y`` where the dataset has them (ImageFolder,
     torchvision's datasets), else by reading every item once."""
-    if isinstance(data, DataLoader):
-        data = data.dataset
+    data = _unloaded(data)
     if isinstance(data, Subset):
         return labels_of(data.dataset)[torch.as_tensor(data.indices, dtype=torch.long)]
     for attr in ("y", "targets"):
@@ -353,7 +357,7 @@ def describe(data) -> str:
     if isinstance(data, Images):
         return data.name
     if isinstance(data, DataLoader):
-        return describe(data.dataset)
+        return describe(_unloaded(data))
     if isinstance(data, Subset):
         return f"{describe(_base(data))}-{len(data)}"
     name = getattr(data, "name", None)
@@ -379,7 +383,7 @@ def sample_shape(data) -> tuple[int, ...]:
     """The (C, H, W) shape of one image of ``data``."""
     if isinstance(data, Images):
         return tuple(data.x.shape[1:])
-    base = data.dataset if isinstance(data, DataLoader) else data
+    base = _unloaded(data)
     if len(base) == 0:
         raise DataError(f"{describe(data)} holds no images")
     return tuple(_item(base, 0)[0].shape)
@@ -469,6 +473,27 @@ class _Batches(Sampler):
         return len(self.batches)
 
 
+class _Capped(Sampler):
+    """At most ``total`` batches of ``batches`` in all, counted across epochs (``max_batches``)."""
+
+    def __init__(self, batches: Sampler, total: int):
+        self.batches, self.left = batches, total
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.batches, "set_epoch"):
+            self.batches.set_epoch(epoch)
+
+    def __iter__(self):
+        for b in self.batches:
+            if self.left <= 0:
+                return
+            self.left -= 1
+            yield b
+
+    def __len__(self) -> int:
+        return min(len(self.batches), self.left)
+
+
 class _BatchView(Dataset):
     """Reads a whole batch per index list: tensors indexed at once for :class:`Images`, items
     stacked for any other dataset (so that loader workers each build whole batches)."""
@@ -487,7 +512,7 @@ class _BatchView(Dataset):
 
 
 def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0, sampler: Sampler | None = None,
-              drop_last: bool = False, num_workers: int = 0) -> DataLoader:
+              drop_last: bool = False, num_workers: int = 0, max_batches: int | None = None) -> DataLoader:
     """The one place mpqlib builds loaders: batches of ``(images, labels)`` from ``data``.
 
     ``data`` is an :class:`Images`, any map-style dataset returning ``(image tensor, int
@@ -498,6 +523,8 @@ def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 
     yield whole index batches (:class:`ShuffledBatches`, a ``BatchSampler``) or single indices
     (a ``DistributedSampler``: grouped into ``batch_size`` batches here). The loader's
     ``sampler`` has ``set_epoch`` so that the training loop reshuffles every epoch.
+    ``max_batches`` ends the loader after that many batches in all, over every epoch (runs
+    compared at equal optimiser steps).
     """
     if isinstance(data, DataLoader):
         return data
@@ -512,15 +539,16 @@ def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 
         batches = sampler
     else:
         batches = _Batches(sampler, batch_size, drop_last)
+    if max_batches is not None:
+        batches = _Capped(batches, max_batches)
     return DataLoader(_BatchView(data), sampler=batches, batch_size=None, num_workers=num_workers)
 
 
 def in_order(data, batch_size: int = 1000) -> DataLoader:
     """Every item of ``data`` once, in item order (the order of :func:`labels_of`), in every
     process: for evaluation and feature extraction. A DataLoader is read through its dataset."""
-    workers = 0
-    if isinstance(data, DataLoader):
-        data, workers = data.dataset, data.num_workers
+    workers = data.num_workers if isinstance(data, DataLoader) else 0
+    data = _unloaded(data)
     return as_loader(data, batch_size, sampler=ShuffledBatches(len(data), batch_size, shuffle=False, rank=0, world=1),
                      num_workers=workers)
 
@@ -535,7 +563,7 @@ def take(data, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` seeded random images and labels of ``data`` (a calibration batch), on the CPU.
 
     Reads only those ``n`` items; a DataLoader gives the items of its dataset."""
-    base = data.dataset if isinstance(data, DataLoader) else data
+    base = _unloaded(data)
     total = len(base)
     if total == 0:
         raise DataError(f"{describe(data)} holds no images")

@@ -1,24 +1,27 @@
 """Searches on a small model and small real data (each runs in seconds)."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from mpqlib import data as D
 from mpqlib.allocate import InfeasibleBudget
+from mpqlib.config import (RUNNERS, CEConfig, HawqConfig, LimpqConfig, RandomConfig, SeamConfig, TargetConfig,
+                           UniformConfig, method_config)
 from mpqlib.cost import budget as parse_budget, cost_model
-from mpqlib.models import resnet8
+from mpqlib.errors import BudgetError, ConfigError, DataError, MpqlibError
 from mpqlib.search import METHODS, SearchResult, search
-from mpqlib.search.differentiable import SearchConfig
+
+CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "resnet8-fmnist.pt"
 
 
 @pytest.fixture(scope="module")
 def model():
-    from pathlib import Path
-
     from mpqlib.train import load_checkpoint
 
     # the committed ResNet-8 trained on Fashion-MNIST (90% top-1): small and fast
-    return load_checkpoint(Path(__file__).resolve().parents[1] / "checkpoints" / "resnet8-fmnist.pt")[0].eval()
+    return load_checkpoint(CHECKPOINT)[0].eval()
 
 
 @pytest.fixture(scope="module")
@@ -36,23 +39,60 @@ def w3a3(model):
     return parse_budget(cost_model(model), "w3a3")
 
 
-FAST = dict(epochs=1, batch_size=100, progress=False)
+FAST = dict(epochs=1, batch_size=100)
 
 
 def test_seam_ilp_meets_budget_and_is_deterministic(model, proxy, w3a3):
-    a = search("seam", model, proxy, w3a3, **FAST)
-    b = search("seam", model, proxy, w3a3, **FAST)
+    a = search(model, proxy, w3a3, SeamConfig(**FAST), progress=False)
+    b = search(model, proxy, w3a3, SeamConfig(**FAST), progress=False)
     assert a.policy == b.policy
     assert a.record["bitops"] <= w3a3
     assert a.record["bitops"] == cost_model(model).bitops(a.policy)
-    assert a.record["images"] == 200 + 200  # head initialisation pass + one epoch
+    assert a.record["images"] == 200 + 200  # starting features for the head + one epoch
     assert a.record["search_data"] == "mnist-200" and a.record["method"] == "seam"
     assert a.extras["p_w"] == b.extras["p_w"]
+    # what ran is in the record: the whole config and its type
+    assert a.record["config_type"] == "SeamConfig" and a.record["config"] == SeamConfig(**FAST).to_dict()
+    assert set(a.record["head"]) == {"head_train_acc", "head_val_acc", "probe_train_acc", "probe_val_acc"}
+    assert a.record["head"]["head_val_acc"] is None  # no val_data given
+
+
+def test_a_method_name_with_options_builds_the_same_config(model, proxy, w3a3):
+    a = search(model, proxy, w3a3, SeamConfig(**FAST), progress=False)
+    b = search(model, proxy, w3a3, "seam", progress=False, **FAST)
+    assert a.policy == b.policy and b.record["config"] == a.record["config"]
+    with pytest.warns(DeprecationWarning):  # the former call, kept while experiments move over
+        c = search("seam", model, proxy, w3a3, progress=False, **FAST)
+    assert c.policy == a.policy
+
+
+def test_every_method_has_a_runner():
+    from mpqlib.config import METHOD_CONFIGS
+
+    assert set(METHOD_CONFIGS.values()) <= set(RUNNERS)
+    assert set(METHODS) == set(METHOD_CONFIGS)
+
+
+def test_val_data_is_reported_by_the_head(model, proxy, w3a3):
+    val = D.Images("mnist-val", D.load("mnist", "test").x[:100], D.load("mnist", "test").y[:100], proxy.classes)
+    res = search(model, proxy, w3a3, CEConfig(**FAST), progress=False, val_data=val)
+    assert 0 <= res.record["head"]["head_val_acc"] <= 100 and res.record["head"]["probe_val_acc"] > 50
+
+
+def test_max_steps_caps_the_optimiser_steps(model, proxy, w3a3):
+    res = search(model, proxy, w3a3, CEConfig(epochs=3, batch_size=50, max_steps=5), progress=False)
+    assert res.record["steps"] == 5 and res.record["epochs"] == 2
+    assert res.record["images"] == 200 + 5 * 50
+
+
+def test_fill_is_honoured(model, proxy, w3a3):
+    res = search(model, proxy, w3a3, SeamConfig(fill=0.999, **FAST), progress=False)
+    assert 0.999 * w3a3 <= res.record["bitops"] <= w3a3 or "fill_lambda" not in res.policy.provenance
 
 
 def test_without_cost_term_search_prefers_high_bits(model, proxy):
     # uniform mixing weights expect 4 bits; with nothing pushing down, the learned weights move up
-    res = search("seam", model, proxy, None, gamma=0.0, epochs=3, batch_size=50, lr_arch=0.1, progress=False)
+    res = search(model, proxy, None, SeamConfig(gamma=0.0, epochs=3, batch_size=50, lr_arch=0.1), progress=False)
     w, a = res.policy.mean_bits()
     assert (w + a) / 2 > 4, res.policy.bits
     pw = torch.tensor(res.extras["p_w"])
@@ -61,60 +101,135 @@ def test_without_cost_term_search_prefers_high_bits(model, proxy):
 
 def test_cost_term_pulls_expected_bitops_to_the_budget(model, proxy):
     tight = parse_budget(cost_model(model), "w2.5a2.5")
-    free = search("seam", model, proxy, None, gamma=0.0, epochs=3, batch_size=50, lr_arch=0.1, readout="argmax", progress=False)
-    pushed = search("seam", model, proxy, tight, gamma=5.0, epochs=3, batch_size=50, lr_arch=0.1, readout="argmax",
-                    progress=False)
+    opts = dict(epochs=3, batch_size=50, lr_arch=0.1, readout="argmax")
+    free = search(model, proxy, None, SeamConfig(gamma=0.0, **opts), progress=False)
+    pushed = search(model, proxy, tight, SeamConfig(gamma=5.0, **opts), progress=False)
     assert pushed.record["bitops"] < free.record["bitops"]
     assert sum(pushed.policy.mean_bits()) < sum(free.policy.mean_bits())
 
 
-def test_target_and_proxy_search_share_one_code_path(model, proxy, target, w3a3, monkeypatch):
-    import mpqlib.search.differentiable as diff
-
-    calls = []
-    real = diff.differentiable_search
-    monkeypatch.setattr(diff, "differentiable_search", lambda *a, **k: calls.append(a[3].head) or real(*a, **k))
-    t = search("target", model, target, w3a3, **FAST)
-    p = search("ce", model, proxy, w3a3, **FAST)
-    assert calls == ["model", "linear"]
+def test_target_and_proxy_search_share_one_runner(model, proxy, target, w3a3):
+    assert RUNNERS[SeamConfig] is RUNNERS[CEConfig] is RUNNERS[TargetConfig]
+    assert (SeamConfig.head, CEConfig.head, TargetConfig.head) == ("lgm", "linear", "model")
+    t = search(model, target, w3a3, TargetConfig(**FAST), progress=False)
+    p = search(model, proxy, w3a3, CEConfig(**FAST), progress=False)
     assert t.record["bitops"] <= w3a3 and p.record["bitops"] <= w3a3
-    with pytest.raises(ValueError, match="own classifier"):
-        search("target", model, D.search_data("optdigits:5"), w3a3, **FAST) if False else \
-            search("target", model, D.Images("x", proxy.x, proxy.y % 3, ("a", "b", "c")), w3a3, **FAST)
+    assert t.record["images"] == 200  # no head to fit: one epoch only
+    three = D.Images("x", proxy.x, proxy.y % 3, ("a", "b", "c"))
+    with pytest.raises(ConfigError, match="own classifier"):
+        search(model, three, w3a3, TargetConfig(**FAST), progress=False)
 
 
 def test_argmax_readout_may_miss_the_budget_but_reports_it(model, proxy, w3a3):
-    res = search("seam", model, proxy, w3a3, readout="argmax", **FAST)
+    res = search(model, proxy, w3a3, SeamConfig(readout="argmax", **FAST), progress=False)
     assert res.record["method"] == "seam-argmax"
     assert res.record["bitops"] == cost_model(model).bitops(res.policy)
 
 
-@pytest.mark.parametrize("method", ["limpq", "hawq", "uniform", "random"])
-def test_baselines_meet_the_budget(method, model, target, w3a3, tmp_path):
-    kw = {"limpq": dict(epochs=1, batch_size=100, progress=False), "hawq": dict(images=64, iters=2)}.get(method, {})
-    res = search(method, model, target, w3a3, **kw)
+@pytest.mark.parametrize("cfg", [LimpqConfig(epochs=1, batch_size=100), HawqConfig(images=64, iters=2),
+                                 UniformConfig(), RandomConfig()], ids=lambda c: c.method)
+def test_baselines_meet_the_budget(cfg, model, target, w3a3, tmp_path):
+    res = search(model, target, w3a3, cfg, progress=False)
     assert res.record["bitops"] <= w3a3
+    assert res.record["config_type"] == type(cfg).__name__ and res.record["config"] == cfg.to_dict()
     res.save(tmp_path / "r.json")
     back = SearchResult.load(tmp_path / "r.json")
     assert back.policy == res.policy and back.record == res.record
 
 
+def test_limpq_records_the_alpha_it_used(model, target, w3a3):
+    res = search(model, target, w3a3, LimpqConfig(epochs=1, batch_size=100), progress=False)
+    assert res.record["config"]["alpha"] is None and res.record["alpha"] > 1  # balanced automatically
+    fixed = search(model, target, w3a3, LimpqConfig(epochs=1, batch_size=100, alpha=1.0), progress=False)
+    assert fixed.record["alpha"] == 1.0
+
+
+def test_hawq_probes_are_seeded(model, target):
+    from mpqlib.search.baselines import hutchinson_traces
+
+    x, y = D.take(target, 32, seed=0)
+    names = cost_model(model).names
+    a, b, c = (hutchinson_traces(model, x, y, names, iters=2, seed=s) for s in (0, 0, 1))
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all() and not (a[0] == c[0]).all()
+
+
 def test_uniform_is_w3a3_at_the_w3a3_budget(model, w3a3):
-    res = search("uniform", model, None, w3a3)
+    res = search(model, None, w3a3, UniformConfig())
     assert set(res.policy.bits.values()) == {(3, 3)}
     assert res.record["bitops"] == w3a3
 
 
 def test_random_policies_differ_by_seed(model, w3a3):
-    a, b = (search("random", model, None, w3a3, seed=s).policy for s in (0, 1))
+    a, b = (search(model, None, w3a3, RandomConfig(seed=s)).policy for s in (0, 1))
     assert a != b
 
 
+# --------------------------------------------------------------------------- any dataset
+def _png_folder(root: Path, images: D.Images, per_class: int = 5) -> Path:
+    """A tiny ImageFolder of real MNIST digits written as PNG files (one folder per class)."""
+    from PIL import Image
+
+    for c in range(images.num_classes):
+        (root / f"class{c}").mkdir(parents=True)
+        idx = torch.nonzero(images.y == c).flatten()[:per_class]
+        for i in idx.tolist():
+            pix = ((images.x[i, 0] * D.STD + D.MEAN) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+            Image.fromarray(pix, mode="L").save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def test_search_takes_an_imagefolder_and_a_dataloader(model, proxy, w3a3, tmp_path):
+    folder = D.imagefolder(_png_folder(tmp_path / "pngs", proxy, per_class=10), input_size=(1, 28, 28))
+    assert len(folder) == 100 and D.num_classes(folder) == 10
+    a = search(model, folder, w3a3, CEConfig(**FAST), progress=False)
+    assert a.record["bitops"] <= w3a3 and a.record["search_data"].startswith("imagefolder:")
+    assert a.record["images"] == 100 + 100
+    # the same images in memory search to the same policy: the folder holds exactly them
+    same = D.Images("same", torch.stack([folder[i][0] for i in range(100)]), D.labels_of(folder), folder.classes)
+    b = search(model, same, w3a3, CEConfig(**FAST), progress=False)
+    assert b.policy.bits == a.policy.bits
+    c = search(model, D.as_loader(folder, 100, seed=0), w3a3, CEConfig(**FAST), progress=False)
+    assert c.policy.bits == a.policy.bits
+    d = search(model, torch.utils.data.Subset(folder, range(0, 100, 2)), w3a3, HawqConfig(images=20, iters=1),
+               progress=False)
+    assert d.record["bitops"] <= w3a3
+
+
+def test_images_that_do_not_fit_the_model_name_input_size(model, proxy, w3a3, tmp_path):
+    folder = D.imagefolder(_png_folder(tmp_path / "pngs", proxy, per_class=2), input_size=(3, 32, 32))
+    with pytest.raises(DataError, match="--input-size 3,32,32"):
+        search(model, folder, w3a3, CEConfig(**FAST), input_size=(1, 1, 28, 28), progress=False)
+
+
+# --------------------------------------------------------------------------- bad requests
 def test_bad_requests_fail_clearly(model, proxy):
-    with pytest.raises(ValueError, match="unknown method"):
-        search("fracbits", model, proxy, None)
+    with pytest.raises(ConfigError, match="unknown search method"):
+        search(model, proxy, None, "fracbits")
+    with pytest.raises(ConfigError, match="no option"):
+        search(model, proxy, None, "seam", epoch=1)
+    with pytest.raises(ConfigError, match="go into the config"):
+        search(model, proxy, None, SeamConfig(), epochs=1)
     with pytest.raises(InfeasibleBudget):
-        search("seam", model, proxy, 1000, **FAST)
-    with pytest.raises(TypeError, match="epochs"):
-        SearchConfig(epochs=1.5)
-    assert "seam" in METHODS
+        search(model, proxy, 1000, SeamConfig(**FAST), progress=False)
+    with pytest.raises(ConfigError, match="epochs"):
+        SeamConfig(epochs=1.5)
+    with pytest.raises(ConfigError, match="epochs"):
+        method_config("limpq", epochs=-1)
+    for bad in (-5, float("inf"), float("nan"), 0, "w3a3", True):
+        with pytest.raises(BudgetError):
+            search(model, None, bad, UniformConfig())
+    assert issubclass(InfeasibleBudget, BudgetError) and issubclass(BudgetError, MpqlibError)
+
+
+@pytest.mark.parametrize("spec", [-5, -1e9, "w-3a-3", "-5", "inf", float("inf"), float("nan"), "nan", 0, "0", "w0a3",
+                                  "w3a17", "three", "", True, None])
+def test_bad_budgets_say_what_a_budget_looks_like(model, spec):
+    with pytest.raises(BudgetError, match="a budget looks like 'w3a3'"):
+        parse_budget(cost_model(model), spec)
+
+
+def test_good_budgets_parse(model):
+    cost = cost_model(model)
+    assert parse_budget(cost, "w3a3") == parse_budget(cost, 3) == parse_budget(cost, "3") == cost.uniform_bitops(3)
+    assert parse_budget(cost, " W2.5A2.5 ") == cost.uniform_bitops(2.5, 2.5)
+    assert parse_budget(cost, "1.2e8") == parse_budget(cost, 1.2e8) == 120_000_000

@@ -14,13 +14,12 @@ from torch import nn
 
 from .. import data as D
 from ..allocate import InfeasibleBudget
-from ..cost import cost_model
+from ..config import HawqConfig, LimpqConfig, RandomConfig, UniformConfig, register_runner
+from ..cost import INPUT_SIZE, cost_model
 from ..policy import Policy
 from ..train import fit, seed_everything
 from . import Meter, SearchResult, make_record, readout
 from .supernet import step_parameters, supernet
-
-CANDIDATES = (2, 3, 4, 5, 6)
 
 
 def _choices(candidates: Sequence[int]) -> list[tuple[int, int]]:
@@ -33,32 +32,31 @@ def limpq_cost(s_w, s_a, alpha: float) -> np.ndarray:
     return (alpha * s_w[:, :, None] + s_a[:, None, :]).reshape(len(s_w), -1)
 
 
-def limpq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: Sequence[int] = CANDIDATES,
-          epochs: int = 1, batch_size: int = 128, lr_step: float = 1e-3, alpha: float | str = "auto", seed: int = 0,
-          device: str = "cpu", progress: bool = True, input_size=(1, 1, 28, 28)) -> SearchResult:
+@register_runner(LimpqConfig)
+def limpq(model: nn.Module, data, budget: int | None, cfg: LimpqConfig, *, device="cpu", progress: bool = True,
+          input_size=None, sampler=None, **_) -> SearchResult:
     """LIMPQ (Tang et al., ECCV 2022), reconstructed: one LSQ step size per candidate bit-width
     and layer; a one-time training pass in which every batch runs each uniform bit-width and one
     random mix; the learned step sizes are the importance indicators, and the ILP minimises
     sum_l alpha * s_w(l, b_w) + s_a(l, b_a) under the budget. The backbone stays frozen.
 
     Weight steps are much smaller than activation steps (weights are small numbers), so with
-    ``alpha=1`` the ILP would spend the whole budget on activations; ``alpha="auto"`` sets it to
-    mean(s_a) / mean(s_w), giving both kinds equal weight on average (LIMPQ tunes alpha by hand)."""
-    seed_everything(seed)
-    candidates = tuple(candidates)
-    model = model.to(device).eval()
-    cost = cost_model(model, input_size)
-    rng = _random.Random(seed)
+    ``alpha=1`` the ILP would spend the whole budget on activations; ``alpha=None`` sets it to
+    mean(s_a) / mean(s_w), giving both kinds equal weight on average (LIMPQ tunes alpha by hand).
+    The alpha used is in the record and the extras (``alpha``)."""
+    seed_everything(cfg.seed)
+    candidates = tuple(cfg.candidates)
+    cost = cost_model(model, input_size or D.check_fits(data, None))
+    rng = _random.Random(cfg.seed)
     with Meter() as meter:
-        g = torch.Generator().manual_seed(seed)
-        calib = data.x[torch.randperm(len(data), generator=g)[:batch_size]].to(device)
-        net, mixed = supernet(model, candidates, cost=cost, calibration=calib)
+        calib, _ = D.take(data, cfg.batch_size, cfg.seed)
+        net, mixed = supernet(model, candidates, cost=cost, calibration=calib.to(device))
         for p in net.parameters():
             p.requires_grad_(False)
         steps = step_parameters(net)
         for p in steps:
             p.requires_grad_(True)
-        opt = torch.optim.Adam(steps, lr=lr_step)
+        opt = torch.optim.Adam(steps, lr=cfg.lr_step)
         configs = [[(b, b)] * len(mixed) for b in candidates]
 
         def step(net_, x, y):
@@ -70,88 +68,104 @@ def limpq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: S
                 loss_sum = loss_sum + F.cross_entropy(logits, y)
             return loss_sum / (len(configs) + 1), logits
 
-        hist = fit(net, D.loader(data, batch_size, seed=seed), opt, epochs=epochs, step=step, seed=seed,
-                   device=device, train_mode=False, desc=f"limpq on {data.name}", progress=progress)
+        loader = D.as_loader(data, cfg.batch_size, seed=cfg.seed, sampler=sampler)
+        hist = fit(net, loader, opt, epochs=cfg.epochs, step=step, seed=cfg.seed, device=device, train_mode=False,
+                   desc=f"limpq on {D.describe(data)}", progress=progress)
         s_w = np.array([[q.step.item() for q in m.w_quants] for m in mixed.values()])
         s_a = np.array([[q.step.item() for q in m.a_quants] for m in mixed.values()])
-        if alpha == "auto":
-            alpha = float(s_a.mean() / s_w.mean())
+        alpha = float(s_a.mean() / s_w.mean()) if cfg.alpha is None else cfg.alpha
         layer_cost = limpq_cost(s_w, s_a, alpha)
-        policy = readout(cost, layer_cost, _choices(candidates), budget, method="limpq", search_data=data.name, seed=seed)
+        policy = readout(cost, layer_cost, _choices(candidates), budget, method="limpq", search_data=D.describe(data),
+                         seed=cfg.seed)
     passes = len(configs) + 1
-    record = make_record("limpq", data.name, meter, epochs=epochs, images=hist.images * passes, seed=seed,
-                         budget=budget, cost=cost, policy=policy,
-                         config={"candidates": list(candidates), "epochs": epochs, "batch_size": batch_size,
-                                 "lr_step": lr_step, "alpha": alpha, "passes_per_batch": passes})
-    extras = {"layers": list(mixed), "candidates": list(candidates), "step_w": s_w.tolist(), "step_a": s_a.tolist()}
+    record = make_record("limpq", data, meter, epochs=cfg.epochs, images=hist.images * passes, seed=cfg.seed,
+                         budget=budget, cost=cost, policy=policy, config=cfg)
+    record.update(alpha=alpha, passes_per_batch=passes)
+    extras = {"layers": list(mixed), "candidates": list(candidates), "step_w": s_w.tolist(), "step_a": s_a.tolist(),
+              "alpha": alpha}
     return SearchResult(policy, record, extras)
+
+
+def _layer_inputs(model: nn.Module, layers: Sequence[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input of each of ``layers`` in one forward pass of ``x`` (hooks removed afterwards)."""
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0]))
+             for n in layers]
+    try:
+        model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return inputs
+
+
+def rademacher(shape, generator: torch.Generator) -> torch.Tensor:
+    """A +-1 probe vector drawn with ``generator`` on the generator's device."""
+    return torch.randint(0, 2, shape, generator=generator, device=generator.device).float() * 2 - 1
 
 
 def hutchinson_traces(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: Sequence[str], *,
                       iters: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per layer, Hutchinson estimates of tr(H) of the loss w.r.t. the layer's weight and
-    w.r.t. its input (summed over the batch), each over ``iters`` Rademacher probes."""
-    inputs: dict[str, torch.Tensor] = {}
-    hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0]))
-             for n in layers]
-    try:
-        model.eval()
-        x = x.clone().requires_grad_(True)  # so every layer input is part of the graph
-        loss = F.cross_entropy(model(x), y)
-    finally:
-        for h in hooks:
-            h.remove()
-    weights = [model.get_submodule(n).weight for n in layers]
-    acts = [inputs[n] for n in layers]
-    targets = weights + acts
-    grads = torch.autograd.grad(loss, targets, create_graph=True)
-    g = torch.Generator().manual_seed(seed)
-    est = np.zeros(len(targets))
-    for _ in range(iters):
-        vs = [torch.randint(0, 2, t.shape, generator=g).float() * 2 - 1 for t in targets]
-        hv = torch.autograd.grad(grads, targets, grad_outputs=vs, retain_graph=True)
-        est += np.array([(h * v).sum().item() for h, v in zip(hv, vs)])
+    w.r.t. its input (summed over the batch), each over ``iters`` Rademacher probes.
+
+    The probes are drawn on ``x``'s device with a generator on that device seeded by ``seed``:
+    the same seed gives the same probes on one device (CPU and CUDA generators differ)."""
+    model.eval()
+    x = x.clone().requires_grad_(True)  # so every layer input is part of the graph
+    with torch.enable_grad():
+        inputs: dict[str, torch.Tensor] = {}
+        hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0]))
+                 for n in layers]
+        try:
+            loss = F.cross_entropy(model(x), y)
+        finally:
+            for h in hooks:
+                h.remove()
+        targets = [model.get_submodule(n).weight for n in layers] + [inputs[n] for n in layers]
+        grads = torch.autograd.grad(loss, targets, create_graph=True)
+        g = torch.Generator(device=x.device).manual_seed(seed)
+        est = np.zeros(len(targets))
+        for _ in range(iters):
+            vs = [rademacher(t.shape, g) for t in targets]
+            hv = torch.autograd.grad(grads, targets, grad_outputs=vs, retain_graph=True)
+            est += np.array([(h * v).sum().item() for h, v in zip(hv, vs)])
     est /= iters
     return est[: len(layers)], est[len(layers):]
 
 
-def hawq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: Sequence[int] = CANDIDATES,
-         images: int = 512, iters: int = 16, seed: int = 0, device: str = "cpu", progress: bool = True,
-         input_size=(1, 1, 28, 28)) -> SearchResult:
+@register_runner(HawqConfig)
+def hawq(model: nn.Module, data, budget: int | None, cfg: HawqConfig, *, device="cpu", progress: bool = True,
+         input_size=None, **_) -> SearchResult:
     """HAWQ-V3 style: sensitivity(l, w, a) = tr(H_W)/n_W * ||Q_w(W) - W||^2
-    + tr(H_x)/n_x * ||Q_a(x) - x||^2 (per sample), traces by Hutchinson on ``images`` images of
-    ``data``, quantizers LSQ-initialised (MSE-best step); then the ILP under the budget."""
+    + tr(H_x)/n_x * ||Q_a(x) - x||^2 (per sample), traces by Hutchinson on ``cfg.images`` images
+    of ``data``, quantizers LSQ-initialised (MSE-best step); then the ILP under the budget."""
     from ..quant import LSQ
 
-    seed_everything(seed)
-    candidates = tuple(candidates)
-    model = model.to(device).eval()
-    cost = cost_model(model, input_size)
+    seed_everything(cfg.seed)
+    candidates = tuple(cfg.candidates)
+    cost = cost_model(model, input_size or D.check_fits(data, None))
     names = cost.names
+    model.eval()
     with Meter() as meter:
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(data), generator=g)[:images]
-        x, y = data.x[idx].to(device), data.y[idx].to(device)
+        x, y = (t.to(device) for t in D.take(data, cfg.images, cfg.seed))
         tr_w, tr_x = np.zeros(len(names)), np.zeros(len(names))
-        chunks = list(range(0, len(x), 128))
-        for start in chunks:
-            tw, tx = hutchinson_traces(model, x[start:start + 128], y[start:start + 128], names, iters=iters, seed=seed + start)
-            tr_w += tw / len(chunks)
-            tr_x += tx / len(chunks)
-        inputs: dict[str, torch.Tensor] = {}
-        hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0]))
-                 for n in names]
+        chunk = cfg.batch_size
+        starts = list(range(0, len(x), chunk))
+        for start in starts:
+            tw, tx = hutchinson_traces(model, x[start:start + chunk], y[start:start + chunk], names, iters=cfg.iters,
+                                       seed=cfg.seed + start)
+            tr_w += tw / len(starts)
+            tr_x += tx / len(starts)
         with torch.no_grad():
-            model(x[:128])
-        for h in hooks:
-            h.remove()
+            inputs = _layer_inputs(model, names, x[:chunk])
         layer_cost = np.zeros((len(names), len(candidates) ** 2))
         for i, n in enumerate(names):
             w = model.get_submodule(n).weight.detach()
             a = inputs[n]
             dw, da = [], []
             for b in candidates:
-                qw, qa = LSQ(b, signed=True, per_weight=True), LSQ(b)
+                qw, qa = LSQ(b, signed=True, per_weight=True).to(w.device), LSQ(b).to(a.device)
                 with torch.no_grad():
                     dw.append(((qw(w) - w) ** 2).sum().item())
                     da.append(((qa(a) - a) ** 2).sum().item() / len(a))
@@ -159,40 +173,42 @@ def hawq(model: nn.Module, data: D.Images, budget: int | None, *, candidates: Se
             sw = tr_w[i] / w.numel() * np.array(dw)
             sx = tr_x[i] / a[0].numel() * np.array(da)
             layer_cost[i] = (sw[:, None] + sx[None, :]).reshape(-1)
-        policy = readout(cost, layer_cost, _choices(candidates), budget, method="hawq", search_data=data.name, seed=seed)
-    record = make_record("hawq", data.name, meter, epochs=0, images=len(x) * (1 + 2 * iters), seed=seed, budget=budget,
-                         cost=cost, policy=policy, config={"candidates": list(candidates), "images": images, "iters": iters})
+        policy = readout(cost, layer_cost, _choices(candidates), budget, method="hawq", search_data=D.describe(data),
+                         seed=cfg.seed)
+    record = make_record("hawq", data, meter, epochs=0, images=len(x) * (1 + 2 * cfg.iters), seed=cfg.seed,
+                         budget=budget, cost=cost, policy=policy, config=cfg)
     extras = {"layers": names, "trace_w": tr_w.tolist(), "trace_x": tr_x.tolist(), "candidates": list(candidates)}
     return SearchResult(policy, record, extras)
 
 
-def uniform(model: nn.Module, data: D.Images | None, budget: int | None, *, candidates: Sequence[int] = CANDIDATES,
-            seed: int = 0, input_size=(1, 1, 28, 28), **_) -> SearchResult:
-    """The highest uniform precision (w = a) whose BitOps fit the budget."""
-    cost = cost_model(model, input_size)
+@register_runner(UniformConfig)
+def uniform(model: nn.Module, data, budget: int | None, cfg: UniformConfig, *, input_size=None, **_) -> SearchResult:
+    """The highest uniform precision (w = a) whose BitOps fit the budget (``data`` unused)."""
+    cost = cost_model(model, input_size or INPUT_SIZE)
     with Meter() as meter:
-        fits = [b for b in sorted(candidates) if budget is None or cost.uniform_bitops(b) <= budget]
+        fits = [b for b in sorted(cfg.candidates) if budget is None or cost.uniform_bitops(b) <= budget]
         if not fits:
-            lo = min(candidates)
+            lo = min(cfg.candidates)
             raise InfeasibleBudget(f"no uniform precision fits {budget:,} BitOps; uniform W{lo}A{lo} needs "
                                    f"{cost.uniform_bitops(lo):,}", min_bitops=cost.uniform_bitops(lo), min_size_bits=0)
         b = fits[-1]
-        policy = Policy.uniform(model, b, b, method="uniform", search_data="none", seed=seed)
+        policy = Policy.uniform(model, b, b, method="uniform", search_data="none", seed=cfg.seed)
         policy.provenance.update(budget_bitops=budget, bitops=cost.bitops(policy), size_bytes=cost.size_bytes(policy))
-    record = make_record("uniform", "none", meter, epochs=0, images=0, seed=seed, budget=budget, cost=cost,
-                         policy=policy, config={"bits": b})
+    record = make_record("uniform", "none", meter, epochs=0, images=0, seed=cfg.seed, budget=budget, cost=cost,
+                         policy=policy, config=cfg)
+    record["bits"] = b
     return SearchResult(policy, record)
 
 
-def random(model: nn.Module, data: D.Images | None, budget: int | None, *, candidates: Sequence[int] = CANDIDATES,
-           seed: int = 0, input_size=(1, 1, 28, 28), **_) -> SearchResult:
-    """A random policy that meets the budget: the ILP over i.i.d. uniform costs (seeded)."""
-    cost = cost_model(model, input_size)
-    choices = _choices(candidates)
+@register_runner(RandomConfig)
+def random(model: nn.Module, data, budget: int | None, cfg: RandomConfig, *, input_size=None, **_) -> SearchResult:
+    """A random policy that meets the budget: the ILP over i.i.d. uniform costs (seeded; ``data`` unused)."""
+    cost = cost_model(model, input_size or INPUT_SIZE)
+    choices = _choices(cfg.candidates)
     with Meter() as meter:
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(cfg.seed)
         layer_cost = rng.random((len(cost.searchable), len(choices)))
-        policy = readout(cost, layer_cost, choices, budget, method="random", search_data="none", seed=seed)
-    record = make_record("random", "none", meter, epochs=0, images=0, seed=seed, budget=budget, cost=cost,
-                         policy=policy, config={"candidates": list(candidates)})
+        policy = readout(cost, layer_cost, choices, budget, method="random", search_data="none", seed=cfg.seed)
+    record = make_record("random", "none", meter, epochs=0, images=0, seed=cfg.seed, budget=budget, cost=cost,
+                         policy=policy, config=cfg)
     return SearchResult(policy, record)

@@ -18,7 +18,7 @@ Readout: ``ilp`` (the allocator over -log p_w - log p_a, meets the budget exactl
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+import math
 
 import numpy as np
 import torch
@@ -26,44 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as D
+from ..config import CEConfig, DifferentiableConfig, SeamConfig, TargetConfig, register_runner
 from ..cost import cost_model
-from ..discriminability import LGMLoss, LinearCEHead, centroids, features
+from ..discriminability import features
+from ..errors import ConfigError
 from ..models import head as find_head
 from ..policy import Policy
 from ..train import fit, seed_everything
-from . import Meter, SearchResult, make_record, readout as readout_ilp
+from . import Meter, SearchResult, heads, make_record, readout as readout_ilp
 from .supernet import arch_parameters, expected_bitops, step_parameters, supernet
-
-
-@dataclass
-class SearchConfig:
-    head: str = "lgm"                 # lgm | linear | model
-    candidates: tuple[int, ...] = (2, 3, 4, 5, 6)
-    epochs: int = 8
-    batch_size: int = 128
-    lr_arch: float = 0.02
-    lr_step: float = 1e-3
-    lr_head: float = 1e-2
-    lr_backbone: float = 1e-3
-    margin: float = 0.2
-    likelihood_weight: float = 0.05
-    gamma: float = 1.0
-    readout: str = "ilp"              # ilp | argmax
-    freeze_backbone: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.head not in ("lgm", "linear", "model"):
-            raise ValueError(f"head must be lgm, linear or model, not {self.head!r}")
-        if self.readout not in ("ilp", "argmax"):
-            raise ValueError(f"readout must be 'ilp' or 'argmax', not {self.readout!r}")
-        for name in ("epochs", "batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise TypeError(f"{name} must be a positive int, not {getattr(self, name)!r}")
-        if self.gamma < 0 or self.margin < 0 or self.likelihood_weight < 0:
-            raise ValueError("gamma, margin and likelihood_weight must be >= 0")
-        self.candidates = tuple(int(b) for b in self.candidates)
-
 
 class _FeatureTap:
     """Keeps the input of the classifier (pooled penultimate features) of the last forward."""
@@ -76,53 +47,65 @@ class _FeatureTap:
         self.value = args[0]
 
 
-def _head(cfg: SearchConfig, model: nn.Module, data: D.Images, device) -> tuple[nn.Module | None, int]:
-    """The search head, initialised on the full-precision features (one pass over the data)."""
-    if cfg.head == "model":
-        return None, 0
-    f = features(model, data.x, device=device)
-    if cfg.head == "lgm":
-        head = LGMLoss(data.num_classes, f.shape[1], cfg.margin, cfg.likelihood_weight, means=centroids(f, data.y))
-    else:
-        head = LinearCEHead(data.num_classes, f.shape[1])
-        opt = torch.optim.Adam(head.parameters(), lr=0.05)
-        for _ in range(200):  # fit the linear head on the fixed full-precision features
-            loss, _ = head(f, data.y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return head.to(device), len(data)
+def _search_loader(cfg: DifferentiableConfig, data, sampler) -> tuple[object, int]:
+    """The search's batches and how many epochs they run for (``max_steps`` caps both)."""
+    loader = D.as_loader(data, cfg.batch_size, seed=cfg.seed, sampler=sampler, max_batches=cfg.max_steps)
+    if cfg.max_steps is None:
+        return loader, cfg.epochs
+    return loader, min(cfg.epochs, math.ceil(cfg.max_steps / max(len(loader), 1)))
 
 
-def differentiable_search(model: nn.Module, data: D.Images, budget: int | None, cfg: SearchConfig | None = None, *,
-                          method: str = "seam", device: str = "cpu", progress: bool = True,
-                          input_size=(1, 1, 28, 28)) -> SearchResult:
-    cfg = cfg or SearchConfig()
-    if cfg.head == "model" and data.num_classes != find_head(model)[1].out_features:
-        raise ValueError(f"head='model' searches with the model's own classifier ({find_head(model)[1].out_features} "
-                         f"classes) but {data.name} has {data.num_classes}; use head='lgm' or 'linear' for proxy data")
-    seed_everything(cfg.seed)
-    model = model.to(device).eval()
-    cost = cost_model(model, input_size)
-    with Meter() as meter:
-        head, head_images = _head(cfg, model, data, device)
-        g = torch.Generator().manual_seed(cfg.seed)
-        calib = data.x[torch.randperm(len(data), generator=g)[: cfg.batch_size]].to(device)
-        net, mixed = supernet(model, cfg.candidates, cost=cost, calibration=calib)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        for p in arch_parameters(mixed) + step_parameters(net):
+def _optimiser(cfg: DifferentiableConfig, net: nn.Module, mixed: dict, head: nn.Module | None) -> torch.optim.Optimizer:
+    """Adam over the mixing logits, the LSQ steps, the head and (unfrozen) the backbone."""
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in arch_parameters(mixed) + step_parameters(net):
+        p.requires_grad_(True)
+    groups = [{"params": arch_parameters(mixed), "lr": cfg.lr_arch},
+              {"params": step_parameters(net), "lr": cfg.lr_step}]
+    if head is not None:
+        groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": cfg.lr_head})
+    if not cfg.freeze_backbone:
+        backbone = [p for n, p in net.named_parameters() if not n.endswith((".step", "alpha_w", "alpha_a"))]
+        for p in backbone:
             p.requires_grad_(True)
-        groups = [{"params": arch_parameters(mixed), "lr": cfg.lr_arch},
-                  {"params": step_parameters(net), "lr": cfg.lr_step}]
-        if head is not None:
-            groups.append({"params": list(head.parameters()), "lr": cfg.lr_head})
-        if not cfg.freeze_backbone:
-            backbone = [p for n, p in net.named_parameters() if not n.endswith((".step", "alpha_w", "alpha_a"))]
-            for p in backbone:
-                p.requires_grad_(True)
-            groups.append({"params": backbone, "lr": cfg.lr_backbone})
-        opt = torch.optim.Adam(groups)
+        groups.append({"params": backbone, "lr": cfg.lr_backbone})
+    return torch.optim.Adam(groups)
+
+
+def _head_report(head, net: nn.Module, data, labels: torch.Tensor, val_data, device) -> dict:
+    """Head and linear-probe accuracies on the final supernet's features of the search data and
+    of ``val_data`` (:func:`mpqlib.search.heads.head_report`)."""
+    f_train = features(net, data, device=device)
+    if val_data is None:
+        return heads.head_report(head, f_train, labels, None, None)
+    return heads.head_report(head, f_train, labels, features(net, val_data, device=device), D.labels_of(val_data))
+
+
+@register_runner(SeamConfig, CEConfig, TargetConfig)
+def differentiable_search(model: nn.Module, data, budget: int | None, cfg: DifferentiableConfig, *,
+                          device: torch.device | str = "cpu", progress: bool = True, input_size=None,
+                          val_data=None, sampler=None) -> SearchResult:
+    """The differentiable search of :data:`cfg.head <mpqlib.config.DifferentiableConfig.head>`
+    (SEAM, CE ablation, target) on ``data``; see the module docstring. Usually called through
+    :func:`mpqlib.search.search`."""
+    method = cfg.method
+    labels, k = D.labels_of(data), D.num_classes(data)
+    out_features = find_head(model)[1].out_features
+    if cfg.head == "model" and k != out_features:
+        raise ConfigError(f"{type(cfg).__name__} searches with the model's own classifier ({out_features} classes) but "
+                          f"{D.describe(data)} has {k}; use SeamConfig or CEConfig for proxy data")
+    seed_everything(cfg.seed)
+    cost = cost_model(model, input_size or D.check_fits(data, None))
+    with Meter() as meter:
+        calib, _ = D.take(data, cfg.batch_size, cfg.seed)
+        net, mixed = supernet(model, cfg.candidates, cost=cost, calibration=calib.to(device))
+        net = net.to(device).eval()
+        head, head_images = None, 0
+        if cfg.head != "model":
+            start_feats = features(net, data, device=device)  # the supernet's own starting features
+            head, head_images = heads.build_head(cfg, start_feats, labels, k).to(device), len(start_feats)
+        opt = _optimiser(cfg, net, mixed, head)
         tap = _FeatureTap(find_head(net)[1])
 
         def step(net_, x, y):
@@ -135,17 +118,21 @@ def differentiable_search(model: nn.Module, data: D.Images, budget: int | None, 
                 loss = loss + cfg.gamma * F.relu(expected_bitops(mixed) / budget - 1)
             return loss, out
 
-        loader = D.loader(data, cfg.batch_size, seed=cfg.seed)
-        hist = fit(net, loader, opt, epochs=cfg.epochs, step=step, seed=cfg.seed, device=device,
-                   train_mode=not cfg.freeze_backbone, desc=f"{method} on {data.name}", progress=progress)
-        tap.handle.remove()
+        loader, epochs = _search_loader(cfg, data, sampler)
+        try:
+            hist = fit(net, loader, opt, epochs=epochs, step=step, seed=cfg.seed, device=device,
+                       train_mode=not cfg.freeze_backbone, desc=f"{method} on {D.describe(data)}", progress=progress)
+        finally:
+            tap.handle.remove()
         names = list(mixed)
         pw = torch.stack([m.probs()[0] for m in mixed.values()]).detach().cpu().numpy()
         pa = torch.stack([m.probs()[1] for m in mixed.values()]).detach().cpu().numpy()
-        policy = read_policy(cost, pw, pa, cfg.candidates, budget, cfg.readout, method=method,
-                             search_data=data.name, seed=cfg.seed)
-    record = make_record(policy.provenance["method"], data.name, meter, epochs=cfg.epochs, images=hist.images + head_images,
-                         seed=cfg.seed, budget=budget, cost=cost, policy=policy, config=asdict(cfg))
+        policy = read_policy(cost, pw, pa, cfg.candidates, budget, cfg.readout, method=method, fill=cfg.fill,
+                             search_data=D.describe(data), seed=cfg.seed)
+    report = _head_report(head, net, data, labels, val_data, device)
+    record = make_record(policy.provenance["method"], data, meter, epochs=epochs, images=hist.images + head_images,
+                         seed=cfg.seed, budget=budget, cost=cost, policy=policy, config=cfg)
+    record.update(steps=sum(-(-e["images"] // cfg.batch_size) for e in hist.epochs), head=report)
     policy.provenance["code_version"] = record["code_version"]
     extras = {"layers": names, "candidates": list(cfg.candidates), "p_w": pw.round(5).tolist(), "p_a": pa.round(5).tolist(),
               "history": hist.epochs}
@@ -196,7 +183,7 @@ def read_policy(cost, pw, pa, candidates, budget: int | None, readout: str = "il
         policy.provenance["fill_lambda"] = round(hi, 6)
         return policy
     if readout != "argmax":
-        raise ValueError(f"readout must be 'ilp' or 'argmax', not {readout!r}")
+        raise ConfigError(f"readout must be 'ilp' or 'argmax', not {readout!r}")
     bits = {n: (candidates[int(np.argmax(pw[i]))], candidates[int(np.argmax(pa[i]))]) for i, n in enumerate(names)}
     policy = Policy(bits, {c.name: (8, 8) for c in cost.layers if c.fixed},
                     {"method": f"{method}-argmax", "readout": "argmax", **provenance})
