@@ -68,7 +68,7 @@ class _LSQFunction(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------- step initialisation
-_SAMPLE = 1 << 16          # elements of a tensor the step search looks at (evenly strided, deterministic)
+_SAMPLE = 1 << 17          # elements of a tensor the step search looks at (a seeded random sample)
 _GRID = torch.logspace(-3, 0, 96, dtype=torch.float64)  # candidate steps, as fractions of max|x| / Q_P
 _REFINE = 33               # points of the second, finer grid between the best coarse point's neighbours
 _EXACT_LEVELS = 1 << 10    # up to this many levels the MSE is computed exactly from prefix sums
@@ -77,7 +77,7 @@ _EXACT_LEVELS = 1 << 10    # up to this many levels the MSE is computed exactly 
 class StepSearch:
     """The step with the least quantization MSE on one tensor, for any number of levels.
 
-    The tensor is sampled (at most 2^16 evenly strided elements), sorted once and summarised by
+    The tensor is sampled (at most 2^17 elements drawn with a fixed seed), sorted once and summarised by
     prefix sums of x and x^2; the MSE of a step s with levels [-Q_N, Q_P] is then, exactly,
     sum_k sum_{x in cell k} (x - k s)^2 = S2 - 2 s sum_k k S1_k + s^2 sum_k k^2 n_k, with the cell
     edges found by binary search. One search serves every candidate bit-width of the tensor, so
@@ -92,8 +92,9 @@ class StepSearch:
         lo, hi = torch.aminmax(x)
         self.negative = bool(lo < 0)
         self.top = torch.maximum(-lo, hi).to(torch.float64).clamp_min(1e-8)  # of the whole tensor: the grid's scale
-        if x.numel() > _SAMPLE:
-            x = x[:: x.numel() // _SAMPLE + 1]
+        if x.numel() > _SAMPLE:  # a seeded random sample: a stride would alias with the feature maps' layout
+            g = torch.Generator(device=x.device).manual_seed(0)
+            x = x[torch.randint(x.numel(), (_SAMPLE,), generator=g, device=x.device)]
         self.sorted = x.to(torch.float64).sort().values
         self.p1 = torch.cat([self.sorted.new_zeros(1), self.sorted.cumsum(0)])
         self.s2 = (self.sorted ** 2).sum()
