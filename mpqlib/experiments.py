@@ -229,9 +229,13 @@ class Experiments:
         return self._data[spec]
 
     def test_set(self, name: str = "fmnist") -> D.Images:
+        """``name``'s test split; for the target, the profile's class-balanced share of it (``test_images``)."""
         key = f"{name}-test"
         if key not in self._data:
-            self._data[key] = D.load(name, "test")
+            test = D.load(name, "test")
+            if name == "fmnist" and self.p.test_images:
+                test = D.balanced_subset(test, size=self.p.test_images, seed=0)
+            self._data[key] = test
         return self._data[key]
 
     def fingerprint(self, spec: str) -> dict:

@@ -67,6 +67,7 @@ class Profile:
     hawq_images: int
     bn_recalibration_images: int      # chapter 5: BatchNorm statistics re-estimated on the proxy
     n_points: int                     # chapter 1: images per dataset for metrics and t-SNE
+    test_images: int | None           # QAT top-1 on a class-balanced subset of the 10,000 test images (None: all)
     seam: SeamConfig
     ce: CEConfig
     target: TargetConfig
@@ -127,7 +128,7 @@ def _full() -> dict:
         search_seeds=(0, 1, 2), qat_seeds=(0, 1, 2, 3), sweep_qat_seeds=(0, 1, 2, 3),
         n_random=8, n_correlation=30, correlation_qat_seeds=(0, 1), bootstrap=2000,
         proxy="mnist", proxy_per_class=240, target_data="fmnist", limpq_per_class=600, hawq_images=512,
-        bn_recalibration_images=2400, n_points=1000,
+        bn_recalibration_images=2400, n_points=1000, test_images=None,
         seam=SeamConfig(epochs=8), ce=CEConfig(epochs=8), target=TargetConfig(epochs=2),
         limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=512),
         joint=JointConfig(), evaluation=EvaluationConfig(), orthogonality=OrthogonalityConfig(),
@@ -147,7 +148,7 @@ def _smoke() -> dict:
         search_seeds=(0, 1), qat_seeds=(0, 1), sweep_qat_seeds=(0,),
         n_random=3, n_correlation=6, correlation_qat_seeds=(0, 1), bootstrap=200,
         proxy_per_class=20, target_data="fmnist:50", limpq_per_class=20, hawq_images=64,
-        bn_recalibration_images=200, n_points=200,
+        bn_recalibration_images=200, n_points=200, test_images=2000,
         seam=SeamConfig(epochs=1), ce=CEConfig(epochs=1),
         target=TargetConfig(epochs=1), limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=64, iters=2),
         joint=JointConfig(epochs=1, val_images=200),
@@ -159,6 +160,9 @@ def _smoke() -> dict:
 
 
 _BASE = {"smoke": _smoke, "full": _full}
+
+
+_OPTIONAL_INTS = {"test_images"}
 
 
 def _override(name: str, current, value):
@@ -189,7 +193,8 @@ def _override(name: str, current, value):
         return tuple(value)
     if isinstance(current, dict) and not isinstance(value, dict):
         raise ConfigError(f"override {name!r} takes a mapping, not {value!r}")
-    if isinstance(current, int) and not isinstance(current, bool) and not isinstance(value, int):
+    optional = name in _OPTIONAL_INTS and value is None
+    if (isinstance(current, int) or name in _OPTIONAL_INTS) and not isinstance(value, int) and not optional:
         raise ConfigError(f"override {name!r} takes an integer, not {value!r}")
     return value
 
