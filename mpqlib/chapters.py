@@ -24,10 +24,25 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from . import report
-from ._io import read_json
-from .experiments import (CLAIMS, Experiments, claims_file, efficiency_run, exact_uniform, load_runs)
-from .profiles import Profile, resolve
+
+def _quiet_tqdm() -> None:
+    """Import tqdm.auto without its IProgress warning: a chapter's kernel has no ipywidgets (and
+    progress bars are off in every profile); the warning would print a local path in the book."""
+    import warnings
+
+    from tqdm import TqdmWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TqdmWarning)
+        import tqdm.auto  # noqa: F401
+
+
+_quiet_tqdm()
+
+from . import report  # noqa: E402
+from ._io import read_json  # noqa: E402
+from .experiments import CLAIMS, Experiments, claims_file, efficiency_run, exact_uniform, load_runs  # noqa: E402
+from .profiles import Profile, resolve  # noqa: E402
 
 # --------------------------------------------------------------------------- the paper's numbers
 PAPER: dict[str, Any] = {
@@ -63,21 +78,21 @@ LABELS = {
 CLAIM_TEXT = {
     "positive-control": ("the budget can tell policies apart: the search on the target beats random policies",
                          "not reported"),
-    "proxy-vs-target": ("a policy searched on the proxy matches one searched on the target (+-{margin} pp)",
+    "proxy-vs-target": ("a policy searched on the proxy matches one searched on the target (±{margin} pp)",
                         "same accuracy as searching on ImageNet"),
     "seam-vs-ce": ("the large-margin head beats a plain cross-entropy head on the same proxy",
                    "the large-margin loss is what transfers (ablation)"),
     "seam-vs-uniform": ("SEAM beats uniform precision at equal BitOps", "{seam_uniform}"),
     "seam-vs-limpq": ("SEAM matches or beats LIMPQ", "{seam_limpq}"),
     "seam-vs-hawq": ("SEAM against HAWQ (Hessian trace)", "not in Table 2"),
-    "second-proxy": ("a second proxy (optdigits) matches the search on the target (+-{margin} pp)",
+    "second-proxy": ("a second proxy (optdigits) matches the search on the target (±{margin} pp)",
                      "proxy S {proxy_s} vs proxy C {proxy_c} top-1"),
-    "fmnist4-control": ("other classes cost nothing: a same-distribution 4% proxy against MNIST",
+    "fmnist4-control": ("other classes cost nothing: a proxy of the same size drawn from the target, against MNIST",
                         "not reported"),
 }
 """Each claim of claims.json in words, and what the paper reports for it."""
 
-MODEL_NAMES = {"resnet20": "ResNet-20", "resnet8": "ResNet-8", "mobilenetv1": "MobileNetV1"}
+MODEL_NAMES = {"resnet20": "ResNet-20", "resnet8": "ResNet-8", "mobilenetv1": "MobileNetV1", "resnet18": "ResNet-18"}
 
 HEAD_THRESHOLD = 0.9  # issue 10: the SEAM head must reach 90% of the linear probe's accuracy
 FIG_WIDTH = 6.8      # inches: the 688 px text column at 100 dpi
@@ -108,6 +123,8 @@ def fmt_ratio(x: float | None, digits: int = 1) -> str:
     """``6.2x``; ``n/a``."""
     if x is None or not math.isfinite(x):
         return "n/a"
+    if 0 < abs(x) < 0.1:
+        return f"{x:.2g}x"
     return f"{x:,.{digits}f}x" if x < 100 else f"{x:,.0f}x"
 
 
@@ -768,7 +785,7 @@ class Chapter:
         class of search, contended costs hollow."""
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 3.8))
+        fig, ax = plt.subplots(figsize=(FIG_WIDTH, 4.6))
         markers = "osD^vP*Xh"
         for i, (name, m) in enumerate(eff["methods"].items()):
             if m.get("seconds") is None or m.get("top1_mean") is None:
@@ -782,7 +799,7 @@ class Chapter:
         ax.set_xscale("log")
         ax.set_xlabel("search wall time (s, log scale)")
         ax.set_ylabel("top-1 after QAT (%)")
-        fig.legend(loc="outside right center", frameon=False, fontsize=8)
+        fig.legend(loc="outside lower center", ncols=2, frameon=False)
         plt.show()
 
     def show_curves(self, eff: dict) -> None:
