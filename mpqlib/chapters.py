@@ -198,10 +198,13 @@ class Chapter:
             self._ex[model] = Experiments(self.p, model)
         return self._ex[model]
 
+    _tables = 0  # tables shown so far in this kernel: each gets its own HTML id
+
     @staticmethod
     def table(df, formats: Mapping | None = None, caption: str | None = None):
         """An HTML table without the index, numbers formatted (``formats``: column -> format)."""
-        sty = df.style.hide(axis="index")
+        Chapter._tables += 1
+        sty = df.style.set_uuid(f"t{Chapter._tables}").hide(axis="index")  # unique ids in one page
         if formats:
             sty = sty.format({k: v for k, v in formats.items() if k in df.columns}, na_rep="n/a")
         if caption:
