@@ -9,7 +9,7 @@ search's cache key must match too: a different key means the code's configuratio
 since the full run. Exit 0 when everything matches, 1 otherwise (2: nothing to check).
 
     python scripts/check_reproducible.py            # results/ of the full profile
-    python scripts/check_reproducible.py --profile smoke --model resnet8
+    python scripts/check_reproducible.py --profile smoke --override '{"results_dir": "/tmp/r"}'
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default="full", choices=("smoke", "full"))
     ap.add_argument("--model", default=None, help="model of the profile (default: its first)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--override", default="{}", help="profile overrides as JSON (as the run used them)")
     args = ap.parse_args(argv)
-    p = resolve(args.profile)
+    p = resolve(args.profile, json.loads(args.override))
     model = args.model or next(iter(p.models))
     rows = load_runs(p)
     if not rows:
