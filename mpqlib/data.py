@@ -405,6 +405,25 @@ def check_fits(data, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
     return want
 
 
+@torch.no_grad()
+def check_model_takes(model: torch.nn.Module, input_size: tuple[int, ...], data=None) -> None:
+    """Run ``model`` once on a zero batch of ``input_size``; a model that cannot take images of
+    that shape (channels, size) is a :class:`DataError` naming ``--input-size``."""
+    param = next(model.parameters(), None)
+    x = torch.zeros(tuple(input_size), device=param.device if param is not None else "cpu")
+    was = model.training
+    try:
+        model.eval()
+        model(x)
+    except RuntimeError as e:
+        where = f"{describe(data)}'s images" if data is not None else "images"
+        raise DataError(f"{type(model).__name__} cannot run on {where} of shape {'x'.join(map(str, input_size[1:]))} "
+                        f"(C x H x W): {str(e).splitlines()[0]}; pass the --input-size C,H,W the model takes "
+                        "(input_size=) and resize the images to it (imagefolder(path, input_size=...))") from None
+    finally:
+        model.train(was)
+
+
 # --------------------------------------------------------------------------- loaders
 class ShuffledBatches(Sampler):
     """Yields index tensors of whole batches, reshuffled per epoch from ``seed + epoch``.

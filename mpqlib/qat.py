@@ -40,7 +40,8 @@ def qat(model: nn.Module, policy: Policy, train, test, cfg: QATConfig | None = N
     cfg = cfg or QATConfig()
     device = torch.device(device) if device is not None else _model_device(model)
     seed_everything(seed)
-    D.check_fits(test, D.check_fits(train, input_size))
+    input_size = D.check_fits(test, D.check_fits(train, input_size))
+    D.check_model_takes(model, input_size, train)
     if cfg.train_images is not None:
         train = D.proxy_subset(train, size=cfg.train_images, seed=seed)
     calib, _ = D.take(train, cfg.batch_size, seed)

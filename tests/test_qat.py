@@ -72,3 +72,9 @@ def test_images_of_the_wrong_shape_name_input_size(model, train, test_set):
         qat(model, Policy.uniform(model, 4, 4), big, test_set, FAST, input_size=(1, 1, 28, 28), progress=False)
     with pytest.raises(DataError, match="--input-size 3,32,32"):
         qat(model, Policy.uniform(model, 4, 4), train, big, FAST, input_size=(1, 1, 28, 28), progress=False)
+
+
+def test_a_model_that_cannot_take_the_images_names_input_size(model, test_set):
+    rgb = D.Images("rgb", torch.zeros(20, 3, 32, 32), torch.arange(20) % 10, test_set.classes)
+    with pytest.raises(DataError, match="cannot run on rgb's images of shape 3x32x32.*--input-size"):
+        qat(model, Policy.uniform(model, 4, 4), rgb, rgb, FAST, progress=False)

@@ -39,9 +39,9 @@ import torch
 
 from .. import data as D
 from .._io import code_version, machine, read_json, write_json
-from ..allocate import allocate
+from ..allocate import InfeasibleBudget, allocate
 from ..config import METHODS, SearchConfig, SeamConfig, method_config, runner_for
-from ..cost import BUDGET_FORMS, INPUT_SIZE, CostModel
+from ..cost import BUDGET_FORMS, INPUT_SIZE, CostModel, cost_model
 from ..errors import BudgetError, ConfigError
 from ..measure import Meter
 from ..policy import Policy
@@ -112,6 +112,16 @@ def _check_budget(budget) -> int | None:
     return int(budget)
 
 
+def _check_feasible(cost: CostModel, budget: int | None, candidates) -> None:
+    """Fail before any work when even the lowest candidate bits everywhere exceed ``budget``."""
+    lo = min(candidates)
+    floor = cost.uniform_bitops(lo)
+    if budget is not None and budget < floor:
+        raise InfeasibleBudget(f"no policy fits {budget:,} BitOps: W{lo}A{lo} on every searchable layer (the "
+                               f"cheapest the candidates allow) needs {floor:,}; raise the budget (e.g. 'w{lo}a{lo}')",
+                               min_bitops=floor, min_size_bits=0)
+
+
 def _config(config, options: dict) -> SearchConfig:
     if isinstance(config, str):
         return method_config(config, **options)
@@ -150,8 +160,10 @@ def search(model: torch.nn.Module, data, budget: int | None, config: SearchConfi
     model = model.to(device)
     if data is not None:
         input_size = D.check_fits(data, input_size)
-    result = runner(model, data, budget, cfg, device=device, progress=progress,
-                    input_size=tuple(input_size) if input_size is not None else INPUT_SIZE,
+    input_size = INPUT_SIZE if input_size is None else (1, *input_size) if len(input_size) == 3 else tuple(input_size)
+    D.check_model_takes(model, input_size, data)
+    _check_feasible(cost_model(model, input_size), budget, cfg.candidates)
+    result = runner(model, data, budget, cfg, device=device, progress=progress, input_size=input_size,
                     val_data=val_data, sampler=sampler)
     result.record.update(config=cfg.to_dict(), config_type=type(cfg).__name__)
     return result

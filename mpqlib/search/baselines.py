@@ -51,6 +51,7 @@ def limpq(model: nn.Module, data, budget: int | None, cfg: LimpqConfig, *, devic
     with Meter() as meter:
         calib, _ = D.take(data, cfg.batch_size, cfg.seed)
         net, mixed = supernet(model, candidates, cost=cost, calibration=calib.to(device))
+        net = net.to(device)
         for p in net.parameters():
             p.requires_grad_(False)
         steps = step_parameters(net)
