@@ -428,16 +428,17 @@ class Chapter:
         res = self.searched(model)
         names = [n for n in self.MAIN]
         layers = ex.cost.names
-        cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 1, 7)))
-        norm = BoundaryNorm(np.arange(1.5, 9.5, 1)[:8], cmap.N)
+        top = max(max(res[n].policy.bits[l]) for n in names for l in layers)
+        cmap = ListedColormap(plt.get_cmap("viridis")(np.linspace(0, 1, top - 1)))
+        norm = BoundaryNorm(np.arange(1.5, top + 1), cmap.N)
         for k, what in ((0, "weight bits"), (1, "activation bits")):
             m = np.array([[res[n].policy.bits[l][k] for l in layers] for n in names])
             fig, ax = plt.subplots(figsize=(FIG_WIDTH, 0.3 * len(names) + 1.6))
             im = ax.imshow(m, cmap=cmap, norm=norm, aspect="auto")
             ax.set_yticks(range(len(names)), [policy_label(n) for n in names])
-            ax.set_xticks(range(len(layers)), [self.short_layer(l) for l in layers], rotation=90, fontsize=8)
+            ax.set_xticks(range(len(layers)), [self.short_layer(l) for l in layers], rotation=90)
             ax.set_title(f"{model_label(ex.model_name)}: {what} per layer")
-            fig.colorbar(im, ax=ax, ticks=range(2, 9), label="bits", fraction=0.04)
+            fig.colorbar(im, ax=ax, ticks=range(2, top + 1), label="bits", fraction=0.04)
             plt.show()
 
     def layer_groups(self, model: str | None = None):
@@ -516,14 +517,18 @@ class Chapter:
             rows.append({"model": model_label(m), "SEAM head": head, "linear probe": probe, "head / probe": ratio,
                          "train: head": h.get("seam_proxy_train_acc"), "train: probe": h.get("linear_probe_train_acc")})
         df = pd.DataFrame(rows)
-        first = df.iloc[0]
-        glue("head_acc", fmt_pct(100 * first["SEAM head"], 1) if first["SEAM head"] is not None else "n/a")
-        glue("probe_acc", fmt_pct(100 * first["linear probe"], 1) if first["linear probe"] is not None else "n/a")
-        glue("head_ratio", f"{first['head / probe']:.0%}" if math.isfinite(first["head / probe"]) else "n/a")
+        by = df.set_index("model")
+
+        def text(m):
+            r = by.loc[model_label(m)]
+            ratio = f"{r['head / probe']:.0%}" if math.isfinite(r["head / probe"]) else "n/a"
+            return f"{fmt_pct(r['SEAM head'], 1)} against {fmt_pct(r['linear probe'], 1)} ({ratio})"
+
+        glue("head_text", self.joined(text))
         ok = all(math.isfinite(r) and r >= HEAD_THRESHOLD for r in df["head / probe"])
         glue("head_verdict", "reaches" if ok else "does not reach")
         glue("head_threshold", f"{HEAD_THRESHOLD:.0%}")
-        pct = lambda v: "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"  # noqa: E731
+        pct = lambda v: fmt_pct(v, 1)  # noqa: E731  (head_report gives percent)
         return self.table(df, {"SEAM head": pct, "linear probe": pct, "head / probe": "{:.0%}",
                                "train: head": pct, "train: probe": pct})
 
@@ -974,7 +979,7 @@ class Chapter:
         heads = doc.get("head", {})
         h = heads.get(self.models[0], heads) if isinstance(heads, dict) else {}
         ok = h.get("seam_proxy_acc") is not None and h.get("linear_probe_acc")
-        glue("claims_head", f"{100 * h['seam_proxy_acc']:.1f}% against {100 * h['linear_probe_acc']:.1f}% "
+        glue("claims_head", f"{h['seam_proxy_acc']:.1f}% against {h['linear_probe_acc']:.1f}% "
              f"({h['seam_proxy_acc'] / h['linear_probe_acc']:.0%})" if ok else "not measured")
         pw = doc.get("power", {})
         p0 = pw.get(self.models[0], pw)
