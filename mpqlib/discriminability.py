@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+from .hooks import capture_inputs
 from .models import head
 
 __all__ = [
@@ -85,29 +86,23 @@ def features(
         from . import data as D
 
         batches = (images for images, _ in D.in_order(x, batch_size))
-    captured: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, args: tuple) -> None:
-        captured.append(args[0].detach())
-
     feats, logits = [], []
     was_training = model.training
-    handle = fc.register_forward_pre_hook(hook)
     try:
         model.eval()
         for batch in batches:
-            captured.clear()
-            out = model(batch.to(device))
-            if len(captured) != 1:
-                raise RuntimeError(f"classifier {name!r} ran {len(captured)} times in one forward pass, expected once")
-            g = captured[0]
+            with capture_inputs(model, [name], detach=True) as captured:
+                out = model(batch.to(device))
+            if captured.calls.get(name, 0) != 1:
+                raise RuntimeError(f"classifier {name!r} ran {captured.calls.get(name, 0)} times in one forward pass, "
+                                   "expected once")
+            g = captured[name]
             if g.dim() != 2:
                 raise RuntimeError(f"classifier {name!r} received input of shape {tuple(g.shape)}, expected (batch, features)")
             feats.append(g.cpu())
             if return_logits:
                 logits.append(out.detach().cpu())
     finally:
-        handle.remove()
         model.train(was_training)
     f = torch.cat(feats) if feats else torch.empty(0, fc.in_features)
     if return_logits:

@@ -16,6 +16,7 @@ from .. import data as D
 from ..allocate import InfeasibleBudget
 from ..config import HawqConfig, LimpqConfig, RandomConfig, UniformConfig, register_runner
 from ..cost import INPUT_SIZE, cost_model
+from ..hooks import capture_inputs
 from ..policy import Policy
 from ..train import fit, seed_everything
 from . import Meter, SearchResult, make_record, readout
@@ -89,15 +90,9 @@ def limpq(model: nn.Module, data, budget: int | None, cfg: LimpqConfig, *, devic
 
 def _layer_inputs(model: nn.Module, layers: Sequence[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The input of each of ``layers`` in one forward pass of ``x`` (hooks removed afterwards)."""
-    inputs: dict[str, torch.Tensor] = {}
-    hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0]))
-             for n in layers]
-    try:
+    with capture_inputs(model, layers) as inputs:
         model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return inputs
+    return dict(inputs)
 
 
 def rademacher(shape, generator: torch.Generator) -> torch.Tensor:
@@ -115,14 +110,8 @@ def hutchinson_traces(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers
     model.eval()
     x = x.clone().requires_grad_(True)  # so every layer input is part of the graph
     with torch.enable_grad():
-        inputs: dict[str, torch.Tensor] = {}
-        hooks = [model.get_submodule(n).register_forward_pre_hook(lambda m, a, n=n: inputs.__setitem__(n, a[0]))
-                 for n in layers]
-        try:
+        with capture_inputs(model, layers) as inputs:
             loss = F.cross_entropy(model(x), y)
-        finally:
-            for h in hooks:
-                h.remove()
         targets = [model.get_submodule(n).weight for n in layers] + [inputs[n] for n in layers]
         grads = torch.autograd.grad(loss, targets, create_graph=True)
         g = torch.Generator(device=x.device).manual_seed(seed)
