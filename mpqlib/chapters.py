@@ -399,7 +399,10 @@ class Chapter:
                                   f"({report.fmt_bitops(ex.budget)} BitOps)")
 
     def joined(self, fn) -> str:
-        """``fn(model)`` for every model of the profile: "ResNet-20: ...; MobileNetV1: ..."."""
+        """``fn(model)`` for every model of the profile: "ResNet-20: ...; MobileNetV1: ..."
+        (just the value when the profile has one model)."""
+        if len(self.models) == 1:
+            return str(fn(self.models[0]))
         return "; ".join(f"{model_label(m)}: {fn(m)}" for m in self.models)
 
     def search_summary(self) -> None:
