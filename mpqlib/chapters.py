@@ -344,7 +344,6 @@ class Chapter:
         axes[1].bar(x - 0.2, t["fisher_ratio"], 0.4, label="target (Fashion-MNIST)", color="C0")
         axes[1].bar(x + 0.2, p["fisher_ratio"], 0.4, label="proxy (MNIST)", color="C1")
         axes[1].set_title("Fisher ratio (higher: more separable)")
-        axes[1].set_yscale("log")
         for ax in axes:
             ax.set_xticks(x, obs.models, rotation=45, ha="right")
         fig.legend(*axes[1].get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False)
@@ -365,6 +364,7 @@ class Chapter:
             ax.set_title(name)
             ax.set_xticks([])
             ax.set_yticks([])
+        fig.suptitle({"target": "target: Fashion-MNIST test images", "proxy": "proxy: MNIST test images"}.get(data, data))
         last = axes.flat[-1]
         last.axis("off")
         for k in range(10):
