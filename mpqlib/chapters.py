@@ -201,16 +201,24 @@ class Chapter:
     _tables = 0  # tables shown so far in this kernel: each gets its own HTML id
 
     @staticmethod
-    def table(df, formats: Mapping | None = None, caption: str | None = None):
-        """An HTML table without the index, numbers formatted (``formats``: column -> format)."""
+    def table(df, formats: Mapping | None = None, caption: str | None = None, nowrap: Iterable[str] = ()):
+        """An HTML table without the index, numbers formatted (``formats``: column -> format):
+        text left, numbers right; ``nowrap`` columns (CIs, differences) never break inside."""
         Chapter._tables += 1
         sty = df.style.set_uuid(f"t{Chapter._tables}").hide(axis="index")  # unique ids in one page
         if formats:
             sty = sty.format({k: v for k, v in formats.items() if k in df.columns}, na_rep="n/a")
         if caption:
             sty = sty.set_caption(caption)
-        return sty.set_table_styles([{"selector": "td, th", "props": "padding: 2px 8px; text-align: right;"},
-                                     {"selector": "td:first-child, th:first-child", "props": "text-align: left;"}])
+        # One selector per rule: pandas prefixes each rule with this table's id, not each part of a list.
+        base = "padding: 2px 8px; text-align: left; vertical-align: top;"
+        styles = [{"selector": "td", "props": base}, {"selector": "th", "props": base}]
+        for i, col in enumerate(df.columns):
+            numeric = df[col].dtype.kind in "if" or col in (formats or {})
+            props = ("text-align: right;" if numeric and i else "") + (" white-space: nowrap;" if col in nowrap else "")
+            if props:
+                styles += [{"selector": f"td.col{i}", "props": props}, {"selector": f"th.col_heading.col{i}", "props": props}]
+        return sty.set_table_styles(styles)
 
     def _glue_paper(self) -> None:
         t = PAPER["table2"]
@@ -559,6 +567,7 @@ class Chapter:
                         "BitOps": float(np.mean(bitops)), "runs": est.n})
         df = pd.DataFrame(out)
         return self.table(df, {"top-1": lambda v: fmt_pct(v), "BitOps": report.fmt_bitops},
+                          nowrap=("95% CI", "vs uniform", "BitOps"),
                           caption=f"{model_label(model)} at {budget_label(ex.budget_name)} "
                                   f"({report.fmt_bitops(ex.budget)} BitOps); full precision "
                                   f"{fmt_pct(ex.meta['top1'])}")
@@ -594,17 +603,16 @@ class Chapter:
             top, bitops, _ = t[method]
             row = {"paper method": method, "paper top-1": fmt_pct(top, 1),
                    "paper vs uniform": "—" if method.startswith("LSQ") else report.fmt_pp(top - base, 1),
-                   "ours": policy_label(ours) if ours else "chapter 4 (joint search)", "our top-1": "—",
-                   "ours vs uniform": "—"}
+                   "ours": policy_label(ours) if ours else "chapter 4 (joint search)", "ours vs uniform": "—"}
             if ours and len(self.matrix(rows, ours)):
-                est = report.mean_ci(self.matrix(rows, ours), n_boot=self.p.bootstrap)
-                row["our top-1"] = fmt_pct(est.estimate)
                 if ours != "uniform":
                     d = report.paired_difference(rows, ours, "uniform", n_boot=self.p.bootstrap)
                     row["ours vs uniform"] = f"{report.fmt_pp(d.estimate)} {report.fmt_ci(d.ci_low, d.ci_high)}" \
                         .replace(" pp ", " ")
             out.append(row)
-        return self.table(pd.DataFrame(out))
+        return self.table(pd.DataFrame(out), nowrap=("paper top-1", "paper vs uniform", "ours vs uniform"),
+                          caption=f"the paper (MobileNetV1, ImageNet) beside {model_label(model)} "
+                                  f"at {budget_label(self.ex(model).budget_name)}")
 
     def sweep_points(self, model: str | None = None) -> list[dict]:
         """Per sweep budget and policy: mean BitOps and top-1 with 95% CI (report.mean_ci)."""
@@ -784,8 +792,9 @@ class Chapter:
         glue("eff_limpq_ratio", measured("limpq/seam"))
         glue("eff_machine", str(eff.get("machine") or "this machine"))
         sf, mem = eff.get("startup_fraction"), eff.get("search_vs_fp_peak_memory")
-        glue("eff_startup", f"{sf:.0%}" if sf is not None else "not measured in this run")
-        glue("eff_memory", fmt_ratio(mem, 2) if mem is not None else "not measured in this run")
+        glue("eff_startup", f"{sf:.0%} of a one-epoch proxy search" if sf is not None else "not measured in this run")
+        glue("eff_memory", f"{fmt_ratio(mem, 2)} the peak of a full-precision training step" if mem is not None
+             else "not measured in this run")
         seam = eff["methods"].get("seam", {})
         glue("eff_seam_seconds", report.fmt_seconds(seam["seconds"]) if seam.get("seconds") is not None else "n/a")
         glue("eff_seam_top1", fmt_pct(seam.get("top1_mean")))
@@ -806,8 +815,10 @@ class Chapter:
             contended = bool((eff.get("contention") or {}).get(name))
             ax.errorbar(max(m["seconds"], 1e-2), m["top1_mean"], yerr=err, fmt=markers[i % len(markers)],
                         color=f"C{i}", mfc="none" if contended else f"C{i}", capsize=3, ms=7,
-                        label=self.EFF_NAMES.get(name, name) + (" (contended)" if contended else ""))
+                        label=self.EFF_NAMES.get(name, name))
         ax.set_xscale("log")
+        if any((eff.get("contention") or {}).values()):
+            ax.set_title("hollow: cost measured while other jobs shared the cores")
         ax.set_xlabel("search wall time (s, log scale)")
         ax.set_ylabel("top-1 after QAT (%)")
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
@@ -817,6 +828,7 @@ class Chapter:
         """Search length (SEAM and the target search read out after N epochs) and proxy size
         (images per class) against the QAT top-1 of the policy and the search time."""
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
 
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.3))
         curve = eff.get("search_length") or {}
@@ -831,6 +843,7 @@ class Chapter:
                     a1.annotate(f"{n} ep", (xi, yi), textcoords="offset points", xytext=(0, 6), fontsize=8,
                                 ha="center", color=c)
         a1.set_xscale("log")
+        a1.xaxis.set_minor_formatter(NullFormatter())
         a1.set_xlabel("search time (s, log)")
         a1.set_ylabel("top-1 after QAT (%)")
         a1.set_title("search length")
@@ -842,6 +855,7 @@ class Chapter:
             tw.set_ylabel("search time (s)", color="C7")
             tw.spines["right"].set_visible(True)
             a2.set_xscale("log")
+            a2.xaxis.set_minor_formatter(NullFormatter())
         a2.set_xlabel("proxy images per class (log)")
         a2.set_title("proxy size")
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
@@ -880,7 +894,8 @@ class Chapter:
         share = (proj.get("assumptions") or {}).get("proxy_share", {}).get("value")
         glue("proj_proxy_share", f"{share:.0%}" if share is not None else "n/a")
         missing = proj.get("missing") or {}
-        glue("proj_missing", "; ".join(f"{k} ({v})" for k, v in missing.items()) if missing else "none")
+        glue("proj_missing", ", ".join(missing) + " (their projections are n/a; the reasons are in efficiency.json)"
+             if missing else "none")
         return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(fac))
 
     # ================================================================== chapter 5
@@ -968,7 +983,8 @@ class Chapter:
                              .replace(" pp [", " [").replace("] pp", "]") + " pp",
                              "verdict": c["verdict"]})
             budget = next(c["budget"] for c in doc["claims"] if c["model"] == m)
-            out[m] = self.table(pd.DataFrame(rows), caption=f"{model_label(m)} at {budget_label(budget)}")
+            out[m] = self.table(pd.DataFrame(rows), caption=f"{model_label(m)} at {budget_label(budget)}",
+                                nowrap=("ours",))
         return out
 
     def claims_summary(self, doc: dict) -> None:
