@@ -160,3 +160,54 @@ def test_setup_display_sizes_figures_for_the_column():
     w, _ = mpl.rcParams["figure.figsize"]
     assert w * mpl.rcParams["figure.dpi"] <= 690
     assert mpl.rcParams["font.size"] >= 9 and mpl.rcParams["xtick.labelsize"] >= 9
+
+
+# --------------------------------------------------------------------------- chapters 3, 4, 6 on synthetic results
+def _eff_doc():
+    from mpqlib import efficiency as E
+
+    rng = np.random.default_rng(0)
+
+    def entry(seconds, contended=False):
+        rec = {"seconds": seconds, "images": 1000, "epochs": 1, "peak_memory_mb": 300, "contended": contended,
+               "machine": "m", "held_out_images": 0}
+        return {"record": rec, "top1": list(90 + rng.random(2)), "bitops": 1e8}
+
+    methods = {n: entry(s, n == "hawq") for n, s in [("seam", 10), ("target-equal-epochs", 100), ("joint", 500),
+                                                    ("evaluation", 300), ("orthogonality", 0.01), ("limpq", 12),
+                                                    ("hawq", 5)]}
+    curve = {f"{k}@{n}": entry(n * 10) for k in ("seam", "target") for n in (1, 2)}
+    return E.efficiency_table(methods, search_length=curve, proxy_size={"10": entry(3), "20": entry(5)})
+
+
+def test_efficiency_tables_flag_contention_and_show_the_paper():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    ch = C.Chapter("smoke")
+    eff = _eff_doc()
+    methods, ratios = ch.efficiency_tables(eff)
+    m, r = methods.data.set_index("method"), ratios.data.set_index("search")
+    assert m.loc["HAWQ", "measured alone"] == "no (contended)" and m.loc["LIMPQ", "measured alone"] == "yes"
+    assert r.loc["joint weights + bits (FracBits class)", "cost / SEAM (ours)"] == "50.0x"
+    assert r.loc["joint weights + bits (FracBits class)", "paper"] == "297x"
+    assert r.loc["HAWQ", "cost / SEAM (ours)"] == "0.5x (contended)"
+    assert r.loc["orthogonality (OMPQ class), proxy", "cost / SEAM (ours)"] == "0.001x"
+    projected, factors = ch.projection_table(eff)
+    assert "297x" in projected.to_html() and len(factors.data) >= 3
+    ch.show_cost_accuracy(eff)
+    ch.show_curves(eff)
+
+
+def test_claims_tables_put_the_paper_beside_ours():
+    ch = C.Chapter("smoke")
+    claims = [{"id": cid, "model": "resnet8", "budget": "w3a2", "estimate_pp": 0.1, "ci_low": -0.2, "ci_high": 0.3,
+               "n": 8, "verdict": "within noise", "rule": "difference"} for cid in C.CLAIMS]
+    doc = {"claims": claims, "power": {"resnet8": {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3}},
+           "head": {"resnet8": {"seam_proxy_acc": 80.0, "linear_probe_acc": 85.0}}}
+    t = ch.claims_tables(doc)["resnet8"].data.set_index("claim")
+    row = t.loc["SEAM beats uniform precision at equal BitOps"]
+    assert row["paper"] == "+1.6 pp (69.9% vs 68.3%)" and row["ours"] == "+0.10 [-0.20, +0.30] pp"
+    assert len(t) == len(C.CLAIMS)
+    ch.claims_summary(doc)
+    ch.qat_summary(doc)
