@@ -47,12 +47,12 @@ BASE = SeamConfig()
 # covariance, FP-centroid-like start without pre-fit, margin 0.2)
 PREFIT_VARIANTS = {
     "linear-ce": CEConfig(),
-    **{f"lgm-{'z' if n else 'raw'}-{c}-m{m:g}": replace(BASE, normalise=n, covariance=c, margin=m)
-       for n in (True, False) for c in ("diagonal", "identity") for m in (0.0, 0.05, 0.1, 0.2)},
+    **{f"lgm-{'z' if n else 'raw'}-{c}-m{m:g}-l{lam:g}": replace(BASE, normalise=n, covariance=c, margin=m, likelihood_weight=lam)
+       for lam in (0.05, 0.01, 0.0) for n in (True, False) for c in ("diagonal", "identity") for m in (0.0, 0.05, 0.1, 0.2)},
 }
-SEARCH_VARIANTS = ["lgm-z-diagonal-m0.1", "linear-ce", "as-built"]
-SHRINK_VARIANTS = ["as-built", "linear-ce", "lgm-z-identity-m0.05", "lgm-raw-identity-m0.05", "lgm-z-diagonal-m0.1",
-                   "lgm-raw-diagonal-m0.1"]
+SEARCH_VARIANTS = ["lgm-z-diagonal-m0.1-l0.01", "linear-ce", "lgm-z-diagonal-m0.1-l0.05", "as-built"]
+SHRINK_VARIANTS = ["as-built", "linear-ce", "lgm-z-identity-m0.1-l0.01", "lgm-raw-identity-m0.1-l0.01",
+                   "lgm-z-diagonal-m0.1-l0.01", "lgm-raw-diagonal-m0.1-l0.01"]
 
 
 def as_built_head(feats: torch.Tensor, labels: torch.Tensor) -> LGMLoss:
