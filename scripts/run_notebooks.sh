@@ -29,6 +29,12 @@ notebooks=(notebooks/[0-9][0-9]_*.ipynb)
 [ ${#notebooks[@]} -gt 0 ] || { echo "run_notebooks: no notebooks/NN_*.ipynb found" >&2; exit 2; }
 total=$(date +%s)
 overrides=${MPQ_OVERRIDES:-"{}"}
+# The full profile takes its main budget from the pre-registered pilot (book/method.md): run it
+# first when its result is missing (its QAT runs are cached and reused by the chapters).
+if [ "$MODE" = full ] && [ ! -f results/pilot.json ]; then
+  echo "== pilot (full): picks the main budget per model"
+  "$REPO/.venv/bin/python" scripts/pilot.py --profile full --override "$overrides"
+fi
 for nb in "${notebooks[@]}"; do
   name=$(basename "$nb" .ipynb)
   echo "== $name ($MODE)"
