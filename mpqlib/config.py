@@ -208,9 +208,9 @@ class SeamConfig(DifferentiableConfig):
 
     method: ClassVar[str] = "seam"
     head: ClassVar[str] = "lgm"
-    margin: float = 0.2
-    likelihood_weight: float = 0.05
-    normalise: bool = True                 # z-score features with the proxy's FP statistics
+    margin: float = 0.1                    # calibrated: results/pilots/head.json (mpqlib.search.heads)
+    likelihood_weight: float = 0.01        # calibrated likewise: d_y sums over 64 z-scored dims
+    normalise: bool = True                 # frozen z-score with the supernet's starting features
     covariance: typing.Literal["identity", "diagonal"] = "diagonal"
 
     def validate(self) -> None:
