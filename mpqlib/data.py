@@ -10,8 +10,15 @@ Sources (no network at run time):
 the layout ``torchvision.datasets.FashionMNIST`` / ``MNIST`` read, and verifies the
 decompressed bytes. With internet, ``torchvision``'s ``download=True`` fills the same layout.
 
-Everything downstream works on :class:`Images`: one tensor of images (N, 1, 28, 28), already
+The built-in sets load as :class:`Images`: one tensor of images (N, 1, 28, 28), already
 normalised with the *target's* statistics (the model's fixed input pipeline), and labels.
+
+Searches, QAT and evaluation take any data: an :class:`Images`, any map-style dataset returning
+``(image tensor, int label)`` (:func:`imagefolder` builds a torchvision ``ImageFolder`` of a
+user's images) or a ``DataLoader``. :func:`as_loader` is the one place batches are made (seeded
+order, or a caller's sampler such as a ``DistributedSampler``); :func:`labels_of`,
+:func:`num_classes`, :func:`take` (a calibration batch) and :func:`proxy_subset` (a
+class-balanced proxy of any labelled dataset) read only what they need, never all images.
 """
 
 from __future__ import annotations
@@ -109,7 +116,7 @@ def stage(name: str, root: str | os.PathLike | None = None) -> Path:
     raw = root / _FOLDER[name] / "raw"
     try:
         raw.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError) as e:
+    except OSError as e:  # a file in the way, no permission, read-only file system
         raise DataError(f"cannot create {raw}: {e}; point MPQLIB_DATA (or --root) at a writable folder") from None
     for fname, digest in SHA256[name].items():
         dest = raw / fname
