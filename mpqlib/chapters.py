@@ -183,6 +183,7 @@ class Chapter:
         self._rows: list[dict] | None = None
         self._agree: dict = {}
         self._corr: dict = {}
+        self._searched: dict = {}
         glue("profile", self.p.name)
         glue("margin", f"{report.MARGIN_PP:g} pp")
         glue("level", f"{report.LEVEL:.0%}")
@@ -387,8 +388,10 @@ class Chapter:
     def searched(self, model: str | None = None) -> dict:
         """The main budget's policies of ``model`` (search seed 0) and the random ones."""
         ex = self.ex(model)
-        names = list(self.MAIN) + [f"random-{i}" for i in range(self.p.n_random)]
-        return {n: ex.search(n) for n in names}
+        if ex.model_name not in self._searched:  # random policies and readouts solve an ILP each: once
+            names = list(self.MAIN) + [f"random-{i}" for i in range(self.p.n_random)]
+            self._searched[ex.model_name] = {n: ex.search(n) for n in names}
+        return self._searched[ex.model_name]
 
     def policy_table(self, model: str | None = None):
         ex = self.ex(model)
