@@ -1,10 +1,17 @@
 """The differentiable search shared by SEAM, its cross-entropy ablation and the target search.
 
-One code path; the three differ only in the head on the pooled penultimate features:
+One code path (registered for :class:`SeamConfig`, :class:`CEConfig` and :class:`TargetConfig`);
+the three differ only in the head (``cfg.head``) on the pooled penultimate features:
 
 * ``lgm``   (SEAM): a large-margin Gaussian-mixture head over the *search data's* classes;
 * ``linear`` (ablation): a linear head with cross-entropy over the search data's classes;
 * ``model`` (search on the target): the model's own classifier with cross-entropy.
+
+The supernet is built first; the proxy heads are built and pre-fitted on the supernet's own
+starting features of the search data (:func:`mpqlib.search.heads.build_head`), and at the end
+the record's ``head`` entry says how well the head and a linear probe fit the final supernet's
+features of the search data and of ``val_data`` (:func:`mpqlib.search.heads.head_report`).
+``max_steps`` ends the search after that many optimiser steps (runs compared at equal steps).
 
 Loss = head loss + gamma x max(0, E[BitOps] / budget - 1), E[BitOps] under the softmax mixing
 weights: the complexity term pushes only while the expected cost is above the budget, so the
