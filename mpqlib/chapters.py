@@ -41,7 +41,7 @@ _quiet_tqdm()
 
 from . import report  # noqa: E402
 from ._io import read_json  # noqa: E402
-from .experiments import CLAIMS, Experiments, claims_file, efficiency_run, exact_uniform, load_runs  # noqa: E402
+from .experiments import CLAIMS, Experiments, claims_file, efficiency_run, load_runs  # noqa: E402
 from .profiles import Profile, resolve  # noqa: E402
 
 # --------------------------------------------------------------------------- the paper's numbers
@@ -946,7 +946,6 @@ class Chapter:
         import matplotlib.pyplot as plt
 
         pol = corr["policies"]
-        y = [r["top1_mean"] for r in pol]
         fig, axes = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.2), sharey=True)
         for ax, k, lab in ((axes[0], "fisher_ratio", "Fisher ratio on the proxy"),
                            (axes[1], "ptq_top1_target", "target top-1 before QAT (%)")):
@@ -960,7 +959,6 @@ class Chapter:
         fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
         fig.suptitle(f"{model_label(corr['model'])}, {corr['n_policies']} policies at {budget_label(corr['budget'])}")
         plt.show()
-        del y
 
     # ================================================================== chapter 6
     def claims_tables(self, doc: dict):
@@ -1010,4 +1008,4 @@ class Chapter:
 
 
 __all__ = ["PAPER", "PAPER_ROWS", "LABELS", "CLAIM_TEXT", "Chapter", "Observation", "setup_display", "glue",
-           "fmt_pct", "fmt_ratio", "policy_label", "model_label", "budget_label", "CLAIMS", "exact_uniform"]
+           "fmt_pct", "fmt_ratio", "policy_label", "model_label", "budget_label", "CLAIMS"]
