@@ -203,7 +203,7 @@ def shard(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
     if s.batch_size % world():
         raise ConfigError(f"batch size {s.batch_size} does not split evenly over {world()} processes: "
                           f"choose a multiple of {world()} (the batch size is the global one)")
-    split = ShuffledBatches(s.n, s.batch_size // world(), shuffle=s.shuffle, seed=s.seed, rank=rank(),
+    split = ShuffledBatches(s.n, s.batch_size, shuffle=s.shuffle, seed=s.seed, rank=rank(),
                             world=world(), drop_last=s.drop_last)
     common = {"num_workers": loader.num_workers, "pin_memory": loader.pin_memory}
     if as_batch_sampler:  # a loader of single items collated into batches (image folders with workers)

@@ -354,7 +354,7 @@ class Experiments:
         if "p_w" in ex:
             cost = mixing_cost(ex["p_w"], ex["p_a"])
         elif "step_w" in ex:
-            cost = limpq_cost(ex["step_w"], ex["step_a"], res.record["config"]["alpha"])
+            cost = limpq_cost(ex["step_w"], ex["step_a"], ex.get("alpha") or res.record.get("alpha") or res.record["config"]["alpha"])
         else:
             raise ConfigError(f"{name} has no learned per-layer costs to read out again")
         cost = (cost - cost.mean()) / (cost.std() + 1e-12)
