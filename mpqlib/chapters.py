@@ -213,7 +213,8 @@ class Chapter:
             sty = sty.set_caption(caption)
         # One selector per rule: pandas prefixes each rule with this table's id, not each part of a list.
         base = "padding: 2px 8px; text-align: left; vertical-align: top;"
-        styles = [{"selector": "td", "props": base}, {"selector": "th", "props": base}]
+        styles = [{"selector": "td", "props": base}, {"selector": "th", "props": base},
+                  {"selector": "td.col0", "props": "min-width: 9em;"}]  # names wrap less on a phone
         for i, col in enumerate(df.columns):
             numeric = df[col].dtype.kind in "if" or col in (formats or {})
             props = ("text-align: right;" if numeric and i else "") + (" white-space: nowrap;" if col in nowrap else "")
