@@ -36,7 +36,7 @@ from .config import (MIN_BITS, Config, DifferentiableConfig, RandomConfig, Searc
 from .cost import CostModel, budget as parse_budget, cost_model
 from .errors import ConfigError, TrainingError
 from .policy import Policy
-from .profiles import Profile, resolve
+from .profiles import REPO, Profile, resolve
 from .qat import qat
 from .search import SearchResult, search
 from .train import load_checkpoint
@@ -729,8 +729,23 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
              for n in e.proxy_sizes}
     from . import efficiency
 
-    return efficiency.efficiency_table(methods=methods, search_length=curve, proxy_size=sizes,
+    return efficiency.efficiency_table(methods=methods, search_length=curve, proxy_size=sizes, lean=lean_benchmark(ex),
                                        path=p.path("efficiency.json"), profile=p.name, model=ex.model_name)
+
+
+def lean_benchmark(ex: "Experiments") -> dict:
+    """Start-up share of a 1-epoch proxy search and search-vs-FP step memory
+    (``benchmarks/bench_search_lean.py``, run once per model and kept beside the results)."""
+    import subprocess
+    import sys
+
+    out = ex.p.path(f"lean-{ex.model_name}.json")
+    if not out.exists():
+        script = REPO / "benchmarks" / "bench_search_lean.py"
+        subprocess.run([sys.executable, str(script), "--checkpoint", str(ex.p.checkpoint(ex.model_name)),
+                        "--data", f"{ex.p.proxy}:{ex.p.proxy_per_class}", "--threads", str(ex.p.threads or 2),
+                        "--out", str(out)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    return read_json(out)
 
 
 def run(profile: Profile | str = "full", overrides: dict | None = None,
