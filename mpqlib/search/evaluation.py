@@ -27,20 +27,16 @@ import copy
 import time
 
 import numpy as np
-import torch
 from torch import nn
 
 from .. import data as D
 from ..config import EvaluationConfig, QATConfig, register_runner
-from ..cost import cost_model
-from ..errors import ConfigError
 from ..measure import cpu_seconds
 from ..policy import Policy
 from ..qat import qat
-from ..train import seed_everything
 from . import Meter, SearchResult, make_record
 from .differentiable import read_policy
-from .joint import check_classes, refuse_sampler, train_and_held_out
+from .joint import prepare_target_search, train_and_held_out
 
 EPS = 1e-3  # probability left to the other bit-widths of a layer a mutation keeps
 
@@ -86,17 +82,9 @@ def evaluation(model: nn.Module, data, budget: int | None, cfg: EvaluationConfig
     """Evaluate ``cfg.candidates_to_try`` policies under ``budget`` by a brief QAT on the target
     ``data`` and their top-1 on held-out target data; return the best."""
     cfg = cfg or EvaluationConfig()
-    if not isinstance(cfg, EvaluationConfig):
-        raise ConfigError(f"evaluation() takes an EvaluationConfig, not {type(cfg).__name__}")
-    refuse_sampler(sampler, "evaluation")
-    seed_everything(cfg.seed)
-    device = torch.device(device or "cpu")
-    input_size = D.check_fits(data, input_size)
-    check_classes(model, data, "evaluation")
-    model = model.to(device).eval()
-    cost = cost_model(model, input_size)
+    model, device, input_size, cost, name = prepare_target_search(model, data, cfg, EvaluationConfig, "evaluation",
+                                                                  device=device, sampler=sampler, input_size=input_size)
     names, candidates = cost.names, tuple(cfg.candidates)
-    name = D.describe(data)
     rng = np.random.default_rng(cfg.seed)
     # qat() calibrates its quantized copy on a CPU batch before moving it to ``device``
     source = model if device.type == "cpu" else copy.deepcopy(model).cpu()

@@ -100,22 +100,32 @@ def check_classes(model: nn.Module, data, method: str) -> None:
                         f"has {k}: search on the target data (use 'seam' or 'orthogonality' for proxy data)")
 
 
+def prepare_target_search(model: nn.Module, data, cfg, config_type: type, method: str, *, device, sampler, input_size):
+    """The checks and set-up every search on the target data starts with: the config's type, no
+    outside sampler, seeding, the device (None: the model's), the input size, the classes, the
+    cost model. Returns ``(model in eval mode on the device, device, input_size, cost, data name)``."""
+    if not isinstance(cfg, config_type):
+        raise ConfigError(f"{method}() takes a {config_type.__name__}, not {type(cfg).__name__}")
+    refuse_sampler(sampler, method)
+    seed_everything(cfg.seed)
+    if device is None:
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else "cpu"
+    device = torch.device(device)
+    input_size = D.check_fits(data, input_size)
+    check_classes(model, data, method)
+    model = model.to(device).eval()
+    return model, device, input_size, cost_model(model, input_size), D.describe(data)
+
+
 @register_runner(JointConfig)
 def joint(model: nn.Module, data, budget: int | None, cfg: JointConfig | None = None, *, device=None,
           progress: bool = True, input_size=None, val_data=None, sampler=None) -> SearchResult:
     """Train weights and bit-width parameters together on the target ``data`` until the held-out
     loss stops improving; read the best epoch's mixing weights out with the ILP under ``budget``."""
     cfg = cfg or JointConfig()
-    if not isinstance(cfg, JointConfig):
-        raise ConfigError(f"joint() takes a JointConfig, not {type(cfg).__name__}")
-    refuse_sampler(sampler, "joint")
-    seed_everything(cfg.seed)
-    device = torch.device(device or "cpu")
-    input_size = D.check_fits(data, input_size)
-    check_classes(model, data, "joint")
-    model = model.to(device).eval()
-    cost = cost_model(model, input_size)
-    name = D.describe(data)
+    model, device, input_size, cost, name = prepare_target_search(model, data, cfg, JointConfig, "joint", device=device,
+                                                                  sampler=sampler, input_size=input_size)
     with Meter() as meter:
         train, held = train_and_held_out(data, val_data, cfg.val_images, cfg.seed)
         calib, _ = D.take(train, cfg.batch_size, seed=cfg.seed)
