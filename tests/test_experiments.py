@@ -81,7 +81,7 @@ def test_identical_config_hits_changed_hyperparameter_recomputes(ex, tiny, monke
     argmax = again.search("seam-mnist-argmax")  # read out of the same search: no second run
     assert argmax.extras == res.extras
     with pytest.raises(Recomputed):
-        again.search("seam-mnist", margin=0.1)  # a SEAM hyperparameter
+        again.search("seam-mnist", margin=0.05)  # a SEAM hyperparameter (the default is 0.1)
     with pytest.raises(Recomputed):
         again.search("seam-mnist", budget="w3a3")  # another budget
     with pytest.raises(Recomputed):
