@@ -16,3 +16,12 @@ def mnist_train():
     from mpqlib import data as D
 
     return D.load("mnist", "train")
+
+
+@pytest.fixture
+def one_thread():
+    """Small tensors: one thread is faster than two, much faster on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

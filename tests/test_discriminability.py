@@ -8,6 +8,8 @@ from mpqlib import discriminability as D
 from mpqlib.errors import ConfigError
 from mpqlib.models import resnet20
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -297,13 +299,6 @@ def test_features_torchvision(arch, dim):
 # --------------------------------------------------------------------------- L-GM head on frozen features
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is faster than two, much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def diag_case(seed: int = 0, n: int = 8, k: int = 3, d: int = 5):

@@ -11,14 +11,9 @@ from mpqlib.discriminability import LGMLoss, LinearCEHead, centroids
 from mpqlib.errors import ConfigError, DataError
 from mpqlib.search import heads as H
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread (tests/conftest.py)
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster than two, much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+
 
 
 def shifted_clusters(k=4, d=6, n=60, seed=0):
