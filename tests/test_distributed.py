@@ -146,7 +146,7 @@ def _torchrun(tmp_path: Path, *argv: str) -> tuple[str, list[str]]:
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(WRITE_LOGGER)
     log = tmp_path / f"writes-{argv[0]}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT)]), "MPQ_WRITE_LOG": str(log),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]), "MPQ_WRITE_LOG": str(log),
            "OMP_NUM_THREADS": "1"}
     run = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "mpqlib.cli", *argv,
                           "--device", "cpu", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
