@@ -321,9 +321,23 @@ class HawqConfig(SearchConfig):
 
 @dataclass(frozen=True)
 class UniformConfig(SearchConfig):
-    """The highest uniform precision (w = a) within the budget."""
+    """Uniform precision: W``weight_bits``A``act_bits`` when both are given (the budget must hold
+    it), else the highest w = a within the budget. ``mpq search --method uniform --budget w3a2``
+    fills them from the budget's name, so a uniform policy meets a ``wXaY`` budget exactly."""
 
     method: ClassVar[str] = "uniform"
+    weight_bits: int | None = None
+    act_bits: int | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        given = [b for b in (self.weight_bits, self.act_bits) if b is not None]
+        if len(given) == 1:
+            raise ConfigError("UniformConfig takes weight_bits and act_bits together (e.g. 3 and 2), or neither")
+        bad = [b for b in given if not MIN_BITS <= b <= MAX_BITS]
+        if bad:
+            raise ConfigError(f"UniformConfig bits {bad} outside {MIN_BITS}..{MAX_BITS} "
+                              f"(a signed 1-bit quantizer has no non-zero level)")
 
 
 @dataclass(frozen=True)

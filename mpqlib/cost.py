@@ -13,6 +13,7 @@ Conventions (one place for the whole project):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -130,6 +131,12 @@ def budget(cost: CostModel, spec: str | int | float) -> int:
     if spec <= 16:
         return cost.uniform_bitops(spec)
     return int(spec)
+
+
+def exact_uniform(spec) -> tuple[int, int] | None:
+    """(w, a) of a budget name like ``w3a2`` whose uniform policy meets it exactly, else None."""
+    m = re.fullmatch(r"w(\d+)a(\d+)", str(spec).strip().lower())
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _bits(text: str, spec) -> float:

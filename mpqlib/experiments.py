@@ -22,7 +22,6 @@ import inspect
 import itertools
 import json
 import os
-import re
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -33,7 +32,7 @@ from . import data as D
 from ._io import read_json, torch_save, write_json
 from .config import (MIN_BITS, Config, DifferentiableConfig, RandomConfig, SearchConfig,
                      UniformConfig)
-from .cost import CostModel, budget as parse_budget, cost_model
+from .cost import CostModel, budget as parse_budget, cost_model, exact_uniform
 from .errors import ConfigError, TrainingError
 from .policy import Policy
 from .profiles import REPO, Profile, resolve
@@ -161,12 +160,6 @@ def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | Non
         raise ConfigError(f"the {cfg.method} search of this mpqlib cannot honour {dropped}; use the defaults")
     opts = {k: v for k, v in opts.items() if k in allowed}
     return search(cfg.method, model, data, budget, progress=progress, **opts)
-
-
-def exact_uniform(name: str) -> tuple[int, int] | None:
-    """(w, a) of a budget name like ``w3a2`` whose uniform policy meets it exactly, else None."""
-    m = re.fullmatch(r"w(\d+)a(\d+)", str(name).strip().lower())
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 class Experiments:
@@ -322,15 +315,9 @@ class Experiments:
     def uniform(self, budget: str | int | None = None) -> SearchResult:
         """Uniform precision at ``budget``: the budget's own (w, a) where its name gives one
         (equal BitOps), else the highest w = a within it."""
-        name = self.budget_label(budget)
-        wa = exact_uniform(name)
-        if wa is None or min(wa) < MIN_BITS:
-            return _run_search(self.model, None, self.bitops_of(budget), UniformConfig(), progress=False)
-        policy = Policy.uniform(self.model, *wa, method="uniform", search_data="none")
-        record = {"method": "uniform", "search_data": "none", "bits": list(wa), "seconds": 0.0, "images": 0,
-                  "epochs": 0, "budget_bitops": self.bitops_of(budget), "bitops": self.cost.bitops(policy),
-                  "size_bytes": self.cost.size_bytes(policy), "seed": 0}
-        return SearchResult(policy, record)
+        wa = exact_uniform(self.budget_label(budget))
+        cfg = UniformConfig(weight_bits=wa[0], act_bits=wa[1]) if wa and min(wa) >= MIN_BITS else UniformConfig()
+        return _run_search(self.model, None, self.bitops_of(budget), cfg, progress=False)
 
     def random_policy(self, seed: int, budget: str | int | None = None) -> SearchResult:
         """A random policy that meets the budget (the ILP over seeded random costs; not cached: it is cheap)."""

@@ -55,6 +55,19 @@ def test_search_uniform_writes_policy_and_record(tmp_path, capsys):
     assert "W3A3" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("budget,bits", [("w3a2", (3, 2)), ("w2a4", (2, 4)), ("w2.5a2.5", (2, 2))])
+def test_uniform_meets_a_wxay_budget_exactly(tmp_path, budget, bits):
+    """--budget w3a2 means uniform W3A2 (6 bit-products, on the budget), not W2A2 at 2/3 of it;
+    a budget with no uniform counterpart gets the highest w = a within it."""
+    out = tmp_path / "u.json"
+    assert main(["search", "--checkpoint", CKPT, "--method", "uniform", "--budget", budget, "--out", str(out),
+                 "--quiet"]) == 0
+    rec = json.loads(out.read_text())["record"]
+    assert set(map(tuple, json.loads((tmp_path / "u.policy.json").read_text())["bits"].values())) == {bits}
+    assert rec["bits"] == list(bits) and rec["bitops"] <= rec["budget_bitops"]
+    assert (rec["bitops"] == rec["budget_bitops"]) == (budget != "w2.5a2.5")
+
+
 def test_config_file_and_flags_build_the_method_config(tmp_path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("method: uniform\ncandidates: [2, 3, 4]\nseed: 3\n")

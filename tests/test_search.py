@@ -149,6 +149,18 @@ def test_uniform_is_w3a3_at_the_w3a3_budget(model, w3a3):
     assert res.record["bitops"] == w3a3
 
 
+def test_uniform_with_named_bits_and_its_errors(model, w3a3):
+    res = search(model, None, w3a3, UniformConfig(weight_bits=4, act_bits=2))
+    assert set(res.policy.bits.values()) == {(4, 2)} and res.record["bitops"] < w3a3
+    with pytest.raises(BudgetError, match="W4A4 needs .* over the budget"):
+        search(model, None, w3a3, UniformConfig(weight_bits=4, act_bits=4))
+    with pytest.raises(ConfigError, match="together"):
+        UniformConfig(weight_bits=3)
+    with pytest.raises(ConfigError, match="outside 2..16"):
+        UniformConfig(weight_bits=1, act_bits=3)
+    assert cost_model(model).bitops(res.policy) == res.record["bitops"]
+
+
 def test_random_policies_differ_by_seed(model, w3a3):
     a, b = (search(model, None, w3a3, RandomConfig(seed=s)).policy for s in (0, 1))
     assert a != b

@@ -173,20 +173,28 @@ def hawq(model: nn.Module, data, budget: int | None, cfg: HawqConfig, *, device=
 
 @register_runner(UniformConfig)
 def uniform(model: nn.Module, data, budget: int | None, cfg: UniformConfig, *, input_size=None, **_) -> SearchResult:
-    """The highest uniform precision (w = a) whose BitOps fit the budget (``data`` unused)."""
+    """W``weight_bits``A``act_bits`` if the config names them, else the highest uniform precision
+    (w = a) whose BitOps fit the budget (``data`` unused)."""
     cost = cost_model(model, input_size or INPUT_SIZE)
     with Meter() as meter:
-        fits = [b for b in sorted(cfg.candidates) if budget is None or cost.uniform_bitops(b) <= budget]
-        if not fits:
-            lo = min(cfg.candidates)
-            raise InfeasibleBudget(f"no uniform precision fits {budget:,} BitOps; uniform W{lo}A{lo} needs "
-                                   f"{cost.uniform_bitops(lo):,}", min_bitops=cost.uniform_bitops(lo), min_size_bits=0)
-        b = fits[-1]
-        policy = Policy.uniform(model, b, b, method="uniform", search_data="none", seed=cfg.seed)
+        if cfg.weight_bits is not None:
+            w, a = cfg.weight_bits, cfg.act_bits
+            policy = Policy.uniform(model, w, a, method="uniform", search_data="none", seed=cfg.seed)
+            if budget is not None and cost.bitops(policy) > budget:
+                raise InfeasibleBudget(f"uniform W{w}A{a} needs {cost.bitops(policy):,} BitOps, over the budget of "
+                                       f"{budget:,}", min_bitops=cost.bitops(policy), min_size_bits=0)
+        else:
+            fits = [b for b in sorted(cfg.candidates) if budget is None or cost.uniform_bitops(b) <= budget]
+            if not fits:
+                lo = min(cfg.candidates)
+                raise InfeasibleBudget(f"no uniform precision fits {budget:,} BitOps; uniform W{lo}A{lo} needs "
+                                       f"{cost.uniform_bitops(lo):,}", min_bitops=cost.uniform_bitops(lo), min_size_bits=0)
+            w = a = fits[-1]
+            policy = Policy.uniform(model, w, a, method="uniform", search_data="none", seed=cfg.seed)
         policy.provenance.update(budget_bitops=budget, bitops=cost.bitops(policy), size_bytes=cost.size_bytes(policy))
     record = make_record("uniform", "none", meter, epochs=0, images=0, seed=cfg.seed, budget=budget, cost=cost,
                          policy=policy, config=cfg)
-    record["bits"] = b
+    record["bits"] = [w, a]
     return SearchResult(policy, record)
 
 
