@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up, reproduce every experiment, render the book.
 #
-#   bash scripts/reproduce.sh              # reuse the committed full-precision checkpoint
-#   RETRAIN=1 bash scripts/reproduce.sh    # retrain it first (about 30 min on 2 cores)
+#   bash scripts/reproduce.sh              # reuse the committed full-precision checkpoints
+#   RETRAIN=1 bash scripts/reproduce.sh    # retrain them first (about 2 h on 2 cores)
 #
 # Every expensive step (search, QAT run, ...) is cached under cache/full keyed by its
 # parameters: an interrupted run resumes where it stopped.
@@ -13,6 +13,7 @@ bash scripts/setup.sh
 if [ "${RETRAIN:-0}" = 1 ]; then
   .venv/bin/mpq --threads 2 train --arch resnet20 --epochs 15 --out checkpoints/resnet20-fmnist.pt
   .venv/bin/mpq --threads 2 train --arch resnet8 --epochs 4 --out checkpoints/resnet8-fmnist.pt
+  .venv/bin/mpq --threads 2 train --arch mobilenetv1 --epochs 7 --out checkpoints/mobilenetv1-fmnist.pt
 fi
 bash scripts/run_notebooks.sh full book/chapters
 bash scripts/build_book.sh
