@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
-import inspect
 import itertools
 import json
 import os
@@ -129,37 +128,10 @@ class Cache:
         return stored
 
 
-def _typed(cfg: SearchConfig) -> bool:
-    """Whether the typed search API has a runner for ``cfg`` (else the string shim runs it)."""
-    from . import config as C
-
-    try:
-        C.runner_for(cfg) if hasattr(C, "runner_for") else C.RUNNERS[type(cfg)]
-        return True
-    except (ConfigError, KeyError):
-        return False
-
-
 def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
                 progress: bool, val_data: D.Images | None = None) -> SearchResult:
-    """Run ``cfg``'s search through the typed API (``search(model, data, budget, config)``), or the
-    string shim while the typed one has no runner for this config's type."""
-    if _typed(cfg):
-        return search(model, data, budget, cfg, progress=progress, val_data=val_data)
-    opts = cfg.to_dict()
-    if isinstance(cfg, DifferentiableConfig):
-        from .search.differentiable import SearchConfig as OldConfig
-
-        allowed = set(OldConfig.__dataclass_fields__)
-    else:
-        from .search import baselines
-
-        allowed = set(inspect.signature(getattr(baselines, cfg.method)).parameters)
-    dropped = {k: v for k, v in opts.items() if k not in allowed and v != getattr(type(cfg)(), k)}
-    if dropped:
-        raise ConfigError(f"the {cfg.method} search of this mpqlib cannot honour {dropped}; use the defaults")
-    opts = {k: v for k, v in opts.items() if k in allowed}
-    return search(cfg.method, model, data, budget, progress=progress, **opts)
+    """``cfg``'s search through the typed API (``search(model, data, budget, config)``)."""
+    return search(model, data, budget, cfg, progress=progress, val_data=val_data)
 
 
 class Experiments:
@@ -267,7 +239,7 @@ class Experiments:
         val = self.held_out_spec(cfg, spec)
         return {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256, "search": config_dict(cfg),
                 "data": self.fingerprint(spec) if spec else None, "val_data": self.fingerprint(val) if val else None,
-                "budget_bitops": bitops, "api": "typed" if _typed(cfg) else "shim"}
+                "budget_bitops": bitops, "api": "typed"}  # "api": kept so that keys of cached searches stay valid
 
     @staticmethod
     def held_out_spec(cfg: SearchConfig, spec: str | None) -> str | None:
