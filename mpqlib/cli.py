@@ -213,7 +213,7 @@ def load_data(spec: str, split: str, size: tuple[int, ...], args):
     if kind == "imagefolder":
         if not rest:
             raise ConfigError("imagefolder:PATH needs the folder, e.g. --data imagefolder:/data/imagenet/train")
-        return D.imagefolder(rest, size)
+        return D.imagefolder(rest, size, crop=getattr(args, "crop", None))
     if split == "test":
         if spec not in D.DATASETS:
             raise ConfigError(f"unknown evaluation data {spec!r}; choose {', '.join(D.DATASETS)} (their test split) "
@@ -463,6 +463,9 @@ def _data_args(s: argparse.ArgumentParser, default: str, eval_data: bool = True)
                        help="test data: fmnist, mnist, optdigits (test split) or imagefolder:PATH "
                             "(default: the test split of --data's dataset)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of a class-balanced subset (NAME:N, mnist, below)")
+    g.add_argument("--crop", choices=("center", "resize"), default=None,
+                   help="image folders: center = short side to H/0.875, central HxW (torchvision's ImageNet "
+                        "evaluation); resize = the whole image to HxW (default: center from 64 px, resize below)")
     g.add_argument("--workers", type=_positive_int("--workers", 0), default=0, metavar="N",
                    help="loader processes decoding --data images (image folders on GPUs: 8 or so; default 0: none)")
     pick = g.add_mutually_exclusive_group()

@@ -597,12 +597,22 @@ def take(data, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return _BatchView(base)[idx]
 
 
+CROP_RATIO = 0.875  # torchvision's evaluation recipe: resize the short side to 256, centre-crop 224
+
+
 def imagefolder(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 224, 224), *,
-                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None):
+                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                crop: str | None = None):
     """A torchvision ``ImageFolder`` (one sub-folder per class) read as tensors of ``input_size``
-    (C, H, W): resized, converted to gray for C = 1, normalised with ``mean``/``std``
-    (defaults: ImageNet's for 3 channels, Fashion-MNIST's for 1: the pipelines the models here
-    were trained with)."""
+    (C, H, W), converted to gray for C = 1, normalised with ``mean``/``std`` (defaults:
+    ImageNet's for 3 channels, Fashion-MNIST's for 1: the pipelines the models here were
+    trained with).
+
+    ``crop``: ``"center"`` resizes the short side to H / 0.875 and takes the central H x W (the
+    evaluation recipe torchvision's ImageNet weights were measured with: 256 -> 224), keeping the
+    aspect ratio; ``"resize"`` scales the whole image to H x W. Default: ``"center"`` from 64
+    pixels up (photographs), ``"resize"`` below (thumbnails, digits, where a crop would cut the
+    object). The training loops add their own seeded augmentation on top."""
     from torchvision import datasets, transforms
 
     path = Path(path)
@@ -612,15 +622,23 @@ def imagefolder(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 224, 
     c, h, w = (int(v) for v in tuple(input_size)[-3:])
     if c not in (1, 3):
         raise ConfigError(f"imagefolder reads 1- or 3-channel images, not {c} channels (input_size={tuple(input_size)})")
+    crop = crop or ("center" if min(h, w) >= 64 else "resize")
+    if crop not in ("center", "resize"):
+        raise ConfigError(f"imagefolder crop must be 'center' or 'resize', not {crop!r}")
     if mean is None or std is None:
         mean, std = ((MEAN,), (STD,)) if c == 1 else ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    steps = [transforms.Resize((h, w))] + ([transforms.Grayscale(1)] if c == 1 else [])
+    if crop == "center":
+        steps = [transforms.Resize(round(min(h, w) / CROP_RATIO)), transforms.CenterCrop((h, w))]
+    else:
+        steps = [transforms.Resize((h, w))]
+    steps += [transforms.Grayscale(1)] if c == 1 else []
     steps += [transforms.ToTensor(), transforms.Normalize(mean, std)]
     try:
         ds = datasets.ImageFolder(str(path), transform=transforms.Compose(steps))
     except (FileNotFoundError, RuntimeError) as e:
         raise DataError(f"{path} is not an image folder: {e}") from None
     ds.name = f"imagefolder:{path}"
+    ds.crop = crop
     return ds
 
 

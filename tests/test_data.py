@@ -159,6 +159,27 @@ def test_imagefolder_reads_the_images_back_exactly(folder):
     assert D.describe(ds).startswith("imagefolder:")
 
 
+def test_imagefolder_centre_crop_keeps_the_aspect_ratio(tmp_path):
+    """Photographs (>= 64 px) are read as torchvision evaluates ImageNet: short side to H / 0.875,
+    then the central H x W; a wide image is cropped, not squashed."""
+    from PIL import Image
+
+    (tmp_path / "a").mkdir()
+    img = torch.zeros(3, 160, 320, dtype=torch.uint8)
+    img[:, :, 120:200] = 255  # a white vertical band in the middle quarter of a 2:1 image
+    Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / "a" / "0.png")
+    centre = D.imagefolder(tmp_path, input_size=(3, 64, 64), mean=(0, 0, 0), std=(1, 1, 1))
+    squash = D.imagefolder(tmp_path, input_size=(3, 64, 64), mean=(0, 0, 0), std=(1, 1, 1), crop="resize")
+    assert centre.crop == "center" and squash.crop == "resize"
+    white = lambda ds: (ds[0][0][0, 32] > 0.5).float().mean().item()  # noqa: E731  share of a row that is white
+    # resized to 73 px high (64 / 0.875), the band is 36.5 px wide: about 57% of the 64 px crop;
+    # squashed, it keeps its quarter of the width
+    assert abs(white(centre) - 36.5 / 64) < 0.05 and abs(white(squash) - 0.25) < 0.05
+    assert D.imagefolder(tmp_path, input_size=(3, 32, 32)).crop == "resize"  # thumbnails are taken whole
+    with pytest.raises(ConfigError, match="crop must be"):
+        D.imagefolder(tmp_path, crop="random")
+
+
 def test_imagefolder_bad_paths(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         D.imagefolder(tmp_path / "missing")
