@@ -247,13 +247,14 @@ class Chapter:
 
     # ------------------------------------------------------------------ the long table of runs
     def runs(self) -> list[dict]:
-        """Every per-seed run of the protocol and the sweep, for every model (cached steps:
-        computed only where the cache lacks them; written to runs.json)."""
+        """Every per-seed run of the protocol (every model) and the sweep (its models): cached
+        steps, computed only where the cache lacks them; written to runs.json."""
         if self._rows is None:
             for m in self.models:
                 ex = self.ex(m)
                 ex.protocol()
-                ex.sweep()
+                if m in self.p.sweep_models():
+                    ex.sweep()
             self._rows = load_runs(self.p)
         return self._rows
 
@@ -410,12 +411,13 @@ class Chapter:
                           caption=f"{model_label(ex.model_name)} at {budget_label(ex.budget_name)} "
                                   f"({report.fmt_bitops(ex.budget)} BitOps)")
 
-    def joined(self, fn) -> str:
-        """``fn(model)`` for every model of the profile: "ResNet-20: ...; MobileNetV1: ..."
-        (just the value when the profile has one model)."""
-        if len(self.models) == 1:
-            return str(fn(self.models[0]))
-        return "; ".join(f"{model_label(m)}: {fn(m)}" for m in self.models)
+    def joined(self, fn, models: Iterable[str] | None = None) -> str:
+        """``fn(model)`` for every model of the profile (or of ``models``): "ResNet-20: ...;
+        MobileNetV1: ..." (just the value when there is one model)."""
+        models = list(self.models if models is None else models)
+        if len(models) == 1:
+            return str(fn(models[0]))
+        return "; ".join(f"{model_label(m)}: {fn(m)}" for m in models)
 
     def search_summary(self) -> None:
         """Glue chapter 2's sentences (every model): budgets, readout shares, agreement."""
@@ -620,7 +622,7 @@ class Chapter:
 
     def sweep_points(self, model: str | None = None) -> list[dict]:
         """Per sweep budget and policy: mean BitOps and top-1 with 95% CI (report.mean_ci)."""
-        model = model or self.models[0]
+        model = model or self.p.sweep_models()[0]
         pts = []
         for b in self.p.sweep_budgets:
             rows = self.model_rows(model, b)
@@ -640,7 +642,7 @@ class Chapter:
         paper's ResNet-18 curves read off the poster (right)."""
         import matplotlib.pyplot as plt
 
-        model = model or self.models[0]
+        model = model or self.p.sweep_models()[0]
         pts = self.sweep_points(model)
         fig, (ax, ax2) = plt.subplots(1, 2, figsize=(FIG_WIDTH, 3.4), gridspec_kw={"width_ratios": [3, 2]})
         style = {"seam-mnist": ("C3", "o"), "target-fmnist": ("C0", "s"), "uniform": ("k", "^")}
@@ -669,6 +671,7 @@ class Chapter:
         seam = [q for q in pts if q["policy"] == "seam-mnist"]
         unif = {q["budget"]: q for q in pts if q["policy"] == "uniform"}
         gains = [q["top1"] - unif[q["budget"]]["top1"] for q in seam if q["budget"] in unif]
+        glue("sweep_model", model_label(model))
         glue("sweep_budgets", ", ".join(budget_label(b) for b in self.p.sweep_budgets))
         glue("sweep_gain", ", ".join(report.fmt_pp(g) for g in gains) if gains else "n/a")
         glue("sweep_seeds", str(len(self.p.sweep_qat_seeds)))
@@ -751,7 +754,9 @@ class Chapter:
     def efficiency(self) -> dict:
         """results_dir/efficiency.json (written by the full run), computed if missing."""
         path = self.p.path("efficiency.json")
-        return read_json(path) if path.exists() else efficiency_run(self.p)
+        eff = read_json(path) if path.exists() else efficiency_run(self.p)
+        glue("eff_model", model_label(eff.get("model") or self.p.efficiency_model()))
+        return eff
 
     EFF_NAMES = {"seam": "SEAM on the proxy", "target-equal-epochs": "target, equal epochs",
                  "target-equal-steps": "target, equal steps", "joint": "joint weights + bits (FracBits class)",
@@ -903,6 +908,11 @@ class Chapter:
         return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(fac))
 
     # ================================================================== chapter 5
+    def correlations(self) -> list[dict]:
+        """Chapter 5's result for each of its models (the profile's ``correlation_on``)."""
+        glue("corr_models", " and ".join(model_label(m) for m in self.p.correlation_models()))
+        return [self.correlation(m) for m in self.p.correlation_models()]
+
     def correlation(self, model: str | None = None) -> dict:
         """Chapter 5's result for ``model`` (cached steps; :meth:`Experiments.correlation`)."""
         return self.ex(model).correlation()
@@ -939,7 +949,7 @@ class Chapter:
     def correlation_summary(self) -> None:
         """Glue chapter 5's sentences after :meth:`correlation_table` ran for every model."""
         for key in ("n", "range", "sd", "fisher", "ptq", "bits", "ceiling", "verdict"):
-            glue(f"corr_{key}", self.joined(lambda m: self._corr[m][key]))
+            glue(f"corr_{key}", self.joined(lambda m: self._corr[m][key], self._corr))
 
     def show_correlation(self, corr: dict) -> None:
         """Top-1 after QAT (mean over seeds) against the proxy's Fisher ratio after BN

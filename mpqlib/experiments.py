@@ -664,7 +664,7 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
     through :func:`mpqlib.efficiency.efficiency_table`. ``remeasure``: searches whose cost was
     measured under contention run again (same policy, new cost record); run it on a quiet machine."""
     p = resolve(profile, overrides)
-    ex = Experiments(p, model)
+    ex = Experiments(p, model or p.efficiency_model())
     e = p.efficiency
     seeds = e.qat_seeds
     proxy = ex.data("proxy")
@@ -710,20 +710,21 @@ def lean_benchmark(ex: "Experiments") -> dict:
 def run(profile: Profile | str = "full", overrides: dict | None = None,
         steps: Iterable[str] = ("protocol", "sweep", "correlation", "efficiency", "claims")) -> dict:
     """The whole run after the pilot, resumable (every step is cached): per model the main
-    comparison, the budget sweep and chapter 5's correlation (correlation.json), the efficiency
-    harness for the first model, then claims.json. Returns what each step wrote."""
+    comparison; the budget sweep and chapter 5's correlation (correlation.json) for the models
+    the profile names for them; the efficiency harness for its model; then claims.json.
+    Returns what each step wrote."""
     p = resolve(profile, overrides)
     out: dict = {}
-    for i, model in enumerate(p.models):
+    for model in p.models:
         ex = Experiments(p, model)
         if "protocol" in steps:
             out.setdefault("protocol", {})[model] = len(ex.protocol())
-        if "sweep" in steps:
+        if "sweep" in steps and model in p.sweep_models():
             out.setdefault("sweep", {})[model] = len(ex.sweep())
-        if "correlation" in steps:
+        if "correlation" in steps and model in p.correlation_models():
             out.setdefault("correlation", {})[model] = ex.correlation()
-        if "efficiency" in steps and i == 0:
-            out["efficiency"] = efficiency_run(p, model=model)
+    if "efficiency" in steps:
+        out["efficiency"] = efficiency_run(p, model=p.efficiency_model())
     if "correlation" in steps:
         write_json(p.path("correlation.json"), out["correlation"])
     if "claims" in steps:

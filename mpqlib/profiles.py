@@ -78,6 +78,10 @@ class Profile:
     orthogonality: OrthogonalityConfig
     qat: QATConfig
     efficiency: Efficiency = field(default_factory=Efficiency)
+    # Which model runs which part (a name not in ``models`` falls back to the first model):
+    sweep_on: tuple[str, ...] = ("resnet20",)            # the budget sweep (the paper's ResNet-18 figure)
+    correlation_on: tuple[str, ...] = ("mobilenetv1",)   # chapter 5 (allocation moves its accuracy most)
+    efficiency_on: str = "mobilenetv1"                   # the efficiency harness (the paper's Table 2 model)
     threads: int | None = 2
     progress: bool = False
 
@@ -85,6 +89,21 @@ class Profile:
         if model not in self.models:
             raise ConfigError(f"profile {self.name!r} has no model {model!r}; it has {', '.join(self.models)}")
         return (REPO / self.models[model]) if not Path(self.models[model]).is_absolute() else Path(self.models[model])
+
+    def _pick(self, names) -> list[str]:
+        return [m for m in names if m in self.models] or [next(iter(self.models))]
+
+    def sweep_models(self) -> list[str]:
+        """The models whose budget sweep runs (:attr:`sweep_on` within :attr:`models`)."""
+        return self._pick(self.sweep_on)
+
+    def correlation_models(self) -> list[str]:
+        """The models of chapter 5 (:attr:`correlation_on` within :attr:`models`)."""
+        return self._pick(self.correlation_on)
+
+    def efficiency_model(self) -> str:
+        """The efficiency harness's model (:attr:`efficiency_on`, else the first model)."""
+        return self._pick((self.efficiency_on,))[0]
 
     def path(self, name: str) -> Path:
         """A results file of this profile (``runs.json``, ``claims.json``, ...)."""

@@ -132,7 +132,7 @@ def test_projection_overrides_and_missing_costs(methods):
     r = E.imagenet_projection(costs, per_arch={"resnet18": {"unfrozen": 0.03}})
     assert r["archs"]["mobilenetv1"]["ratios"]["joint/seam"] is None
     assert r["archs"]["resnet18"]["ratios"]["joint/seam"] == pytest.approx(25 * 30 / 8 * 3, rel=1e-3)
-    assert r["archs"]["resnet18"]["per_image_from"] == "measured on this architecture"
+    assert r["archs"]["resnet18"]["per_image_from"].startswith("measured on this architecture")
 
 
 def test_table_with_curves(methods):

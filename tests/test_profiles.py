@@ -59,3 +59,16 @@ def test_settings_with_defaults_can_be_overridden():
     assert p.threads == 1 and p.progress is True and p.efficiency.qat_seeds == (0,)
     with pytest.raises(ConfigError, match="name"):
         resolve("smoke", name="full")
+
+
+def test_which_model_runs_the_sweep_chapter_5_and_the_harness():
+    full = resolve("full")
+    assert full.sweep_models() == ["resnet20"] and full.correlation_models() == ["mobilenetv1"]
+    assert full.efficiency_model() == "mobilenetv1"
+    # a profile without the named models falls back to its first model
+    smoke = resolve("smoke")
+    assert smoke.sweep_models() == smoke.correlation_models() == ["resnet8"] and smoke.efficiency_model() == "resnet8"
+    two = resolve("smoke", models={"resnet8": "checkpoints/resnet8-fmnist.pt",
+                                   "mobilenetv1": "checkpoints/mobilenetv1-fmnist.pt"})
+    assert two.sweep_models() == ["resnet8"] and two.correlation_models() == ["mobilenetv1"]
+    assert resolve("full", correlation_on=["resnet20", "mobilenetv1"]).correlation_models() == ["resnet20", "mobilenetv1"]
