@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict
+from datetime import datetime, timezone
 import itertools
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -122,8 +124,12 @@ class Cache:
         stored = self.load(step, config)
         if stored is not None:
             return stored
+        start = time.perf_counter()
+        result = compute()
         stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
-                  **compute()}
+                  # what the step took here, and when it ended: scripts/run_time.py sums a run from these
+                  "elapsed_s": round(time.perf_counter() - start, 2),
+                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **result}
         write_json(self.path(step, config), json.loads(json.dumps(stored, default=str)))
         return stored
 

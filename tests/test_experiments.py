@@ -34,6 +34,7 @@ def test_cache_key_covers_config_and_step_version(tmp_path, monkeypatch):
     assert cache.get("search", cfg, compute)["value"] == first["value"] == 1 and len(calls) == 1  # hit
     stored = json.loads(cache.path("search", cfg).read_text())
     assert stored["config"] == cfg and stored["version"] == E.STEP_VERSIONS["search"]  # the config is in the file
+    assert stored["elapsed_s"] >= 0 and stored["finished"].endswith("+00:00")  # what the step took, and when
     cache.get("search", {**cfg, "search": {"type": "SeamConfig", "margin": 0.1}}, compute)  # another margin
     assert len(calls) == 2
     cache.get("search", {**cfg, "data": {"name": "mnist-100", "sha256": "cd"}}, compute)  # other data bytes

@@ -1,0 +1,28 @@
+"""scripts/run_time.py sums what the cached steps of a run took."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from mpqlib.experiments import Cache
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("run_time", ROOT / "scripts" / "run_time.py")
+run_time = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(run_time)
+
+
+def test_steps_are_summed_per_model_and_step(tmp_path):
+    import time
+
+    Cache(tmp_path / "m1").get("qat", {"seed": 0}, lambda: (time.sleep(0.05), {"record": {"seconds": 99.0}})[1])
+    Cache(tmp_path / "m1").get("qat", {"seed": 1}, lambda: {"record": {"seconds": 1.0}})
+    old = Cache(tmp_path / "m2")  # a step stored before elapsed_s existed: the record's seconds count
+    old.get("search", {"seed": 0}, lambda: {"record": {"seconds": 7.5}})
+    path = old.path("search", {"seed": 0})
+    path.write_text(path.read_text().replace('"elapsed_s"', '"was_elapsed"'))
+    rows = run_time.summarise(tmp_path)
+    assert rows[("m1", "qat")]["n"] == 2 and 0.05 <= rows[("m1", "qat")]["seconds"] < 5  # wall time, not the record's 99 s
+    assert rows[("m1", "qat")]["approximate"] == 0
+    assert rows[("m2", "search")] == {"n": 1, "seconds": 7.5, "approximate": 1}
