@@ -42,7 +42,7 @@ _quiet_tqdm()
 from . import report  # noqa: E402
 from ._io import read_json  # noqa: E402
 from .experiments import CLAIMS, Experiments, claims_file, efficiency_run, load_runs  # noqa: E402
-from .profiles import Profile, resolve  # noqa: E402
+from .profiles import REPO, Profile, resolve  # noqa: E402
 
 # --------------------------------------------------------------------------- the paper's numbers
 PAPER: dict[str, Any] = {
@@ -906,6 +906,34 @@ class Chapter:
         glue("proj_missing", ", ".join(missing) + " (their projections are n/a; the reasons are in efficiency.json)"
              if missing else "none")
         return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(fac))
+
+    def transfer_table(self, eff: dict):
+        """The per-image ratios the projection carries to ImageNet (assumption per_image_transfers),
+        as measured by the harness here (CPU, 28 x 28) beside the same ratios measured at 224 x 224
+        on a GPU (benchmarks/bench_gpu_steps.py; its committed results, benchmarks/gpu_steps-*.json)."""
+        import pandas as pd
+
+        per = (eff.get("imagenet") or {}).get("per_image_seconds", {})
+        cpu = {"unfrozen": per.get("unfrozen"), "finetune": per.get("finetune"), "forward": per.get("forward")}
+        frozen = per.get("frozen")
+        rows = {"joint step / frozen search step": ("unfrozen", "joint"),
+                "QAT step / frozen search step": ("finetune", "qat"),
+                "forward pass / frozen search step": ("forward", "eval")}
+        cols = {f"here ({model_label(eff.get('model') or self.p.efficiency_model())}, CPU, 28x28)":
+                {k: (cpu[c] / frozen if cpu[c] is not None and frozen else None) for k, (c, _) in rows.items()}}
+        devices = []
+        for path in sorted((REPO / "benchmarks").glob("gpu_steps-*.json")):
+            g = read_json(path)
+            devices.append(g.get("device", path.stem))
+            for arch, m in g.get("models", {}).items():
+                st = m["steps"]
+                cols[f"{arch}, {g.get('device', '')}, {g.get('size', 224)}px"] = {
+                    k: st[gk]["ms_per_step"] / st["search"]["ms_per_step"] for k, (_, gk) in rows.items()}
+        table = [{"ratio of per-image cost": k, **{c: fmt_ratio(v[k], 2) for c, v in cols.items()}} for k in rows]
+        here = next(iter(cols))
+        table[-1][here] += " (assumed: forward_share)"  # the harness measures no bare forward pass
+        glue("transfer_devices", ", ".join(dict.fromkeys(devices)) if devices else "no GPU measurement committed")
+        return self.table(pd.DataFrame(table))
 
     # ================================================================== chapter 5
     def correlations(self) -> list[dict]:
