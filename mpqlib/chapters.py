@@ -916,10 +916,10 @@ class Chapter:
         per = (eff.get("imagenet") or {}).get("per_image_seconds", {})
         cpu = {"unfrozen": per.get("unfrozen"), "finetune": per.get("finetune"), "forward": per.get("forward")}
         frozen = per.get("frozen")
-        rows = {"joint step / frozen search step": ("unfrozen", "joint"),
-                "QAT step / frozen search step": ("finetune", "qat"),
-                "forward pass / frozen search step": ("forward", "eval")}
-        cols = {f"here ({model_label(eff.get('model') or self.p.efficiency_model())}, CPU, 28x28)":
+        rows = {"joint step / search step": ("unfrozen", "joint"),
+                "QAT step / search step": ("finetune", "qat"),
+                "forward pass / search step": ("forward", "eval")}
+        cols = {f"{model_label(eff.get('model') or self.p.efficiency_model())}, here, 28 px":
                 {k: (cpu[c] / frozen if cpu[c] is not None and frozen else None) for k, (c, _) in rows.items()}}
         devices = []
         for path in sorted((REPO / "benchmarks").glob("gpu_steps-*.json")):
@@ -927,11 +927,11 @@ class Chapter:
             devices.append(g.get("device", path.stem))
             for arch, m in g.get("models", {}).items():
                 st = m["steps"]
-                cols[f"{arch}, {g.get('device', '')}, {g.get('size', 224)}px"] = {
+                cols[f"{arch}, {g.get('device', 'GPU').removeprefix('NVIDIA ')}, {g.get('size', 224)} px"] = {
                     k: st[gk]["ms_per_step"] / st["search"]["ms_per_step"] for k, (_, gk) in rows.items()}
-        table = [{"ratio of per-image cost": k, **{c: fmt_ratio(v[k], 2) for c, v in cols.items()}} for k in rows]
+        table = [{"per-image cost": k, **{c: fmt_ratio(v[k], 2) for c, v in cols.items()}} for k in rows]
         here = next(iter(cols))
-        table[-1][here] += " (assumed: forward_share)"  # the harness measures no bare forward pass
+        table[-1][here] += " (assumed)"  # the harness measures no bare forward pass: efficiency's forward_share
         glue("transfer_devices", ", ".join(dict.fromkeys(devices)) if devices else "no GPU measurement committed")
         return self.table(pd.DataFrame(table))
 
