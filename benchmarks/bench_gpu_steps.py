@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 
 import torch
@@ -72,7 +71,7 @@ def steps_of(arch: str, x: torch.Tensor, y: torch.Tensor) -> dict:
     b = parse_budget(cost, "w4a4")
     out = {}
 
-    def make(net, params, opt_cls, loss_of):
+    def make(params, opt_cls, loss_of):
         opt = opt_cls(params, lr=1e-3)
 
         def step():
@@ -82,7 +81,7 @@ def steps_of(arch: str, x: torch.Tensor, y: torch.Tensor) -> dict:
         return step
 
     fp = copy.deepcopy(base).train()
-    out["fp"] = make(fp, fp.parameters(), torch.optim.SGD, lambda: F.cross_entropy(fp(x), y))
+    out["fp"] = make(fp.parameters(), torch.optim.SGD, lambda: F.cross_entropy(fp(x), y))
     for kind, frozen in (("search", True), ("joint", False)):
         net, mixed = supernet(base.eval() if frozen else base.train(), cost=cost, input_size=(1, *size), calibration=x)
         net = net.eval() if frozen else net.train()
@@ -93,16 +92,15 @@ def steps_of(arch: str, x: torch.Tensor, y: torch.Tensor) -> dict:
             p.requires_grad_(True)
         if not frozen:
             params = list(dict.fromkeys(params + [p for p in net.parameters()]))
-        out[kind] = make(net, params, torch.optim.Adam,
+        out[kind] = make(params, torch.optim.Adam,
                          lambda net=net, mixed=mixed: F.cross_entropy(net(x), y) + F.relu(expected_bitops(mixed) / b - 1))
     cpu = copy.deepcopy(base).cpu()
     q = quantize(cpu, Policy.uniform(cpu, 4, 4), calibration=x[:16].cpu()).to(x.device).train()
-    out["qat"] = make(q, q.parameters(), torch.optim.SGD, lambda: F.cross_entropy(q(x), y))
-    qe = q
+    out["qat"] = make(q.parameters(), torch.optim.SGD, lambda: F.cross_entropy(q(x), y))
 
     def evaluate():
         with torch.no_grad():
-            qe.eval()(x)
+            q.eval()(x)
     out["eval"] = evaluate
     return out
 

@@ -914,13 +914,12 @@ class Chapter:
         import pandas as pd
 
         per = (eff.get("imagenet") or {}).get("per_image_seconds", {})
-        cpu = {"unfrozen": per.get("unfrozen"), "finetune": per.get("finetune"), "forward": per.get("forward")}
         frozen = per.get("frozen")
         rows = {"joint step / search step": ("unfrozen", "joint"),
                 "QAT step / search step": ("finetune", "qat"),
                 "forward pass / search step": ("forward", "eval")}
         cols = {f"{model_label(eff.get('model') or self.p.efficiency_model())}, here, 28 px":
-                {k: (cpu[c] / frozen if cpu[c] is not None and frozen else None) for k, (c, _) in rows.items()}}
+                {k: (per[c] / frozen if per.get(c) is not None and frozen else None) for k, (c, _) in rows.items()}}
         devices = []
         for path in sorted((REPO / "benchmarks").glob("gpu_steps-*.json")):
             g = read_json(path)

@@ -372,16 +372,15 @@ def search_paths(out: str, policy_out: str | None) -> tuple[Path, Path]:
 
 
 def cmd_search(args) -> int:
-    from .cost import budget as parse_budget, cost_model, exact_uniform
+    from .cost import budget as parse_budget, cost_model
     from .search import search
 
     cfg = build_config(args, "search")
     record_path, policy_path = search_paths(args.out, args.policy_out)
     model, _, size = load_model(args)
     budget = None if args.budget == "none" else parse_budget(cost_model(model, (1, *size)), args.budget)
-    wa = exact_uniform(args.budget)
-    if cfg.method == "uniform" and cfg.weight_bits is None and wa and set(wa) <= set(cfg.candidates):
-        cfg = cfg.replace(weight_bits=wa[0], act_bits=wa[1])  # --budget w3a2: uniform W3A2, exactly on it
+    if cfg.method == "uniform":
+        cfg = cfg.at_budget(args.budget)  # --budget w3a2: uniform W3A2, exactly on it
     data = None if cfg.method in ("uniform", "random") else train_data(args, size)
     val = load_data(args.eval_data, "test", size, args) if args.eval_data else None
     data = with_workers(data, args, cfg) if data is not None else None

@@ -339,6 +339,16 @@ class UniformConfig(SearchConfig):
             raise ConfigError(f"UniformConfig bits {bad} outside {MIN_BITS}..{MAX_BITS} "
                               f"(a signed 1-bit quantizer has no non-zero level)")
 
+    def at_budget(self, name) -> "UniformConfig":
+        """This config with its bits taken from a budget name like ``w3a2`` (both among the
+        candidates, none set yet): the uniform policy that meets that budget exactly."""
+        from .cost import exact_uniform
+
+        wa = exact_uniform(name)
+        if self.weight_bits is not None or not wa or not set(wa) <= set(self.candidates):
+            return self
+        return self.replace(weight_bits=wa[0], act_bits=wa[1])
+
 
 @dataclass(frozen=True)
 class RandomConfig(SearchConfig):

@@ -31,7 +31,7 @@ import torch
 
 from . import data as D
 from ._io import read_json, torch_save, write_json
-from .config import (MIN_BITS, Config, DifferentiableConfig, RandomConfig, SearchConfig,
+from .config import (Config, DifferentiableConfig, RandomConfig, SearchConfig,
                      UniformConfig)
 from .cost import CostModel, budget as parse_budget, cost_model, exact_uniform
 from .errors import ConfigError, TrainingError
@@ -293,8 +293,7 @@ class Experiments:
     def uniform(self, budget: str | int | None = None) -> SearchResult:
         """Uniform precision at ``budget``: the budget's own (w, a) where its name gives one
         (equal BitOps), else the highest w = a within it."""
-        wa = exact_uniform(self.budget_label(budget))
-        cfg = UniformConfig(weight_bits=wa[0], act_bits=wa[1]) if wa and min(wa) >= MIN_BITS else UniformConfig()
+        cfg = UniformConfig().at_budget(self.budget_label(budget))
         return _run_search(self.model, None, self.bitops_of(budget), cfg, progress=False)
 
     def random_policy(self, seed: int, budget: str | int | None = None) -> SearchResult:
@@ -730,7 +729,7 @@ def run(profile: Profile | str = "full", overrides: dict | None = None,
         if "correlation" in steps and model in p.correlation_models():
             out.setdefault("correlation", {})[model] = ex.correlation()
     if "efficiency" in steps:
-        out["efficiency"] = efficiency_run(p, model=p.efficiency_model())
+        out["efficiency"] = efficiency_run(p)  # on p.efficiency_model()
     if "correlation" in steps:
         write_json(p.path("correlation.json"), out["correlation"])
     if "claims" in steps:

@@ -126,3 +126,12 @@ def test_registered_runner_is_found_for_subclasses():
 
     with pytest.raises(ConfigError, match="no search is registered for Unregistered"):
         C.runner_for(Unregistered())
+
+
+def test_uniform_config_takes_its_bits_from_a_budget_name():
+    from mpqlib.config import UniformConfig
+
+    assert UniformConfig().at_budget("w3a2") == UniformConfig(weight_bits=3, act_bits=2)
+    assert UniformConfig().at_budget("w2.5a2.5") == UniformConfig()      # no uniform counterpart
+    assert UniformConfig().at_budget("w8a8") == UniformConfig()          # 8 bits is no candidate
+    assert UniformConfig(weight_bits=4, act_bits=2).at_budget("w3a3").weight_bits == 4  # set bits win
