@@ -128,7 +128,11 @@ CKPT = ROOT / "checkpoints" / "resnet8-fmnist.pt"
 # Loaded by every Python process through PYTHONPATH: logs each atomic file write with the rank
 # that made it, so the test sees which process wrote what (mpqlib itself is not changed).
 WRITE_LOGGER = '''
+import faulthandler
 import os
+# a process still alive after 240 s (the whole command takes seconds) prints where every thread
+# stands and exits, so a hang fails the test with its stacks instead of at the timeout
+faulthandler.dump_traceback_later(240, exit=True)
 if os.environ.get("MPQ_WRITE_LOG"):
     import mpqlib._io as io
     _real = io.atomic_write
@@ -149,7 +153,7 @@ def _torchrun(tmp_path: Path, *argv: str) -> tuple[str, list[str]]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]), "MPQ_WRITE_LOG": str(log),
            "OMP_NUM_THREADS": "1"}
     run = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "mpqlib.cli", *argv,
-                          "--device", "cpu", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+                          "--device", "cpu", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=360)
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout, log.read_text().split("\n")[:-1] if log.exists() else []
 
