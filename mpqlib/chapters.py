@@ -87,10 +87,23 @@ CLAIM_TEXT = {
     "seam-vs-hawq": ("SEAM against HAWQ (Hessian trace)", "not in Table 2"),
     "second-proxy": ("a second proxy (optdigits) matches the search on the target (±{margin} pp)",
                      "proxy S {proxy_s} vs proxy C {proxy_c} top-1"),
-    "fmnist4-control": ("other classes cost nothing: a proxy of the same size drawn from the target, against MNIST",
+    "fmnist4-control": ("a proxy of the same size drawn from the target, minus MNIST (the paper: other classes cost nothing)",
                         "not reported"),
 }
 """Each claim of claims.json in words, and what the paper reports for it."""
+
+PAPER_STANCE: dict[str, tuple[set[str], set[str]]] = {
+    "proxy-vs-target": ({"equivalent"}, {"different"}),
+    "seam-vs-ce": ({"better"}, {"worse"}),
+    "seam-vs-uniform": ({"better"}, {"worse"}),
+    "seam-vs-limpq": ({"better"}, {"worse"}),
+    "seam-vs-hawq": ({"better"}, {"worse"}),
+    "second-proxy": ({"equivalent"}, {"different"}),
+    # seam-fmnist4 - seam-mnist: a same-distribution proxy beating MNIST means other classes cost accuracy
+    "fmnist4-control": ({"worse"}, {"better"}),
+}
+"""Claim id -> (verdicts that support the paper, verdicts that contradict it); any other verdict
+leaves the claim undecided. The positive control is a check of the design and has no stance."""
 
 MODEL_NAMES = {"resnet20": "ResNet-20", "resnet8": "ResNet-8", "mobilenetv1": "MobileNetV1", "resnet18": "ResNet-18"}
 
@@ -182,6 +195,7 @@ class Chapter:
         self._ex: dict[str, Experiments] = {}
         self._rows: list[dict] | None = None
         self._agree: dict = {}
+        self._groups: dict = {}
         self._corr: dict = {}
         self._searched: dict = {}
         glue("profile", self.p.name)
@@ -473,7 +487,16 @@ class Chapter:
             bits = [pol.bits[n] for n, k in kinds.items() if k == kind]
             rows.append({"layers": kind, "count": len(bits), "mean w bits": np.mean([b[0] for b in bits]),
                          "mean a bits": np.mean([b[1] for b in bits]), "max w bits": max(b[0] for b in bits)})
+        self._groups[ex.model_name] = rows
         return self.table(pd.DataFrame(rows), {"mean w bits": "{:.2f}", "mean a bits": "{:.2f}"})
+
+    def layer_groups_summary(self) -> None:
+        """Glue SEAM's mean (weight, activation) bits per kind of layer, every model."""
+        for m in self.models:
+            if m not in self._groups:
+                self.layer_groups(m)
+        glue("groups_text", self.joined(lambda m: ", ".join(
+            f"{r['layers']} W{r['mean w bits']:.1f}/A{r['mean a bits']:.1f}" for r in self._groups[m])))
 
     def agreement(self, model: str | None = None):
         """Each policy against the target-searched one: share of layers with the same (w, a),
@@ -511,8 +534,9 @@ class Chapter:
                 self.agreement(m)
         glue("agree_text", self.joined(lambda m: f"SEAM {self._agree[m][0]:.2f} against "
                                                  f"{self._agree[m][1]:.2f} for {self._agree[m][3]} random policies"))
-        glue("agree_verdict", self.joined(lambda m: "closer than any random policy" if self._agree[m][2]
-                                          else "no closer than random policies"))
+        glue("agree_verdict", self.joined(lambda m: "closer than every random policy" if self._agree[m][2]
+                                          else "closer than the random policies' mean, not than every one"
+                                          if self._agree[m][0] < self._agree[m][1] else "no closer than random policies"))
 
     @staticmethod
     def _rank_agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -590,8 +614,8 @@ class Chapter:
 
         glue("qat_budgets", self.joined(lambda m: budget_label(self.ex(m).budget_name)))
         glue("qat_fp", self.joined(lambda m: fmt_pct(self.ex(m).meta["top1"])))
-        glue("qat_seam_uniform", self.joined(lambda m: claim(m, "seam-vs-uniform")))
-        glue("qat_proxy_target", self.joined(lambda m: claim(m, "proxy-vs-target")))
+        glue("qat_seam_uniform", self.joined(lambda m: f"{claim(m, 'seam-vs-uniform')} at {budget_label(self.ex(m).budget_name)}"))
+        glue("qat_proxy_target", self.joined(lambda m: f"{claim(m, 'proxy-vs-target')} at {budget_label(self.ex(m).budget_name)}"))
         glue("qat_seeds", str(len(self.p.qat_seeds)))
         glue("qat_search_seeds", str(len(self.p.search_seeds)))
         glue("qat_n_random", str(self.p.n_random))
@@ -609,7 +633,8 @@ class Chapter:
             top, bitops, _ = t[method]
             row = {"paper method": method, "paper top-1": fmt_pct(top, 1),
                    "paper vs uniform": "—" if method.startswith("LSQ") else report.fmt_pp(top - base, 1),
-                   "ours": policy_label(ours) if ours else "chapter 4 (joint search)", "ours vs uniform": "—"}
+                   "ours": (f"uniform {budget_label(self.ex(model).budget_name)}" if ours == "uniform" else
+                            policy_label(ours) if ours else "chapter 4 (joint search)"), "ours vs uniform": "—"}
             if ours and len(self.matrix(rows, ours)):
                 if ours != "uniform":
                     d = report.paired_difference(rows, ours, "uniform", n_boot=self.p.bootstrap)
@@ -670,10 +695,10 @@ class Chapter:
         plt.show()
         seam = [q for q in pts if q["policy"] == "seam-mnist"]
         unif = {q["budget"]: q for q in pts if q["policy"] == "uniform"}
-        gains = [q["top1"] - unif[q["budget"]]["top1"] for q in seam if q["budget"] in unif]
+        gains = [(q["budget"], q["top1"] - unif[q["budget"]]["top1"]) for q in seam if q["budget"] in unif]
         glue("sweep_model", model_label(model))
         glue("sweep_budgets", ", ".join(budget_label(b) for b in self.p.sweep_budgets))
-        glue("sweep_gain", ", ".join(report.fmt_pp(g) for g in gains) if gains else "n/a")
+        glue("sweep_gain", "; ".join(f"{budget_label(b)} {report.fmt_pp(g)}" for b, g in gains) if gains else "n/a")
         glue("sweep_seeds", str(len(self.p.sweep_qat_seeds)))
 
     def power_rows(self) -> list[dict]:
@@ -747,8 +772,28 @@ class Chapter:
         glue("control_text", "; ".join(f"{model_label(m)}: {report.fmt_pp(c['estimate_pp'])} "
                                        f"{report.fmt_ci(c['ci_low'], c['ci_high'])} ({c['verdict']})"
                                        for m, c in pc.items()) or "not run")
-        glue("control_power", "has power" if pc and all(c["ci_low"] > 0 for c in pc.values()) else
-             "does not have the power to tell policies apart for every model")
+        glue("control_power", self.joined(lambda m: self.power_verdict(m, pc.get(m)), list(pc) or None))
+
+    def power_verdict(self, model: str, control: dict | None) -> str:
+        """Both power checks of ``model`` in words: the pilot's rule (policy SD >= 2x seed SD) and the
+        positive control of the protocol run; where they disagree the sentence says so."""
+        pilot = self.p.path("pilot.json")
+        doc = read_json(pilot) if pilot.exists() else {}
+        main = self.ex(model).budget_name
+        per = doc.get("budgets", {}).get(model, {}).get(main)
+        ratio = per["policy_sd_pp"] / per["seed_sd_pp"] if per and per["seed_sd_pp"] else None
+        passed = control is not None and control["ci_low"] > 0
+        if ratio is None:
+            pilot_words = "no pilot ratio"
+        else:
+            pilot_words = (f"pilot ratio {fmt_ratio(ratio)} "
+                           + ("(≥ 2: powered by the pre-registered rule)" if doc.get("power", {}).get(model)
+                              else "(< 2: underpowered by the pre-registered rule)"))
+        control_words = "the positive control passes" if passed else "the positive control fails (no power)"
+        if ratio is not None and passed != bool(doc.get("power", {}).get(model)):
+            control_words += (" nevertheless" if passed else "") + \
+                "; read its other claims with the pilot's verdict in mind"
+        return f"{pilot_words}, {control_words}"
 
     # ================================================================== chapter 4
     def efficiency(self) -> dict:
@@ -1020,30 +1065,53 @@ class Chapter:
                 rows.append({"claim": words.format(**fill), "paper": paper.format(**fill),
                              "ours": f"{report.fmt_pp(c['estimate_pp'])} {report.fmt_ci(c['ci_low'], c['ci_high'])}"
                              .replace(" pp [", " [").replace("] pp", "]") + " pp",
-                             "verdict": c["verdict"]})
+                             "verdict": c["verdict"], "for the paper": self.stance(c) or "design check"})
             budget = next(c["budget"] for c in doc["claims"] if c["model"] == m)
             out[m] = self.table(pd.DataFrame(rows), caption=f"{model_label(m)} at {budget_label(budget)}",
                                 nowrap=("ours",))
         return out
 
+    @staticmethod
+    def stance(claim: dict) -> str | None:
+        """What ``claim``'s verdict says about the paper: "supports", "contradicts" or "undecided"
+        (:data:`PAPER_STANCE`); None for the positive control, a check of the design, not a claim."""
+        if claim["id"] not in PAPER_STANCE:
+            return None
+        supports, contradicts = PAPER_STANCE[claim["id"]]
+        verdict = claim["verdict"].split(" (")[0]
+        return "supports" if verdict in supports else "contradicts" if verdict in contradicts else "undecided"
+
     def claims_summary(self, doc: dict) -> None:
         """Glue the sentences of the closing section: what was and was not reproduced."""
-        good = {"better", f"equivalent (±{report.MARGIN_PP:g} pp)"}
-        yes = [f"{model_label(c['model'])} {c['id']}" for c in doc["claims"] if c["verdict"] in good]
-        no = [f"{model_label(c['model'])} {c['id']} ({c['verdict']})" for c in doc["claims"] if c["verdict"] not in good]
-        glue("claims_yes", ", ".join(yes) if yes else "none")
-        glue("claims_no", ", ".join(no) if no else "none")
+        def names(stance):
+            return ", ".join(f"{model_label(c['model'])} {c['id']} ({c['verdict']})" for c in doc["claims"]
+                             if self.stance(c) == stance) or "none"
+
+        glue("claims_yes", names("supports"))
+        glue("claims_no", names("contradicts"))
+        glue("claims_open", names("undecided"))
         glue("claims_n", str(len(doc["claims"])))
         heads = doc.get("head", {})
-        h = heads.get(self.models[0], heads) if isinstance(heads, dict) else {}
-        ok = h.get("seam_proxy_acc") is not None and h.get("linear_probe_acc")
-        glue("claims_head", f"{h['seam_proxy_acc']:.1f}% against {h['linear_probe_acc']:.1f}% "
-             f"({h['seam_proxy_acc'] / h['linear_probe_acc']:.0%})" if ok else "not measured")
+        models = [m for m in self.models if m in heads] if isinstance(heads, dict) else []
+
+        def head(m):
+            h = heads[m]
+            if h.get("seam_proxy_acc") is None or not h.get("linear_probe_acc"):
+                return "not measured"
+            return (f"{h['seam_proxy_acc']:.1f}% against {h['linear_probe_acc']:.1f}% "
+                    f"({h['seam_proxy_acc'] / h['linear_probe_acc']:.0%})")
+        glue("claims_head", self.joined(head, models) if models else "not measured")
         pw = doc.get("power", {})
-        p0 = pw.get(self.models[0], pw)
-        glue("claims_power", f"policy SD {report.fmt_pp(p0['policy_sd_pp'], sign=False)} against seed SD "
-             f"{report.fmt_pp(p0['seed_sd_pp'], sign=False)}" if "seed_sd_pp" in p0 else "n/a")
+        pc = {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
+        pmodels = [m for m in self.models if m in pw]
+
+        def power(m):
+            p = pw[m]
+            return (f"policy SD {report.fmt_pp(p['policy_sd_pp'], sign=False)} against seed SD "
+                    f"{report.fmt_pp(p['seed_sd_pp'], sign=False)} in the protocol run; "
+                    + self.power_verdict(m, pc.get(m)))
+        glue("claims_power", self.joined(power, pmodels) if pmodels else "n/a")
 
 
-__all__ = ["PAPER", "PAPER_ROWS", "LABELS", "CLAIM_TEXT", "Chapter", "Observation", "setup_display", "glue",
+__all__ = ["PAPER", "PAPER_ROWS", "LABELS", "CLAIM_TEXT", "PAPER_STANCE", "Chapter", "Observation", "setup_display", "glue",
            "fmt_pct", "fmt_ratio", "policy_label", "model_label", "budget_label", "CLAIMS"]

@@ -106,6 +106,17 @@ def test_tag_notebooks_hides_the_injected_cell(tmp_path):
     assert subprocess.run([sys.executable, str(script)], capture_output=True).returncode == 2
 
 
+def test_tag_notebooks_drops_local_paths(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"input_path": "/home/someone/notebooks/a.ipynb",
+                                "output_path": "/home/someone/book/a.ipynb", "parameters": {"profile": "full"}}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    subprocess.run([sys.executable, str(REPO / "scripts" / "tag_notebooks.py"), str(path)], check=True)
+    assert nbformat.read(path, as_version=4).metadata["papermill"] == {"parameters": {"profile": "full"}}
+    assert "/home/someone" not in path.read_text()
+
+
 def test_run_notebooks_calls_the_tagger():
     assert "scripts/tag_notebooks.py" in (REPO / "scripts" / "run_notebooks.sh").read_text()
 
@@ -211,3 +222,40 @@ def test_claims_tables_put_the_paper_beside_ours():
     assert len(t) == len(C.CLAIMS)
     ch.claims_summary(doc)
     ch.qat_summary(doc)
+
+
+def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatch):
+    glued = {}
+    monkeypatch.setattr(C, "glue", lambda name, value: glued.setdefault(name, value))
+    ch = C.Chapter("smoke")
+    verdicts = {"positive-control": "better", "proxy-vs-target": "different", "seam-vs-ce": "within noise",
+                "seam-vs-uniform": "worse", "seam-vs-limpq": "better", "seam-vs-hawq": "within noise",
+                "second-proxy": "equivalent (±0.3 pp)", "fmnist4-control": "better"}
+    claims = [{"id": cid, "model": "resnet8", "budget": "w3a2", "estimate_pp": 0.5, "ci_low": 0.1, "ci_high": 0.9,
+               "n": 8, "verdict": verdicts[cid], "rule": "difference"} for cid in C.CLAIMS]
+    # a same-distribution proxy beating MNIST says other classes cost accuracy: against the paper
+    assert C.Chapter.stance(claims[-1]) == "contradicts"
+    assert C.Chapter.stance({**claims[-1], "verdict": "worse"}) == "supports"
+    assert C.Chapter.stance(claims[0]) is None  # the positive control checks the design
+    ch.claims_summary({"claims": claims, "power": {}, "head": {}})
+    assert glued["claims_yes"] == "ResNet-8 seam-vs-limpq (better), ResNet-8 second-proxy (equivalent (±0.3 pp))"
+    assert glued["claims_no"] == ("ResNet-8 proxy-vs-target (different), ResNet-8 seam-vs-uniform (worse), "
+                                  "ResNet-8 fmnist4-control (better)")
+    assert glued["claims_open"] == "ResNet-8 seam-vs-ce (within noise), ResNet-8 seam-vs-hawq (within noise)"
+    assert "positive-control" not in glued["claims_yes"] + glued["claims_no"] + glued["claims_open"]
+
+
+def test_power_verdict_says_when_the_pilot_and_the_positive_control_disagree(tmp_path, monkeypatch):
+    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})
+    model = ch.models[0]
+    budget = ch.ex(model).budget_name
+    (tmp_path / "pilot.json").write_text(json.dumps(
+        {"budgets": {model: {budget: {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3}}}, "power": {model: False}}))
+    passed = {"ci_low": 0.2, "ci_high": 1.0}
+    text = ch.power_verdict(model, passed)
+    assert text.startswith("pilot ratio 1.5x (< 2: underpowered") and "passes nevertheless" in text
+    assert "passes" not in ch.power_verdict(model, {"ci_low": -0.1, "ci_high": 0.5})
+    (tmp_path / "pilot.json").write_text(json.dumps(
+        {"budgets": {model: {budget: {"seed_sd_pp": 0.1, "policy_sd_pp": 0.3}}}, "power": {model: True}}))
+    assert ch.power_verdict(model, passed) == "pilot ratio 3.0x (≥ 2: powered by the pre-registered rule), " \
+                                              "the positive control passes"
