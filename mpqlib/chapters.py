@@ -610,7 +610,7 @@ class Chapter:
             c = by.get((m, cid))
             if c is None:
                 return "not run"
-            return f"{report.fmt_pp(c['estimate_pp'])} {report.fmt_ci(c['ci_low'], c['ci_high'])} ({c['verdict']})"
+            return f"{report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} ({c['verdict']})"
 
         glue("qat_budgets", self.joined(lambda m: budget_label(self.ex(m).budget_name)))
         glue("qat_fp", self.joined(lambda m: fmt_pct(self.ex(m).meta["top1"])))
@@ -638,8 +638,7 @@ class Chapter:
             if ours and len(self.matrix(rows, ours)):
                 if ours != "uniform":
                     d = report.paired_difference(rows, ours, "uniform", n_boot=self.p.bootstrap)
-                    row["ours vs uniform"] = f"{report.fmt_pp(d.estimate)} {report.fmt_ci(d.ci_low, d.ci_high)}" \
-                        .replace(" pp ", " ")
+                    row["ours vs uniform"] = report.fmt_diff(d.estimate, d.ci_low, d.ci_high)
             out.append(row)
         return self.table(pd.DataFrame(out), nowrap=("paper top-1", "paper vs uniform", "ours vs uniform"),
                           caption=f"the paper (MobileNetV1, ImageNet) beside {model_label(model)} "
@@ -709,10 +708,15 @@ class Chapter:
         if pilot.exists():
             doc = read_json(pilot)
             for m, per in doc.get("budgets", {}).items():
-                if m in self.models:
-                    out += [{"model": m, "budget": b, "seed_sd": v["seed_sd_pp"], "policy_sd": v["policy_sd_pp"],
-                             "source": "pilot"} for b, v in per.items()]
-        seen = {(r["model"], r["budget"]) for r in out}
+                if m not in self.models:
+                    continue
+                by_cost: dict = {}  # budgets of equal Bitops (W3A2, W2A3) share their random policies: one row
+                for b, v in per.items():
+                    by_cost.setdefault(v.get("bitops", b), []).append((b, v))
+                out += [{"model": m, "budget": same[0][0], "names": [b for b, _ in same],
+                         "seed_sd": same[0][1]["seed_sd_pp"], "policy_sd": same[0][1]["policy_sd_pp"], "source": "pilot"}
+                        for same in by_cost.values()]
+        seen = {(r["model"], b) for r in out for b in r["names"]}
         for m in self.models:
             ex = self.ex(m)
             for b in dict.fromkeys((ex.budget_name, self.p.second_budget)):
@@ -722,8 +726,8 @@ class Chapter:
                     pw = ex.power(self.runs(), b)
                 except Exception:  # no random runs at this budget
                     continue
-                out.append({"model": m, "budget": b, "seed_sd": pw.seed_sd_pp, "policy_sd": pw.policy_sd_pp,
-                            "source": "protocol"})
+                out.append({"model": m, "budget": b, "names": [b], "seed_sd": pw.seed_sd_pp,
+                            "policy_sd": pw.policy_sd_pp, "source": "protocol"})
         return out
 
     def show_power(self) -> None:
@@ -731,7 +735,7 @@ class Chapter:
         import matplotlib.pyplot as plt
 
         rows = self.power_rows()
-        labels = [f"{model_label(r['model'])}\n{budget_label(r['budget'])}" for r in rows]
+        labels = [f"{model_label(r['model'])}\n{' / '.join(budget_label(b) for b in r['names'])}" for r in rows]
         x = np.arange(len(rows))
         fig, ax = plt.subplots(figsize=(FIG_WIDTH, 3.2))
         ax.bar(x - 0.2, [r["seed_sd"] for r in rows], 0.4, label="seed SD (same policy, QAT seeds)", color="C7")
@@ -740,7 +744,8 @@ class Chapter:
         ax.set_ylabel("SD of top-1 (pp)")
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
         plt.show()
-        main = [r for r in rows if r["budget"] == self.ex(r["model"]).budget_name]
+        main = [{**r, "budget": self.ex(r["model"]).budget_name} for r in rows
+                if self.ex(r["model"]).budget_name in r["names"]]
         glue("power_ratios", "; ".join(f"{model_label(r['model'])} {budget_label(r['budget'])}: "
                                        f"{fmt_ratio(r['policy_sd'] / r['seed_sd'] if r['seed_sd'] else math.nan)}"
                                        for r in main) or "n/a")
@@ -769,8 +774,8 @@ class Chapter:
         ax.set_xlabel(f"paired difference in top-1 (pp), {report.LEVEL:.0%} CI; shaded: ±{report.MARGIN_PP:g} pp")
         plt.show()
         pc = {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
-        glue("control_text", "; ".join(f"{model_label(m)}: {report.fmt_pp(c['estimate_pp'])} "
-                                       f"{report.fmt_ci(c['ci_low'], c['ci_high'])} ({c['verdict']})"
+        glue("control_text", "; ".join(f"{model_label(m)}: {report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} "
+                                       f"({c['verdict']})"
                                        for m, c in pc.items()) or "not run")
         glue("control_power", self.joined(lambda m: self.power_verdict(m, pc.get(m)), list(pc) or None))
 
@@ -1063,8 +1068,7 @@ class Chapter:
                     continue
                 words, paper = CLAIM_TEXT.get(c["id"], (c["id"], "—"))
                 rows.append({"claim": words.format(**fill), "paper": paper.format(**fill),
-                             "ours": f"{report.fmt_pp(c['estimate_pp'])} {report.fmt_ci(c['ci_low'], c['ci_high'])}"
-                             .replace(" pp [", " [").replace("] pp", "]") + " pp",
+                             "ours": report.fmt_diff(c["estimate_pp"], c["ci_low"], c["ci_high"]),
                              "verdict": c["verdict"], "for the paper": self.stance(c) or "design check"})
             budget = next(c["budget"] for c in doc["claims"] if c["model"] == m)
             out[m] = self.table(pd.DataFrame(rows), caption=f"{model_label(m)} at {budget_label(budget)}",

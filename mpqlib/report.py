@@ -509,6 +509,14 @@ def fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
     return f"[{lo:+.{digits}f}, {hi:+.{digits}f}] pp"
 
 
+def fmt_diff(estimate: float, lo: float, hi: float, digits: int = 2) -> str:
+    """A difference with its CI, the unit once: ``+0.42 [-0.12, +0.96] pp``."""
+    if estimate is None or not math.isfinite(estimate):
+        return "n/a"
+    ci = fmt_ci(lo, hi, digits)
+    return f"{estimate:+.{digits}f} {ci}" if ci != "n/a" else fmt_pp(estimate, digits)
+
+
 def fmt_bitops(n: float, digits: int = 1) -> str:
     """``285.4 M`` (k, M, G, T; 1000-based as BitOps are counted)."""
     n = float(n)
@@ -528,7 +536,7 @@ def fmt_seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-__all__ = ["LEVEL", "MARGIN_PP", "RULES", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
+__all__ = ["LEVEL", "MARGIN_PP", "RULES", "fmt_diff", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
            "paired_matrix", "bootstrap_means", "mean_ci", "paired_difference", "rule_text", "verdict", "equivalence", "claim",
            "power", "spearman", "spearman_ci", "noise_ceiling", "validate_claims", "claims_json", "fmt_pp", "fmt_ci",
            "fmt_bitops", "fmt_seconds"]

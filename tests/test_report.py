@@ -206,6 +206,8 @@ def test_claims_json_rejects_a_broken_document(tmp_path, damage, match):
 def test_formatting():
     assert R.fmt_pp(0.4234) == "+0.42 pp" and R.fmt_pp(-1.0, 1) == "-1.0 pp" and R.fmt_pp(float("nan")) == "n/a"
     assert R.fmt_ci(-0.123, 0.35) == "[-0.12, +0.35] pp"
+    assert R.fmt_diff(0.4213, -0.123, 0.96) == "+0.42 [-0.12, +0.96] pp"
+    assert R.fmt_diff(0.5, math.nan, 1.0) == "+0.50 pp" and R.fmt_diff(math.nan, 0, 1) == "n/a"
     assert R.fmt_bitops(285_442_048) == "285.4 M" and R.fmt_bitops(1.5e9) == "1.5 G" and R.fmt_bitops(512) == "512"
     assert R.fmt_seconds(42) == "42 s" and R.fmt_seconds(600) == "10.0 min" and R.fmt_seconds(3 * 3600) == "3.0 h"
 
