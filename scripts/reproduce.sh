@@ -16,5 +16,6 @@ if [ "${RETRAIN:-0}" = 1 ]; then
   .venv/bin/mpq --threads 2 train --arch mobilenetv1 --epochs 7 --out checkpoints/mobilenetv1-fmnist.pt
 fi
 bash scripts/run_notebooks.sh full book/chapters
+.venv/bin/python scripts/readme_results.py  # README's results block, from results/*.json
 bash scripts/build_book.sh
 echo "reproduced in $(( ($(date +%s) - start) / 60 )) min; open _build/html/index.html"
