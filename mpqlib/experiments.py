@@ -399,11 +399,27 @@ class Experiments:
         """The main comparison: every policy of :data:`MAIN_POLICIES` and the random policies at the
         main budget, and the few of :data:`SECOND_POLICIES` at the second (W3A3). Written to runs.json."""
         rows = [r for n in MAIN_POLICIES for r in self.runs(n)] + self.random_runs()
+        extra = self.extra_seeds(rows)
+        if extra:
+            rows += [r for n in SEARCH_SEEDED for r in self.runs(n, search_seeds=extra)]
         second = self.p.second_budget
         if second != self.budget_name:
             rows += [r for n in SECOND_POLICIES for r in self.runs(n, second)] + self.random_runs(second)
         save_runs(self.p, rows, self.policies)
         return rows
+
+    def extra_seeds(self, rows: list[dict]) -> tuple[int, ...]:
+        """The protocol's extension (book/method.md): the profile's ``extra_search_seeds`` when the
+        ``proxy-vs-target`` CI at the main budget, from the runs of the first search seeds, is
+        wider than +-``ci_goal_pp``; none otherwise. The search seeds are the outer units of
+        that CI, so they are what narrows it; every proxy search of the model gets them alike."""
+        if not self.p.extra_search_seeds:
+            return ()
+        base = [r for r in rows if r["policy"] not in SEARCH_SEEDED or r["search_seed"] in self.p.search_seeds]
+        claim = next((c for c in self.claims(base) if c["id"] == "proxy-vs-target"), None)
+        if claim is None or (claim["ci_high"] - claim["ci_low"]) / 2 <= self.p.ci_goal_pp:
+            return ()
+        return tuple(self.p.extra_search_seeds)
 
     def sweep(self) -> list[dict]:
         """The trade-off curve: SEAM on the proxy and the target search, each *searched* at every

@@ -118,6 +118,27 @@ def test_per_seed_runs_are_stored_and_paired(ex):
     assert ex.power(stored).n_policies == 2
 
 
+def test_extra_search_seeds_only_where_the_proxy_vs_target_ci_is_wide(tiny):
+    """The protocol's extension reads the CI of the first search seeds' runs (synthetic here)."""
+    def rows(spread):
+        out = []
+        for q in range(4):
+            out.append({"model": "resnet8", "budget": "w3a2", "policy": "target-fmnist", "search_seed": 0,
+                        "qat_seed": q, "top1": 90.0 + 0.1 * q})
+            for s in range(3):
+                out.append({"model": "resnet8", "budget": "w3a2", "policy": "seam-mnist", "search_seed": s,
+                            "qat_seed": q, "top1": 90.0 + 0.1 * q + spread * (s - 1)})
+        return out
+
+    ex = Experiments("smoke", **{**tiny, "search_seeds": [0, 1, 2], "extra_search_seeds": [3, 4]})
+    assert ex.extra_seeds(rows(spread=1.0)) == (3, 4)       # search seeds 1 pp apart: CI far wider than +-0.3
+    assert ex.extra_seeds(rows(spread=0.01)) == ()          # tight: no extension
+    # rows of the extension itself do not move the decision
+    wide_plus = rows(spread=1.0) + [{**r, "search_seed": 3, "top1": 90.0} for r in rows(0.0) if r["policy"] == "seam-mnist"]
+    assert ex.extra_seeds(wide_plus) == (3, 4)
+    assert Experiments("smoke", **tiny).extra_seeds(rows(spread=1.0)) == ()  # smoke has no extension
+
+
 def test_uniform_meets_the_budget_exactly_and_poor_policies_differ(ex):
     assert exact_uniform("w3a2") == (3, 2) and exact_uniform("w2.5a2.5") is None
     assert ex.cost.bitops(ex.uniform("w3a2").policy) == ex.bitops_of("w3a2")
