@@ -617,11 +617,8 @@ class Chapter:
         glue("qat_seam_uniform", self.joined(lambda m: f"{claim(m, 'seam-vs-uniform')} at {budget_label(self.ex(m).budget_name)}"))
         glue("qat_proxy_target", self.joined(lambda m: f"{claim(m, 'proxy-vs-target')} at {budget_label(self.ex(m).budget_name)}"))
         glue("qat_seeds", str(len(self.p.qat_seeds)))
-        rows = self.runs()
-
         def seeds(m):
-            n = len({r["search_seed"] for r in rows if r["model"] == m and r["policy"] == "seam-mnist"
-                     and r["budget"] == self.ex(m).budget_name})
+            n = len({r["search_seed"] for r in self.model_rows(m) if r["policy"] == "seam-mnist"})
             return f"{n} (extended: the CI rule of the protocol)" if n > len(self.p.search_seeds) else str(n)
         glue("qat_search_seeds", self.joined(seeds))
         glue("qat_n_random", str(self.p.n_random))
@@ -779,11 +776,16 @@ class Chapter:
         ax.set_yticks(y, [f"{model_label(c['model'])}: {c['id']}" for c in cl])
         ax.set_xlabel(f"paired difference in top-1 (pp), {report.LEVEL:.0%} CI; shaded: ±{report.MARGIN_PP:g} pp")
         plt.show()
-        pc = {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
+        pc = self.controls(doc)
         glue("control_text", "; ".join(f"{model_label(m)}: {report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} "
                                        f"({c['verdict']})"
                                        for m, c in pc.items()) or "not run")
         glue("control_power", self.joined(lambda m: self.power_verdict(m, pc.get(m)), list(pc) or None))
+
+    @staticmethod
+    def controls(doc: dict) -> dict[str, dict]:
+        """The positive-control claim of claims.json, by model."""
+        return {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
 
     def power_verdict(self, model: str, control: dict | None) -> str:
         """Both power checks of ``model`` in words: the pilot's rule (policy SD >= 2x seed SD) and the
@@ -791,17 +793,17 @@ class Chapter:
         pilot = self.p.path("pilot.json")
         doc = read_json(pilot) if pilot.exists() else {}
         main = self.ex(model).budget_name
-        per = doc.get("budgets", {}).get(model, {}).get(main)
-        ratio = per["policy_sd_pp"] / per["seed_sd_pp"] if per and per["seed_sd_pp"] else None
+        ratio = doc.get("budgets", {}).get(model, {}).get(main, {}).get("ratio")
+        powered = bool(doc.get("power", {}).get(model))
         passed = control is not None and control["ci_low"] > 0
         if ratio is None:
             pilot_words = "no pilot ratio"
         else:
             pilot_words = (f"pilot ratio {fmt_ratio(ratio)} "
-                           + ("(≥ 2: powered by the pre-registered rule)" if doc.get("power", {}).get(model)
+                           + ("(≥ 2: powered by the pre-registered rule)" if powered
                               else "(< 2: underpowered by the pre-registered rule)"))
         control_words = "the positive control passes" if passed else "the positive control fails (no power)"
-        if ratio is not None and passed != bool(doc.get("power", {}).get(model)):
+        if ratio is not None and passed != powered:
             control_words += (" nevertheless" if passed else "") + \
                 "; read its other claims with the pilot's verdict in mind"
         return f"{pilot_words}, {control_words}"
@@ -1112,7 +1114,7 @@ class Chapter:
                     f"({h['seam_proxy_acc'] / h['linear_probe_acc']:.0%})")
         glue("claims_head", self.joined(head, models) if models else "not measured")
         pw = doc.get("power", {})
-        pc = {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
+        pc = self.controls(doc)
         pmodels = [m for m in self.models if m in pw]
 
         def power(m):

@@ -416,7 +416,7 @@ class Experiments:
         if not self.p.extra_search_seeds:
             return ()
         base = [r for r in rows if r["policy"] not in SEARCH_SEEDED or r["search_seed"] in self.p.search_seeds]
-        claim = next((c for c in self.claims(base) if c["id"] == "proxy-vs-target"), None)
+        claim = next(iter(self.claims(base, ids=("proxy-vs-target",))), None)
         if claim is None or (claim["ci_high"] - claim["ci_low"]) / 2 <= self.p.ci_goal_pp:
             return ()
         return tuple(self.p.extra_search_seeds)
@@ -443,15 +443,18 @@ class Experiments:
         """A claim's side: a policy name, or ``random``: every random policy of the profile."""
         return [f"random-{i}" for i in range(self.p.n_random)] if name == "random" else name
 
-    def claims(self, rows: list[dict] | None = None, budget: str | None = None) -> list[dict]:
-        """This model's claims (:data:`CLAIMS`) at ``budget``: paired differences within QAT seeds
-        with bootstrap CIs (search seeds and QAT seeds resampled) and verdicts, by mpqlib.report.
-        A claim whose policies have no runs yet is left out."""
+    def claims(self, rows: list[dict] | None = None, budget: str | None = None,
+               ids: Iterable[str] | None = None) -> list[dict]:
+        """This model's claims (:data:`CLAIMS`, or those of ``ids``) at ``budget``: paired differences
+        within QAT seeds with bootstrap CIs (search seeds and QAT seeds resampled) and verdicts, by
+        mpqlib.report. A claim whose policies have no runs yet is left out."""
         from . import report
 
         table = self.table(load_runs(self.p) if rows is None else rows, budget)
         out = []
         for cid, (a, b, rule) in CLAIMS.items():
+            if ids is not None and cid not in ids:
+                continue
             try:
                 out.append(report.claim(cid, self.model_name, budget or self.budget_name, table, self.side(a),
                                         self.side(b), rule, n_boot=self.p.bootstrap))

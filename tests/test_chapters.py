@@ -250,12 +250,12 @@ def test_power_verdict_says_when_the_pilot_and_the_positive_control_disagree(tmp
     model = ch.models[0]
     budget = ch.ex(model).budget_name
     (tmp_path / "pilot.json").write_text(json.dumps(
-        {"budgets": {model: {budget: {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3}}}, "power": {model: False}}))
+        {"budgets": {model: {budget: {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3, "ratio": 1.5}}}, "power": {model: False}}))
     passed = {"ci_low": 0.2, "ci_high": 1.0}
     text = ch.power_verdict(model, passed)
     assert text.startswith("pilot ratio 1.5x (< 2: underpowered") and "passes nevertheless" in text
     assert "passes" not in ch.power_verdict(model, {"ci_low": -0.1, "ci_high": 0.5})
     (tmp_path / "pilot.json").write_text(json.dumps(
-        {"budgets": {model: {budget: {"seed_sd_pp": 0.1, "policy_sd_pp": 0.3}}}, "power": {model: True}}))
+        {"budgets": {model: {budget: {"seed_sd_pp": 0.1, "policy_sd_pp": 0.3, "ratio": 3.0}}}, "power": {model: True}}))
     assert ch.power_verdict(model, passed) == "pilot ratio 3.0x (≥ 2: powered by the pre-registered rule), " \
                                               "the positive control passes"
