@@ -488,34 +488,6 @@ class Experiments:
         of another budget's search)."""
         return self.search(name, budget).policy
 
-    def row(self, name: str, seeds: Iterable[int] | None = None) -> dict:
-        """One policy's line of summary.json (search seed 0): search record and QAT accuracy."""
-        res = self.search(name)
-        acc = self.accuracy(res.policy, seeds)
-        rec = res.record
-        return {"method": rec["method"], "search_data": rec["search_data"], "bitops": int(self.cost.bitops(res.policy)),
-                "size_bytes": float(self.cost.size_bytes(res.policy)), "top1_mean": round(acc["top1_mean"], 2),
-                "top1_std": round(acc["top1_std"], 2), "seeds": acc["seeds"], "search_seconds": rec["seconds"],
-                "search_images": rec["images"]}
-
-    def random_row(self, n: int, seed: int = 0) -> dict:
-        """The random baseline: ``n`` random policies, QAT seed ``seed``; mean and spread over policies."""
-        pols = [self.random_policy(i).policy for i in range(n)]
-        top = np.array([self.qat(p, seed)["top1"] for p in pols])
-        return {"method": "random", "search_data": "none", "bitops": int(np.mean([self.cost.bitops(p) for p in pols])),
-                "size_bytes": float(np.mean([self.cost.size_bytes(p) for p in pols])),
-                "top1_mean": round(float(top.mean()), 2), "top1_std": round(float(top.std(ddof=1)), 2) if n > 1 else 0.0,
-                "seeds": [seed], "policies": n, "search_seconds": 0.0, "search_images": 0}
-
-    def summary(self, names: Iterable[str], n_random: int, path: str | os.PathLike | None = None) -> dict:
-        """summary.json of the current chapter 3: one row per policy (means; per-seed values are in runs.json)."""
-        out = {"fp": {"top1": self.meta["top1"], "arch": self.meta["arch"], "checkpoint": self.p.models[self.model_name]},
-               "budget": {"name": self.budget_name, "bitops": int(self.budget)}, "settings": self.p.to_dict(),
-               "policies": {n: self.row(n) for n in names}}
-        out["policies"]["random"] = self.random_row(n_random)
-        write_json(path or self.p.path("summary.json"), out)
-        return out
-
     # ------------------------------------------------------------------ chapter 5
     def correlation_policies(self, budget: str | int | None = None) -> dict[str, Policy]:
         """>= ``n_correlation`` policies spanning target accuracy: the target search's choice,

@@ -1,13 +1,13 @@
 #!/usr/bin/env python
-"""README's "What the reproduction found" block, written from the results files alone.
+"""The "what the reproduction found" block of README.md and book/intro.md, from the results alone.
 
 The block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is generated from
-``results/claims.json`` (paired differences, CIs, verdicts, power, the SEAM head's fit),
-``results/pilot.json`` (the main budget per model) and ``results/efficiency.json`` (measured
-search-cost ratios), so the README never carries a number typed by hand.
+``results/claims.json`` (paired differences, CIs, verdicts, what each says for the paper, power,
+the SEAM head's fit) and ``results/efficiency.json`` (measured search-cost ratios), so neither
+the README nor the book's first page carries a number typed by hand.
 
-    python scripts/readme_results.py            # rewrite the block
-    python scripts/readme_results.py --check    # exit 1 if the block is not what the results give
+    python scripts/readme_results.py            # rewrite the block in both files
+    python scripts/readme_results.py --check    # exit 1 if a block is not what the results give
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def _load(results: Path, name: str) -> dict | None:
 
 def block(results: Path) -> str:
     """The generated markdown (without the markers)."""
+    from mpqlib.chapters import Chapter
     from mpqlib.report import fmt_ci, fmt_pp
 
     claims = _load(results, "claims.json")
@@ -58,12 +59,16 @@ def block(results: Path) -> str:
         if head.get("seam_proxy_acc") is not None:
             lines[-1] += (f" SEAM's head on held-out proxy images: {head['seam_proxy_acc']:.1f}% against a linear "
                           f"probe's {head['linear_probe_acc']:.1f}%.")
-        lines += ["", "| claim | a - b | 95% CI | verdict |", "|---|---:|---|---|"]
-        for c in claims["claims"]:
-            if c["model"] == model:
-                lines.append(f"| {LABELS.get(c['id'], c['id'])} | {fmt_pp(c['estimate_pp'])} | "
-                             f"{fmt_ci(c['ci_low'], c['ci_high'])} | {c['verdict']} |")
-        lines.append("")
+        lines += ["", "| claim | a - b | 95% CI | verdict | for the paper |", "|---|---:|---|---|---|"]
+        mine = [c for c in claims["claims"] if c["model"] == model]
+        for c in mine:
+            lines.append(f"| {LABELS.get(c['id'], c['id'])} | {fmt_pp(c['estimate_pp'])} | "
+                         f"{fmt_ci(c['ci_low'], c['ci_high'])} | {c['verdict']} | {Chapter.stance(c) or 'design check'} |")
+        by = {s: [LABELS.get(c["id"], c["id"]) for c in mine if Chapter.stance(c) == s]
+              for s in ("supports", "contradicts", "undecided")}
+        lines += ["", f"Reproduced (supports the paper): {'; '.join(by['supports']) or 'none'}. "
+                      f"Not reproduced (contradicts it): {'; '.join(by['contradicts']) or 'none'}. "
+                      f"Inside the noise: {'; '.join(by['undecided']) or 'none'}.", ""]
     eff = _load(results, "efficiency.json")
     if eff and eff.get("ratios"):
         parts = []
@@ -78,9 +83,10 @@ def block(results: Path) -> str:
     return "\n".join(lines).rstrip()
 
 
-def render(readme: str, generated: str) -> str:
+def render(readme: str, generated: str, path: Path | str = "README.md") -> str:
     if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"readme_results: README.md has no {BEGIN} ... {END} block")
+        raise SystemExit(f"readme_results: {path} has no {BEGIN} ... {END} block; add the two markers where "
+                         "the results should go")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{generated}\n{END}{tail}"
@@ -88,19 +94,24 @@ def render(readme: str, generated: str) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="exit 1 if README.md's block is stale")
-    ap.add_argument("--readme", type=Path, default=REPO / "README.md")
+    ap.add_argument("--check", action="store_true", help="exit 1 if a file's block is stale")
+    ap.add_argument("--readme", type=Path, nargs="+", default=[REPO / "README.md", REPO / "book" / "intro.md"],
+                    help="files holding the block (default: README.md and book/intro.md)")
     ap.add_argument("--results", type=Path, default=REPO / "results")
     args = ap.parse_args(argv)
-    text = args.readme.read_text()
-    new = render(text, block(args.results))
-    if args.check:
-        if new != text:
-            print("readme_results: README.md's results block is stale; run python scripts/readme_results.py",
-                  file=sys.stderr)
-            return 1
-        return 0
-    args.readme.write_text(new)
+    generated = block(args.results)
+    stale = []
+    for path in args.readme:
+        text = path.read_text()
+        new = render(text, generated, path)
+        if args.check:
+            stale += [path] if new != text else []
+        elif new != text:
+            path.write_text(new)
+    if stale:
+        print(f"readme_results: the results block of {', '.join(map(str, stale))} is stale; "
+              "run python scripts/readme_results.py", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,16 +30,31 @@ def test_block_comes_from_claims_json_and_check_sees_staleness(tmp_path):
     report.claims_json([c], {"m": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.9, "ratio": 3.0}},
                        {"m": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
                        budgets={"m": "w3a2"})
-    readme = tmp_path / "README.md"
+    readme, intro = tmp_path / "README.md", tmp_path / "intro.md"
     readme.write_text("# x\n\n<!-- results:begin -->\nold numbers\n<!-- results:end -->\n\nrest\n")
-    args = ["--readme", str(readme), "--results", str(results)]
+    intro.write_text("# book\n\n<!-- results:begin -->\n<!-- results:end -->\n")
+    args = ["--readme", str(readme), str(intro), "--results", str(results)]
     assert readme_results.main([*args, "--check"]) == 1          # "old numbers" are not what results give
     assert readme_results.main(args) == 0
     text = readme.read_text()
     assert "old numbers" not in text and text.endswith("rest\n")
-    assert "| SEAM vs uniform | +0.50 pp |" in text and "| better |" in text
+    assert "| SEAM vs uniform | +0.50 pp |" in text and "| better | supports |" in text
+    assert "Reproduced (supports the paper): SEAM vs uniform." in text
+    assert intro.read_text().startswith("# book\n\n<!-- results:begin -->\nGenerated from")
     assert "ratio 3.00" in text and "85.0%" in text and "W3A2" in text
     assert readme_results.main([*args, "--check"]) == 0
+
+
+def test_a_file_without_the_markers_is_named(tmp_path):
+    (tmp_path / "results").mkdir()
+    plain = tmp_path / "plain.md"
+    plain.write_text("# no markers\n")
+    try:
+        readme_results.main(["--readme", str(plain), "--results", str(tmp_path / "results")])
+    except SystemExit as e:
+        assert "plain.md" in str(e) and "results:begin" in str(e)
+    else:
+        raise AssertionError("a file without the markers must be refused")
 
 
 def test_the_committed_readme_is_current():
