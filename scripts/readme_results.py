@@ -39,8 +39,7 @@ def _load(results: Path, name: str) -> dict | None:
 
 def block(results: Path) -> str:
     """The generated markdown (without the markers)."""
-    from mpqlib.chapters import Chapter
-    from mpqlib.report import fmt_ci, fmt_pp
+    from mpqlib.chapters import Chapter, model_label
 
     claims = _load(results, "claims.json")
     if claims is None:
@@ -53,17 +52,18 @@ def block(results: Path) -> str:
     for model in models:
         pw = claims["power"].get(model, {})
         head = claims["head"].get(model, {})
-        lines.append(f"**{model}** at the {budgets.get(model, '?').upper()} budget: policy SD "
+        lines.append(f"**{model_label(model)}** at the {budgets.get(model, '?').upper()} budget: policy SD "
                      f"{pw.get('policy_sd_pp', float('nan')):.2f} pp against seed SD {pw.get('seed_sd_pp', float('nan')):.2f} pp "
                      f"(ratio {pw.get('ratio', float('nan')):.2f}; power needs 2).")
         if head.get("seam_proxy_acc") is not None:
             lines[-1] += (f" SEAM's head on held-out proxy images: {head['seam_proxy_acc']:.1f}% against a linear "
                           f"probe's {head['linear_probe_acc']:.1f}%.")
-        lines += ["", "| claim | a - b | 95% CI | verdict | for the paper |", "|---|---:|---|---|---|"]
+        lines += ["", "| claim | a − b (pp) | 95% CI (pp) | verdict | for the paper |", "|---|---:|---|---|---|"]
         mine = [c for c in claims["claims"] if c["model"] == model]
         for c in mine:
-            lines.append(f"| {LABELS.get(c['id'], c['id'])} | {fmt_pp(c['estimate_pp'])} | "
-                         f"{fmt_ci(c['ci_low'], c['ci_high'])} | {c['verdict']} | {Chapter.stance(c) or 'design check'} |")
+            lines.append(f"| {LABELS.get(c['id'], c['id'])} | {c['estimate_pp']:+.2f} | "
+                         f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] | {c['verdict']} | "
+                         f"{Chapter.stance(c) or 'design check'} |")
         by = {s: [LABELS.get(c["id"], c["id"]) for c in mine if Chapter.stance(c) == s]
               for s in ("supports", "contradicts", "undecided")}
         lines += ["", f"Reproduced (supports the paper): {'; '.join(by['supports']) or 'none'}. "

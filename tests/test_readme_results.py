@@ -38,7 +38,7 @@ def test_block_comes_from_claims_json_and_check_sees_staleness(tmp_path):
     assert readme_results.main(args) == 0
     text = readme.read_text()
     assert "old numbers" not in text and text.endswith("rest\n")
-    assert "| SEAM vs uniform | +0.50 pp |" in text and "| better | supports |" in text
+    assert "| SEAM vs uniform | +0.50 | [+0.4" in text and "| better | supports |" in text
     assert "Reproduced (supports the paper): SEAM vs uniform." in text
     assert intro.read_text().startswith("# book\n\n<!-- results:begin -->\nGenerated from")
     assert "ratio 3.00" in text and "85.0%" in text and "W3A2" in text
