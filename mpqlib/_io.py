@@ -74,3 +74,31 @@ def code_version() -> str:
 
 def machine() -> str:
     return f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+# The environment variables that change which CPU kernels torch and its libraries dispatch to.
+NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR",
+                "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as /proc/cpuinfo gives it (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def host() -> dict:
+    """What decides a result's last bits: the CPU capability torch dispatches to, the CPU, threads,
+    library versions and the numerics settings in the environment. Stored beside every cached step."""
+    import numpy
+
+    return {"capability": torch.backends.cpu.get_cpu_capability(), "cpu": cpu_model(),
+            "machine": platform.machine(), "threads": torch.get_num_threads(),
+            "mkldnn": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+            "torch": torch.__version__, "numpy": numpy.__version__, "python": platform.python_version(),
+            "env": {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ}}

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import data as D
-from ._io import read_json, torch_save, write_json
+from ._io import host, read_json, torch_save, write_json
 from .config import (Config, DifferentiableConfig, RandomConfig, SearchConfig,
                      UniformConfig)
 from .cost import CostModel, budget as parse_budget, cost_model, exact_uniform
@@ -129,7 +129,9 @@ class Cache:
         stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
                   # what the step took here, and when it ended: scripts/run_time.py sums a run from these
                   "elapsed_s": round(time.perf_counter() - start, 2),
-                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **result}
+                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  # where it ran: the CPU capability and settings that decide its last bits (not in the key)
+                  "host": host(), **result}
         write_json(self.path(step, config), json.loads(json.dumps(stored, default=str)))
         return stored
 

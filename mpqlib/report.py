@@ -11,7 +11,8 @@ The design the statistics follow (book/method.md, protocol version 2):
   same order, so a policy difference is taken *within* a QAT seed before anything is averaged
   or resampled; the seed's shared luck cancels.
 * **Hierarchy.** A searched policy varies with its search seed, and its accuracy with the QAT
-  seed. The bootstrap resamples both: search seeds (the outer units) and QAT seeds. Because
+  seed. The bootstrap resamples both: search seeds (the outer units, of each side of a
+  comparison on its own: ``a_units`` and ``b_units`` in ``claims.json``) and QAT seeds. Because
   a QAT seed is shared by every search seed (crossed, not nested), one draw of QAT seeds
   serves all units of a replicate (:func:`bootstrap_means` says why and what coverage that
   gives).
@@ -224,25 +225,77 @@ def _interval(reps: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def side_matrices(table, a: str | Sequence[str], b: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's per-seed top-1 over the QAT seeds both ran: rows its outer units (policy x
+    search seed), columns the shared QAT seeds, in the same column order for both."""
+    rows = _rows(table)
+    ua, ub = _units(rows, a), _units(rows, b)
+    seeds = sorted(set().union(*ua) & set().union(*ub), key=str)
+    if not seeds:
+        raise ConfigError(f"{a!r} and {b!r} share no QAT seed: a paired difference needs the same seeds for both")
+    return tuple(np.array([[u.get(q, np.nan) for q in seeds] for u in side], dtype=float) for side in (ua, ub))
+
+
+def bootstrap_difference(ma: np.ndarray, mb: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates of mean(a) - mean(b) where *both* sides' outer units are resampled, each on its
+    own (a's search seeds are not b's), and one draw of QAT seeds serves both, so the difference
+    stays paired within a QAT seed (see :func:`bootstrap_means`). A side with one unit is not
+    drawn: with b fixed this is exactly :func:`bootstrap_means` of the rows a_i - b."""
+    (na, q), nb = ma.shape, mb.shape[0]
+    if (na * q < 2 and nb * q < 2) or q < 1:
+        raise ConfigError(f"a bootstrap CI needs at least two per-seed values per side, got {na}x{q} and {nb}x{q}: "
+                          "run more QAT seeds or search seeds")
+    first, second = (ma, mb) if na > 1 or nb == 1 else (mb, ma)
+    draws = {}
+    n1 = first.shape[0]
+    draws[id(first)] = rng.integers(0, n1, size=(n_boot, n1)) if n1 > 1 else np.zeros((n_boot, 1), int)
+    seeds = rng.integers(0, q, size=(n_boot, q))
+    n2 = second.shape[0]
+    draws[id(second)] = rng.integers(0, n2, size=(n_boot, n2)) if n2 > 1 else np.zeros((n_boot, 1), int)
+
+    def side_means(m: np.ndarray) -> np.ndarray:
+        drawn = m[draws[id(m)][:, :, None], seeds[:, None, :]]
+        return np.nanmean(np.nanmean(drawn, axis=2), axis=1)
+
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a unit whose drawn seeds are all missing
+        reps = side_means(ma) - side_means(mb)
+    reps = reps[np.isfinite(reps)]
+    centre = _grand_mean(ma) - _grand_mean(mb)
+    n_small = min((n for n in (na, nb, q) if n > 1), default=2)
+    return centre + (reps - centre) * math.sqrt(n_small / (n_small - 1))
+
+
 def paired_difference(table, a=None, b=None, *, n_boot: int = 10000, seed: int = 0, level: float = LEVEL,
                       paired: bool = True) -> Difference:
-    """a - b in percentage points with a two-level percentile-bootstrap CI (:func:`bootstrap_means`).
+    """a - b in percentage points with a two-level percentile-bootstrap CI.
 
     ``table`` is the long table with policy names ``a`` and ``b`` (each a name or a list of
-    names, see :func:`paired_matrix`), or directly a matrix of paired differences (rows: outer
-    units, columns: QAT seeds). ``paired=False`` (for comparison only) resamples each side on
-    its own, ignoring that a QAT seed is shared; with shared seed effects its CI is wider.
+    names, see :func:`side_matrices`): both sides' outer units are resampled, each on its own,
+    with one draw of QAT seeds for both (:func:`bootstrap_difference`). ``table`` may instead be
+    a matrix of paired differences (rows: outer units, columns: QAT seeds). ``paired=False``
+    (for comparison only) resamples each side's QAT seeds on their own too, ignoring that a
+    QAT seed is shared; with shared seed effects its CI is wider.
     """
     rng = np.random.default_rng(seed)
+    if a is None and b is None:
+        d = np.asarray(table, float)
+        reps = bootstrap_means(d, n_boot, rng)
+        return Difference(_grand_mean(d), *_interval(reps, level), int(np.isfinite(d).sum()), level)
+    ma, mb = side_matrices(table, a, b) if paired else (_side_matrix(table, a), _side_matrix(table, b))
     if not paired:
-        ma, mb = _side_matrix(table, a), _side_matrix(table, b)
         ra, rb = bootstrap_means(ma, n_boot, rng), bootstrap_means(mb, n_boot, rng)
         reps = ra[:len(rb)] - rb[:len(ra)]
         return Difference(_grand_mean(ma) - _grand_mean(mb), *_interval(reps, level),
                           int(np.isfinite(ma).sum() + np.isfinite(mb).sum()), level)
-    d = np.asarray(table, float) if a is None and b is None else paired_matrix(table, a, b)
-    reps = bootstrap_means(d, n_boot, rng)
-    return Difference(_grand_mean(d), *_interval(reps, level), int(np.isfinite(d).sum()), level)
+    reps = bootstrap_difference(ma, mb, n_boot, rng)
+    n = int(np.isfinite(paired_matrix(table, a, b)).sum())
+    return Difference(_grand_mean(ma) - _grand_mean(mb), *_interval(reps, level), n, level)
+
+
+def units(table, side: str | Sequence[str]) -> int:
+    """How many outer units (policy x search seed) one side of a claim rests on."""
+    return len(_units(_rows(table), side))
 
 
 def mean_ci(values, *, n_boot: int = 10000, seed: int = 0, level: float = LEVEL) -> Estimate:
@@ -299,6 +352,7 @@ def claim(claim_id: str, model: str, budget: str, table, a, b, rule: str = "diff
     d = paired_difference(table, a, b, n_boot=n_boot, seed=seed)
     return {"id": claim_id, "model": model, "budget": str(budget), "estimate_pp": round(d.estimate, 4),
             "ci_low": round(d.ci_low, 4), "ci_high": round(d.ci_high, 4), "n": d.n,
+            "a_units": units(table, a), "b_units": units(table, b),
             "verdict": verdict(d.estimate, d.ci, rule, margin), "rule": rule}
 
 

@@ -223,3 +223,27 @@ def test_mean_ci():
     assert e.estimate == pytest.approx((1.5 + 3.0) / 2) and e.n == 3
     with pytest.raises(ConfigError, match="at least two per-seed values"):
         R.mean_ci([92.0])
+
+
+def test_both_sides_of_a_claim_are_resampled():
+    """A side with one unit is not drawn (identical to resampling the rows a_i - b); with search
+    seeds on both sides, b's own variance widens the interval and a_units/b_units count them."""
+    import numpy as np
+
+    from mpqlib import report
+
+    rng = np.random.default_rng(1)
+    seeds = range(4)
+    rows = [{"policy": "a", "search_seed": s, "qat_seed": q, "top1": 90 + 0.3 * s + rng.normal(0, 0.1)}
+            for s in range(3) for q in seeds]
+    fixed = rows + [{"policy": "b", "search_seed": 0, "qat_seed": q, "top1": 90.2 + rng.normal(0, 0.1)} for q in seeds]
+    one = report.paired_difference(fixed, "a", "b", n_boot=2000)
+    rows_minus_b = report.paired_difference(report.paired_matrix(fixed, "a", "b"), n_boot=2000)
+    assert one.ci == pytest.approx(rows_minus_b.ci, abs=1e-9)
+    spread = rows + [{"policy": "b", "search_seed": s, "qat_seed": q, "top1": 90 + 0.6 * s} for s in range(3)
+                     for q in seeds]
+    d = report.paired_difference(spread, "a", "b", n_boot=2000)
+    assert d.ci_high - d.ci_low > one.ci_high - one.ci_low
+    c = report.claim("x", "m", "w3a3", spread, "a", "b")
+    assert (c["a_units"], c["b_units"]) == (3, 3)
+    assert report.claim("x", "m", "w3a3", fixed, "a", "b")["b_units"] == 1
