@@ -19,6 +19,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -100,55 +101,64 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20, help="SGD steps of each kind (batch 128)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "results/pilots/numerics.json"))
+    ap.add_argument("--summarise", metavar="LOG", help="summarise the runs printed in LOG instead of running")
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
-    runs: dict[tuple[str, str], list[dict]] = {}
-    for r in range(args.rounds):
+    runs: dict[tuple[str, str], list[dict]] = parse_log(args.summarise) if args.summarise else {}
+    for r in range(0 if args.summarise else args.rounds):
         for setting in args.settings:
             for cap in CAPABILITIES:
                 res = run_one(setting, cap, args)
                 runs.setdefault((setting, cap), []).append(res)
                 print(f"round {r}  {setting:24s} {cap:8s} FP {res['fp_cpu_s']:6.1f} cpu-s  QAT {res['qat_cpu_s']:6.1f} cpu-s  "
                       f"weights {res['fp_weights']} {res['qat_weights']}", flush=True)
-    native = statistics.median(x["fp_cpu_s"] + x["qat_cpu_s"] for x in runs[("native", "avx512")]) \
-        if ("native", "avx512") in runs else None
-    summary = {}
-    for setting in args.settings:
-        rows = {cap: runs[(setting, cap)] for cap in CAPABILITIES}
-        same = lambda f: len({rows[c][0][f] for c in CAPABILITIES}) == 1  # noqa: E731
-        stable = all(len({(x["fp_weights"], x["qat_weights"]) for x in rows[c]}) == 1 for c in CAPABILITIES)
-        secs = {c: statistics.median(x["fp_cpu_s"] + x["qat_cpu_s"] for x in rows[c]) for c in CAPABILITIES}
-        summary[setting] = {
-            "identical_across_capabilities": {f: same(f) for f in ("fp_weights", "fp_logits", "qat_weights",
-                                                                    "qat_logits")},
-            "repeatable_within_capability": stable,
-            "cpu_seconds": secs,
-            "cost_vs_native_avx512": {c: round(s / native, 2) for c, s in secs.items()} if native else None,
-        }
-    from mpqlib._io import write_json
-    import platform
+    summary = summarise(runs)
     import torch
 
+    from mpqlib._io import cpu_model, write_json
+
     write_json(args.out, {"workload": {"model": "resnet20", "policy": "the committed SEAM policy", "batch": 128,
-                                       "steps": args.steps, "threads": args.threads, "rounds": args.rounds},
-                          "host": {"cpu": platform.processor() or _cpu_model(), "capability":
+                                       "steps": args.steps, "threads": args.threads, "rounds": args.rounds,
+                                       "log": args.summarise and Path(args.summarise).name},
+                          "host": {"cpu": cpu_model(), "capability":
                                    torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__},
-                          "settings": {k: {"env": SETTINGS[k][0], "mkldnn": SETTINGS[k][1]} for k in args.settings},
+                          "settings": {k: {"env": SETTINGS[k][0], "mkldnn": SETTINGS[k][1]} for k in summary},
                           "host_caps": HOST_CAPS, "summary": summary})
     print(json.dumps(summary, indent=1))
     return 0
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+LINE = re.compile(r"round (\d+)\s+(\S+)\s+(\S+)\s+FP\s+([\d.]+) cpu-s\s+QAT\s+([\d.]+) cpu-s\s+weights (\w+) (\w+)")
+
+
+def parse_log(path: str) -> dict[tuple[str, str], list[dict]]:
+    """The runs a previous invocation printed (a run stopped early keeps what it measured)."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for m in LINE.finditer(Path(path).read_text()):
+        _, setting, cap, fp, qat, wf, wq = m.groups()
+        runs.setdefault((setting, cap), []).append({"fp_cpu_s": float(fp), "qat_cpu_s": float(qat),
+                                                    "fp_weights": wf, "qat_weights": wq})
+    return runs
+
+
+def summarise(runs: dict[tuple[str, str], list[dict]]) -> dict:
+    """Per setting: identical weights across the capabilities measured, and CPU cost against
+    the native setting on AVX-512 (the full run's)."""
+    cpu = lambda rows: statistics.median(x["fp_cpu_s"] + x["qat_cpu_s"] for x in rows)  # noqa: E731
+    native = cpu(runs[("native", "avx512")]) if ("native", "avx512") in runs else None
+    summary = {}
+    for setting in dict.fromkeys(s for s, _ in runs):
+        rows = {c: runs[(setting, c)] for c in CAPABILITIES if (setting, c) in runs}
+        summary[setting] = {
+            "capabilities_measured": list(rows),
+            "identical_across_capabilities": (len({(r[0]["fp_weights"], r[0]["qat_weights"]) for r in rows.values()}) == 1
+                                              if len(rows) > 1 else None),
+            "cpu_seconds": {c: cpu(r) for c, r in rows.items()},
+            "cost_vs_native_avx512": {c: round(cpu(r) / native, 2) for c, r in rows.items()} if native else None,
+        }
+    return summary
 
 
 if __name__ == "__main__":
