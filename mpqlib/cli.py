@@ -5,7 +5,9 @@
     mpq eval   --checkpoint CKPT [--policy P.json]  top-1 on --eval-data (default: Fashion-MNIST test)
     mpq cost   --checkpoint CKPT [--policy P.json]  per-layer table, BitOps and size
     mpq search --method seam --data mnist --budget w3a3   search a policy
-    mpq qat    --policy P.json                      fine-tune under a policy and report top-1
+    mpq qat    --policy P.json --out Q.pt           fine-tune under a policy and report top-1
+    mpq eval   --qat-state Q.pt                     top-1 of the fine-tuned model (its policy and input size)
+    mpq export --qat-state Q.pt --out NAME          NAME.onnx (QDQ) and NAME.mpqw (packed integer weights)
 
 Models: mpqlib's (resnet20, resnet8, mobilenetv1) or torchvision's by name (--model resnet18
 --num-classes 1000 --input-size 3,224,224); --checkpoint reads an mpqlib checkpoint or a plain
@@ -15,15 +17,22 @@ their configs in mpqlib.config, one flag each (--epochs, --margin, --lr-step, ..
 from --config run.yaml; flags win over the file.
 
 Many processes: torchrun --standalone --nproc_per_node=N -m mpqlib.cli train|search|qat ...
-(the batch size stays the global one; rank 0 writes every file).
-Every error is one line `mpq: error: ...` and exit code 2.
+(the batch size stays the global one; rank 0 writes every file and reports every error).
+Every error is one line `mpq: error: ...` and exit code 2, found before the work where it can be
+(unwritable outputs, labels outside the model's classes, a mismatching QAT state); an image
+file that cannot be decoded stops the run when it is read, naming the file. Ctrl-C: exit 130.
+Records: OUT.json beside OUT.pt (train, qat); a command never overwrites another one's record.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import sys
+import tempfile
+import time
 import types
 import typing
 from pathlib import Path
@@ -35,6 +44,7 @@ from .config import METHOD_CONFIGS, QATConfig, TrainConfig, load_config, method_
 from .errors import CheckpointError, ConfigError, DataError, MpqlibError
 
 DEFAULT_CHECKPOINT = "checkpoints/resnet20-fmnist.pt"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the checkout mpqlib runs from
 MPQLIB_LAYOUT = {"FashionMNIST", "MNIST"}  # what `mpq data` stages under --root
 
 
@@ -168,15 +178,32 @@ def _is_mpqlib_arch(name: str | None) -> bool:
     return name in ARCHS
 
 
+def default_checkpoint() -> str:
+    """The default checkpoint: in the current folder, else beside the mpqlib package (a checkout)."""
+    for p in (Path(DEFAULT_CHECKPOINT), PACKAGE_ROOT / DEFAULT_CHECKPOINT):
+        if p.is_file():
+            return str(p)
+    raise CheckpointError(f"no --checkpoint given and the default {DEFAULT_CHECKPOINT} is neither here nor in "
+                          f"{PACKAGE_ROOT}: pass --checkpoint PATH (or --model NAME for an untrained model)")
+
+
+def checkpoint_path(args) -> str | None:
+    """The checkpoint file this command reads (None: an untrained --model)."""
+    if args.checkpoint:
+        return args.checkpoint
+    return None if args.model else default_checkpoint()
+
+
 def load_model(args, classes_hint: int | None = None) -> tuple[torch.nn.Module, dict, tuple[int, int, int]]:
     """(model on the CPU, its metadata, input size C,H,W) from --checkpoint / --model /
-    --num-classes / --input-size; the input size is checked with one forward pass."""
+    --num-classes / --input-size; the input size is checked with one forward pass. ``meta``
+    says where the size came from (``input_size_from``: flag, checkpoint or default)."""
     from .models import build
     from .train import load_checkpoint
 
     channels = args.input_size[0] if args.input_size else None
-    if args.checkpoint or not args.model:
-        path = args.checkpoint or DEFAULT_CHECKPOINT
+    path = checkpoint_path(args)
+    if path:
         model, meta = load_checkpoint(path, arch=args.model, num_classes=args.num_classes, in_channels=channels)
     else:
         classes = args.num_classes or classes_hint or 10
@@ -185,10 +212,91 @@ def load_model(args, classes_hint: int | None = None) -> tuple[torch.nn.Module, 
         if dist.is_main():
             print(f"mpq: note: no --checkpoint: {args.model} starts from random weights", file=sys.stderr)
     size = args.input_size or tuple(meta.get("input_size") or ())
+    meta["input_size_from"] = "flag" if args.input_size else "checkpoint" if size else "default"
     if not size:
-        size = (1, 28, 28) if _is_mpqlib_arch(meta.get("arch")) else (3, 224, 224)
+        size = default_size(meta.get("arch"))
     _probe(model, tuple(size), meta.get("arch"))
     return model, meta, tuple(size)
+
+
+def default_size(arch: str | None) -> tuple[int, int, int]:
+    return (1, 28, 28) if _is_mpqlib_arch(arch) else (3, 224, 224)
+
+
+def check_default_size(arch: str | None, size: tuple[int, ...], size_from: str, data) -> None:
+    """A torchvision model at its default 224 px on images far smaller is refused: the checkpoint
+    did not say what it was trained at, and an upscaled small image gives a wrong accuracy."""
+    from . import data as D
+
+    if size_from != "default" or _is_mpqlib_arch(arch):
+        return
+    native = D.native_size(data)
+    if native and 2 * min(native) <= min(size[-2:]):
+        h, w = native
+        raise ConfigError(f"{arch}: no input size given and none in the checkpoint, so torchvision's default "
+                          f"{'x'.join(map(str, size))} would upscale the {h}x{w} images of {D.describe(data)}; pass "
+                          f"--input-size {size[0]},{h},{w} (the size it was trained at), or --input-size "
+                          f"{','.join(map(str, size))} to upscale on purpose")
+
+
+def check_writable(*paths: tuple[str, str | os.PathLike | None]) -> None:
+    """Each (flag, path) must be writable, checked before any work: the folder exists or can be
+    made, and a file can be created in it."""
+    for flag, path in paths:
+        if path is None:
+            continue
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".mpq-write-check-"):
+                pass
+        except OSError as e:
+            raise ConfigError(f"{flag} {path}: cannot write into {folder} ({e.strerror or e}); "
+                              "give a path in a writable folder") from None
+
+
+def check_labels(model: torch.nn.Module, data, fix: str) -> None:
+    from . import data as D
+    from .models import head
+
+    D.check_labels(data, head(model)[1].out_features, fix)
+
+
+def record_path(out: str | os.PathLike) -> Path:
+    """The JSON record beside a model file: OUT.json for OUT.pt (one rule for every command)."""
+    out = Path(out)
+    if out.suffix == ".json":
+        raise ConfigError(f"--out {out}: the model file needs a name of its own (such as model.pt); "
+                          "its record goes beside it as .json")
+    return out.with_suffix(".json")
+
+
+def check_record_slot(path: Path, kind: str) -> None:
+    """Never overwrite another command's record: ``path`` is new or a record of ``kind``."""
+    if not path.is_file():
+        return
+    try:
+        d = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        d = None
+    other = _record_kind(d)
+    if other != kind:
+        raise ConfigError(f"{path} already holds {'a ' + other + ' record' if other else 'a file mpq did not write'}; "
+                          f"choose another --out so that the {kind} record does not overwrite it")
+
+
+def _record_kind(d) -> str | None:
+    if not isinstance(d, dict):
+        return None
+    if "command" in d:
+        return str(d["command"])
+    if "record" in d and "policy" in d:
+        return "search"
+    if "checkpoint" in d and "arch" in d:
+        return "train"
+    if "schema_version" in d and "bits" in d:
+        return "policy"
+    return None
 
 
 def _probe(model: torch.nn.Module, size: tuple[int, ...], arch) -> None:
@@ -289,44 +397,88 @@ def cmd_train(args) -> int:
     from .train import train_fp
 
     cfg = build_config(args, "train")
-    size = args.input_size or ((1, 28, 28) if _is_mpqlib_arch(args.model) else (3, 224, 224))
+    record = record_path(args.out)
+    check_writable(("--out", args.out))
+    check_record_slot(record, "train")
+    size = args.input_size or default_size(args.model)
     train = train_data(args, size)
+    check_default_size(args.model, size, "flag" if args.input_size else "default", train)
     test = eval_data(args, size)
     model = build(args.model, args.num_classes or D.num_classes(train), size[0])
     _probe(model, size, args.model)
+    check_labels(model, train, "pass --num-classes with the number of classes of --data")
     meta = train_fp(model, cfg, arch=args.model, train=with_workers(train, args, cfg), test=test, out=args.out,
-                    device=args.device, progress=not args.quiet)
-    say(f"{meta['arch']}: top-1 {meta['top1']:.2f}% on {D.describe(test)} after {meta['epochs']} epochs "
+                    device=args.device, progress=not args.quiet, restart=args.restart)
+    say(f"{meta['arch']}: top-1 {meta['top1']:.2f}% on {D.describe(test)} at input {_dims(size)} after {meta['epochs']} epochs "
         f"({meta['train_seconds'] / 60:.1f} min, {dist.world()} process{'es' if dist.world() > 1 else ''}); "
         f"saved {args.out}")
     return 0
 
 
+def _dims(size) -> str:
+    return "x".join(map(str, tuple(size)[-3:]))
+
+
 def cmd_eval(args) -> int:
+    from . import data as D
     from .train import evaluate
 
-    model, meta, size = load_model(args)
-    if args.policy:
-        model = _quantized(model, args)
+    qmodel, meta, size, under = quantized_model(args)
     data = eval_data(args, size)
-    top1 = evaluate(model.to(args.device), data, device=args.device)
-    say(f"{meta['arch']}{' under ' + args.policy if args.policy else ''}: top-1 {top1:.2f}% on {_name(data)}")
+    check_default_size(meta.get("arch"), size, meta["input_size_from"], data)
+    D.check_fits(data, (1, *size))
+    if args.workers:
+        data = torch.utils.data.DataLoader(data, num_workers=args.workers)
+    top1 = evaluate(qmodel.to(args.device), data, device=args.device)
+    say(f"{meta['arch']}{' under ' + under if under else ''}: top-1 {top1:.2f}% on {_name(data)} at input {_dims(size)}")
     return 0
 
 
-def _quantized(model, args):
+def quantized_model(args):
+    """(model, meta, input size, what it runs under) for eval and export: the checkpoint, quantized
+    with --policy or the policy a --qat-state carries, with the QAT state's weights; a QAT state
+    used with another policy, input size or checkpoint than it was trained with is refused."""
     from .policy import Policy
+    from .qat import check_state, load_state
     from .quant import quantize
 
-    qmodel = quantize(model, Policy.load(args.policy).validate(model))
-    if args.qat_state:
+    state, qmeta = load_state(args.qat_state) if args.qat_state else (None, {})
+    if qmeta and not args.checkpoint and not args.model and qmeta.get("checkpoint") and Path(qmeta["checkpoint"]).is_file():
+        args.checkpoint = qmeta["checkpoint"]  # the checkpoint the state was fine-tuned from
+    if qmeta and not args.input_size:
+        args.input_size = tuple(qmeta["input_size"])
+        given_size = None
+    else:
+        given_size = args.input_size
+    model, meta, size = load_model(args)
+    if qmeta and given_size is None:
+        meta["input_size_from"] = "qat-state"
+    if state is None and not args.policy:
+        return model, meta, size, None
+    policy = Policy.load(args.policy).validate(model) if args.policy else None
+    if qmeta:
+        check_state(qmeta, args.qat_state, policy=policy, policy_path=args.policy, input_size=given_size,
+                    checkpoint=checkpoint_path(args))
+        policy = policy or Policy.from_dict(qmeta["policy"]).validate(model)
+    elif state is not None and policy is None:
+        raise CheckpointError(f"{args.qat_state} carries no policy (an older QAT state): pass the --policy it was "
+                              "fine-tuned under")
+    qmodel = quantize(model, policy)
+    if state is not None:
         try:
-            state = torch.load(args.qat_state, map_location="cpu", weights_only=True)
             qmodel.load_state_dict(dist.strip_prefix(state))
-        except (RuntimeError, OSError, AttributeError) as e:
-            raise CheckpointError(f"{args.qat_state} does not fit the model quantized with {args.policy}: "
-                                  f"{str(e).splitlines()[0]}") from e
-    return qmodel
+        except (RuntimeError, AttributeError) as e:
+            raise CheckpointError(f"{args.qat_state} does not fit {meta.get('arch')} under "
+                                  f"{args.policy or 'its policy'}: {_first_mismatch(str(e))}") from None
+    under = f"{args.policy or 'the policy of ' + args.qat_state}" + (f" ({args.qat_state})" if args.policy and args.qat_state else "")
+    return qmodel, meta, size, under
+
+
+def _first_mismatch(text: str) -> str:
+    """The first specific line of torch's load_state_dict error (not its heading)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    detail = lines[1] if len(lines) > 1 else lines[0] if lines else text
+    return detail[:200] + ("..." if len(detail) > 200 else "")
 
 
 def _name(data) -> str:
@@ -377,22 +529,29 @@ def cmd_search(args) -> int:
 
     cfg = build_config(args, "search")
     record_path, policy_path = search_paths(args.out, args.policy_out)
-    model, _, size = load_model(args)
+    check_writable(("--out", record_path), ("--policy-out", policy_path))
+    check_record_slot(record_path, "search")
+    check_record_slot(policy_path, "policy")
+    model, meta, size = load_model(args)
     budget = None if args.budget == "none" else parse_budget(cost_model(model, (1, *size)), args.budget)
     if cfg.method == "uniform":
         cfg = cfg.at_budget(args.budget)  # --budget w3a2: uniform W3A2, exactly on it
     data = None if cfg.method in ("uniform", "random") else train_data(args, size)
+    if data is not None:
+        check_default_size(meta.get("arch"), size, meta["input_size_from"], data)
     val = load_data(args.eval_data, "test", size, args) if args.eval_data else None
     data = with_workers(data, args, cfg) if data is not None else None
     res = search(model, data, budget, cfg, device=args.device, input_size=(1, *size), val_data=val,
                  progress=not args.quiet)
     res = dist.broadcast(res)  # one policy, rank 0's, on every process
+    res.record["input_size"] = list(size)
     with dist.main_process_writes() as writer:
         if writer:
             res.save(record_path)
             res.policy.save(policy_path)
     r = res.record
-    head = f"{r['method']} on {r['search_data']}: {r['bitops']:,} BitOps"
+    on = f" on {r['search_data']}" if data is not None else ""
+    head = f"{r['method']}{on} at input {_dims(size)}: {r['bitops']:,} BitOps"
     say(head + (f" (budget {budget:,}), {r['size_bytes']:,.0f} bytes; {r['seconds']:.1f} s, {r['images']:,} images"
                 if budget else f"; {r['seconds']:.1f} s"),
         *[f"  {n:26s} W{w}A{a}" for n, (w, a) in res.policy.bits.items()],
@@ -401,25 +560,82 @@ def cmd_search(args) -> int:
 
 
 def cmd_qat(args) -> int:
-    from ._io import torch_save, write_json
+    from ._io import write_json
     from .policy import Policy
-    from .qat import qat
-    from .train import state_dict
+    from .qat import qat, save_state
 
     cfg = build_config(args, "qat")
-    model, _, size = load_model(args)
+    record = record_path(args.out) if args.out else None
+    check_writable(("--out", args.out))
+    if record:
+        check_record_slot(record, "qat")
+    model, meta, size = load_model(args)
     policy = Policy.load(args.policy).validate(model)
     train = train_data(args, size)
+    check_default_size(meta.get("arch"), size, meta["input_size_from"], train)
+    check_labels(model, train, "give data with the checkpoint's classes (or a checkpoint trained on these)")
     test = eval_data(args, size)
     qmodel, rec = qat(model, policy, with_workers(train, args, cfg), test, cfg, seed=args.seed, device=args.device,
                       progress=not args.quiet, input_size=(1, *size))
     if args.out:
         with dist.main_process_writes() as writer:
             if writer:
-                torch_save(args.out, state_dict(qmodel))
-                write_json(args.out + ".json", {**rec, "policy": args.policy, "processes": dist.world()})
-    say(f"QAT under {args.policy}: top-1 {rec['top1']:.2f}% ({rec['seconds'] / 60:.1f} min)"
-        + (f"; saved {args.out}" if args.out else ""))
+                save_state(args.out, qmodel, policy, size, checkpoint_path(args), rec)
+                write_json(record, {"command": "qat", **rec, "policy": args.policy, "input_size": list(size),
+                                    "checkpoint": checkpoint_path(args), "qat_state": str(args.out),
+                                    "processes": dist.world()})
+    say(f"QAT under {args.policy} at input {_dims(size)}: top-1 {rec['top1']:.2f}% ({rec['seconds'] / 60:.1f} min)"
+        + (f"; saved {args.out} and {record}" if args.out else ""))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import data as D
+    from . import export as E
+    from .cost import cost_model
+    from .train import evaluate
+
+    if not args.qat_state:
+        raise ConfigError("export needs the fine-tuned model: --qat-state Q.pt (written by `mpq qat --out Q.pt`)")
+    stem = Path(args.out)
+    stem = stem.with_suffix("") if stem.suffix in (".onnx", ".mpqw", ".json") else stem
+    onnx_path, packed, record = (stem.with_name(stem.name + ext) for ext in (".onnx", ".mpqw", ".json"))
+    check_writable(("--out", onnx_path))
+    check_record_slot(record, "export")
+    qmodel, meta, size, _ = quantized_model(args)
+    qmodel = qmodel.cpu().eval()
+    policy = E.policy_of(qmodel)
+    cost_bytes = cost_model(qmodel, (1, *size)).size_bytes(policy)
+    containers = E.to_onnx(qmodel, size, onnx_path, metadata={"mpqlib.policy": json.dumps(policy.to_dict()["bits"]),
+                                                             "mpqlib.input_size": _dims(size)})
+    info = E.save_packed(qmodel, packed)
+    rec = {"command": "export", "onnx": str(onnx_path), "packed": str(packed), "rest": str(info.rest_path),
+           "input_size": list(size), "qat_state": args.qat_state, "checkpoint": checkpoint_path(args),
+           "containers": containers, "packed_bytes": info.bytes, "cost_model_bytes": cost_bytes,
+           "rest_bytes": info.rest_bytes}
+    lines = [f"{meta['arch']} at input {_dims(size)}: wrote {onnx_path} (QDQ: "
+             + ", ".join(f"{n} {k.lower()}" for k, n in sorted(containers.items())) + ")",
+             f"  {packed}: {info.bytes:,} bytes of packed integer weights and step sizes (cost model: "
+             f"{cost_bytes:,.0f} bytes, {100 * (info.bytes / cost_bytes - 1):+.2f}%), plus {info.rest_bytes:,} bytes "
+             f"of 32-bit biases and BatchNorm in {info.rest_path}"]
+    if not args.no_check:
+        data = eval_data(args, size)
+        D.check_fits(data, (1, *size))
+        rec["torch_top1"] = evaluate(qmodel, data, device="cpu")
+        rec["onnx_top1"] = E.onnx_top1(onnx_path, data)
+        gap = abs(rec["onnx_top1"] - rec["torch_top1"])
+        if gap > 0.1:
+            onnx_path.unlink(missing_ok=True)
+            raise ConfigError(f"onnxruntime gives top-1 {rec['onnx_top1']:.2f}% but PyTorch {rec['torch_top1']:.2f}% "
+                              f"on {_name(data)}: the exported model does not compute what the QAT model does; "
+                              f"{onnx_path} was removed")
+        lines.append(f"  top-1 on {_name(data)}: onnxruntime {rec['onnx_top1']:.2f}%, PyTorch {rec['torch_top1']:.2f}%")
+    with dist.main_process_writes() as writer:
+        if writer:
+            from ._io import write_json
+
+            write_json(record, rec)
+    say(*lines, f"saved {record}")
     return 0
 
 
@@ -492,7 +708,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(model="resnet20")
     _data_args(s, "fmnist")
     s.add_argument("--config", default=None, help="YAML file of TrainConfig fields (flags win)")
-    s.add_argument("--out", default=DEFAULT_CHECKPOINT, help="checkpoint to write (atomically, rank 0)")
+    s.add_argument("--out", default=DEFAULT_CHECKPOINT, help="checkpoint to write (atomically, rank 0); its record "
+                   "goes beside it as OUT.json")
+    s.add_argument("--restart", action="store_true",
+                   help="start over instead of resuming an interrupted run of --out (which resumes only with "
+                        "the same settings)")
     add_config_flags(s, {"train": TrainConfig})
     s.set_defaults(func=cmd_train)
 
@@ -523,18 +743,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--policy", required=True)
     s.add_argument("--config", default=None, help="YAML file of QATConfig fields (flags win)")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None, help="write the quantized model's state dict here (+ OUT.json record)")
+    s.add_argument("--out", default=None, help="write the fine-tuned quantized model here, with its policy, input "
+                   "size and checkpoint hash (record: OUT.json beside it)")
     add_config_flags(s, {"qat": QATConfig})
     s.set_defaults(func=cmd_qat)
 
     s = sub.add_parser("eval", help="top-1 of a checkpoint (optionally under a policy) on --eval-data")
     _common(s)
     _model_args(s)
-    s.add_argument("--eval-data", default=None, help="fmnist (default), mnist, optdigits (test split) or imagefolder:PATH")
-    s.add_argument("--policy", default=None, help="policy JSON to quantize with")
-    s.add_argument("--qat-state", default=None, help="state dict of the quantized model after `mpq qat --out`")
+    _eval_args(s)
+    s.add_argument("--policy", default=None, help="policy JSON to quantize with (default: the one --qat-state carries)")
+    s.add_argument("--qat-state", default=None, help="the fine-tuned model written by `mpq qat --out` (it carries its "
+                   "policy, input size and checkpoint hash; another combination is refused)")
     s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("export", help="ONNX (QDQ at each layer's bits) and packed integer weights of a QAT state",
+                       description="Write NAME.onnx, NAME.mpqw (+ NAME.mpqw.rest.pt) and the record NAME.json from "
+                                   "a checkpoint and the QAT state fine-tuned from it; check onnxruntime's top-1 "
+                                   "against PyTorch's on --eval-data.")
+    _common(s)
+    _model_args(s)
+    _eval_args(s)
+    s.add_argument("--qat-state", default=None, help="the fine-tuned model written by `mpq qat --out` (required)")
+    s.add_argument("--policy", default=None, help="must be the policy the QAT state carries (default: that one)")
+    s.add_argument("--out", required=True, help="NAME of the files to write (NAME.onnx, NAME.mpqw, NAME.json)")
+    s.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch top-1 check")
+    s.set_defaults(func=cmd_export)
     return p
+
+
+def _eval_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--eval-data", default=None, help="fmnist (default), mnist, optdigits (test split) or imagefolder:PATH")
+    s.add_argument("--crop", choices=("center", "resize"), default=None,
+                   help="image folders: center or resize (default: center from 64 px, resize below)")
+    s.add_argument("--workers", type=_positive_int("--workers", 0), default=0, metavar="N",
+                   help="loader processes decoding --eval-data images (default 0: none)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -550,8 +793,32 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except MpqlibError as e:
         dist.shutdown(wait=False)
-        print(f"mpq: error: {' '.join(str(e).split())}", file=sys.stderr)
+        _report(f"mpq: error: {_one_line(e)}")
         return 2
+    except KeyboardInterrupt:
+        dist.shutdown(wait=False)
+        _report("mpq: interrupted; no file was left half-written (an interrupted `mpq train` resumes from its last "
+                "finished epoch)")
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of ``e`` on one line; an error raised in a loader worker loses torch's traceback."""
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        text = last.split("Error: ", 1)[1] if last.startswith("mpqlib.errors.") and "Error: " in last else last
+    return " ".join(text.split())
+
+
+def _report(line: str) -> None:
+    """One line on stderr from one process: rank 0 under torchrun. Another rank reports only when
+    rank 0 did not (its error was its own): it waits, and torchrun stops it if rank 0 has failed."""
+    rank = int(os.environ.get("RANK", "0")) if dist.launched() else 0
+    if rank:
+        time.sleep(5)
+        line = line.replace("mpq: ", f"mpq (process {rank}): ", 1)
+    print(line, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -431,6 +431,31 @@ def check_model_takes(model: torch.nn.Module, input_size: tuple[int, ...], data=
         model.train(was)
 
 
+def check_labels(data, classes: int, fix: str) -> None:
+    """Every label of ``data`` must be a class of a model with ``classes`` outputs (0..classes-1);
+    otherwise a :class:`DataError` saying so and ``fix``."""
+    y = labels_of(data)
+    if len(y) and (int(y.max()) >= classes or int(y.min()) < 0):
+        raise DataError(f"{describe(data)} has labels {int(y.min())}..{int(y.max())} but the model has {classes} "
+                        f"classes (labels 0..{classes - 1}): {fix}")
+
+
+def native_size(data) -> tuple[int, int] | None:
+    """(height, width) of the first image file of an image folder as stored on disk, before any
+    resizing; None for data that are not read from image files."""
+    samples = getattr(_base(data), "samples", None)
+    if not samples:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(samples[0][0]) as im:
+            w, h = im.size
+    except OSError:
+        return None
+    return h, w
+
+
 # --------------------------------------------------------------------------- loaders
 class ShuffledBatches(Sampler):
     """Yields index tensors of whole batches, reshuffled per epoch from ``seed + epoch``.
@@ -597,6 +622,19 @@ def take(data, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return _BatchView(base)[idx]
 
 
+def read_image(path: str):
+    """An image file as an RGB PIL image; a file that cannot be decoded (corrupt, truncated, not an
+    image) is a :class:`DataError` naming it: mpqlib refuses such a file rather than skip it, so
+    that every run reads every image of the folder it names."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"image {path} cannot be read ({e}): remove or replace the file, then rerun") from None
+
+
 CROP_RATIO = 0.875  # torchvision's evaluation recipe: resize the short side to 256, centre-crop 224
 
 
@@ -612,7 +650,8 @@ def imagefolder(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 224, 
     evaluation recipe torchvision's ImageNet weights were measured with: 256 -> 224), keeping the
     aspect ratio; ``"resize"`` scales the whole image to H x W. Default: ``"center"`` from 64
     pixels up (photographs), ``"resize"`` below (thumbnails, digits, where a crop would cut the
-    object). The training loops add their own seeded augmentation on top."""
+    object). The training loops add their own seeded augmentation on top. A file that cannot be
+    decoded stops the run with a :class:`DataError` naming it (:func:`read_image`)."""
     from torchvision import datasets, transforms
 
     path = Path(path)
@@ -634,7 +673,7 @@ def imagefolder(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 224, 
     steps += [transforms.Grayscale(1)] if c == 1 else []
     steps += [transforms.ToTensor(), transforms.Normalize(mean, std)]
     try:
-        ds = datasets.ImageFolder(str(path), transform=transforms.Compose(steps))
+        ds = datasets.ImageFolder(str(path), transform=transforms.Compose(steps), loader=read_image)
     except (FileNotFoundError, RuntimeError) as e:
         raise DataError(f"{path} is not an image folder: {e}") from None
     ds.name = f"imagefolder:{path}"

@@ -326,3 +326,12 @@ def latency(run, x, repeats: int = 20) -> float:
         run(x)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+def policy_of(qmodel: nn.Module):
+    """The :class:`~mpqlib.policy.Policy` a quantized model runs under (read from its layers)."""
+    from .policy import Policy, split_layers
+
+    layers = _qlayers(qmodel)
+    searchable, fixed = split_layers(qmodel)
+    return Policy({n: layers[n].bits for n in searchable}, {n: layers[n].bits for n in fixed})

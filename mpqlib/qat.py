@@ -7,18 +7,21 @@ step sizes, BN, biases), crop+flip augmentation, steps initialised on one calibr
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from . import data as D
 from .config import QATConfig
+from .errors import CheckpointError
 from .policy import Policy
 from .quant import quantize
 from .train import evaluate, fit, seed_everything
 
-__all__ = ["QATConfig", "qat"]
+__all__ = ["QATConfig", "qat", "save_state", "load_state", "check_state"]
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -60,3 +63,64 @@ def qat(model: nn.Module, policy: Policy, train, test, cfg: QATConfig | None = N
     top1 = evaluate(qmodel, test, device=device)
     return qmodel, {"top1": top1, "seed": seed, "seconds": hist.seconds, "images": hist.images,
                     "config": cfg.to_dict(), "config_type": type(cfg).__name__}
+
+
+# --------------------------------------------------------------------------- the fine-tuned state
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes (a checkpoint's identity in a QAT state)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_state(path: str | os.PathLike, qmodel: nn.Module, policy: Policy, input_size: tuple[int, ...],
+               checkpoint: str | os.PathLike | None, record: dict | None = None) -> Path:
+    """Write a fine-tuned quantized model with what it was trained with: ``{"state_dict", "meta"}``,
+    ``meta`` holding the policy, the input size (C, H, W) and the sha256 of the full-precision
+    checkpoint it started from, so that :func:`load_state` can refuse any other combination."""
+    from ._io import torch_save
+    from .train import state_dict
+
+    meta = {"kind": "qat", "policy": policy.to_dict(), "input_size": [int(v) for v in tuple(input_size)[-3:]],
+            "checkpoint": str(checkpoint) if checkpoint else None,
+            "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+            **({"top1": round(float(record["top1"]), 2)} if record and "top1" in record else {})}
+    return torch_save(path, {"state_dict": state_dict(qmodel), "meta": meta})
+
+
+def load_state(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(state dict, meta) of a QAT state; a plain state dict (older files) has empty ``meta``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"QAT state {path} not found; write one with `mpq qat --out {path}`")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise CheckpointError(f"QAT state {path} cannot be read ({type(e).__name__}); it is damaged or not a "
+                              "torch file: rerun `mpq qat --out`") from None
+    if isinstance(obj, dict) and isinstance(obj.get("meta"), dict) and obj["meta"].get("kind") == "qat":
+        return obj["state_dict"], obj["meta"]
+    return obj, {}
+
+
+def check_state(meta: dict, path: str | os.PathLike, *, policy: Policy | None, policy_path: str | None,
+                input_size: tuple[int, ...] | None, checkpoint: str | os.PathLike | None) -> None:
+    """Refuse a QAT state used with another policy, input size or checkpoint than it was trained with."""
+    if policy is not None:
+        theirs = Policy.from_dict(meta["policy"])
+        if theirs != policy:
+            differ = [n for n in theirs.all_bits if theirs.all_bits.get(n) != policy.all_bits.get(n)]
+            raise CheckpointError(f"{path} was fine-tuned under another policy than {policy_path} ({len(differ)} layers "
+                                  f"differ, first {differ[0]}: W{theirs.all_bits[differ[0]][0]}A{theirs.all_bits[differ[0]][1]} "
+                                  "there); drop --policy to use the policy the state carries")
+    size = tuple(meta["input_size"])
+    if input_size is not None and tuple(input_size)[-3:] != size:
+        raise CheckpointError(f"{path} was fine-tuned at input {'x'.join(map(str, size))}, not "
+                              f"{'x'.join(map(str, tuple(input_size)[-3:]))}: drop --input-size or pass "
+                              f"--input-size {','.join(map(str, size))}")
+    want = meta.get("checkpoint_sha256")
+    if want and checkpoint is not None and file_sha256(checkpoint) != want:
+        raise CheckpointError(f"{path} was fine-tuned from another checkpoint than {checkpoint} (sha256 differs; it "
+                              f"started from {meta.get('checkpoint')}): pass --checkpoint {meta.get('checkpoint')}")

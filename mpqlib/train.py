@@ -58,7 +58,8 @@ class History:
 def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
         epochs: int, step: Step = cross_entropy, scheduler=None, augment: bool = False, seed: int = 0,
         device: torch.device | str = "cpu", state_path: str | os.PathLike | None = None,
-        desc: str = "train", progress: bool = True, train_mode: bool = True, sync_bn: bool = False) -> History:
+        desc: str = "train", progress: bool = True, train_mode: bool = True, sync_bn: bool = False,
+        settings: dict | None = None) -> History:
     """Train ``model`` for ``epochs`` epochs; returns per-epoch loss, accuracy, seconds and images.
 
     ``loader`` is a DataLoader or anything :func:`mpqlib.data.as_loader` reads (an ``Images``,
@@ -76,7 +77,7 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
     loader = dist.shard(D.as_loader(loader))
     history, start = History(), 0
     if state_path is not None and Path(state_path).exists():
-        start = _resume(state_path, model, optimizer, scheduler, history, device)
+        start = _resume(state_path, model, optimizer, scheduler, history, device, settings)
     net, outside = _parallel(model, optimizer, device, sync_bn)
     samplers = [s for s in (loader.sampler, loader.batch_sampler) if hasattr(s, "set_epoch")]
     for epoch in range(start, epochs):
@@ -116,7 +117,7 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
         if state_path is not None:
             state = {"model": state_dict(model), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict() if scheduler is not None else {},
-                     "history": history.epochs, "epoch": epoch + 1}
+                     "history": history.epochs, "epoch": epoch + 1, "settings": settings or {}}
             with dist.main_process_writes() as writer:
                 if writer:
                     torch_save(state_path, state)
@@ -157,10 +158,18 @@ def _parallel(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.
     return dist.wrap(model, device, sync_bn=sync_bn), False
 
 
-def _resume(state_path, model: nn.Module, optimizer, scheduler, history: History, device: torch.device) -> int:
-    """Load the training state saved by :func:`fit` (by one process or many); the next epoch."""
+def _resume(state_path, model: nn.Module, optimizer, scheduler, history: History, device: torch.device,
+            settings: dict | None = None) -> int:
+    """Load the training state saved by :func:`fit` (by one process or many); the next epoch.
+    ``settings`` must equal the ones saved with the state."""
     try:
         state = torch.load(state_path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged or foreign file: say which and how to go on
+        raise CheckpointError(f"cannot resume from {state_path} ({type(e).__name__}); it is damaged: "
+                              "delete it (or pass --restart) to start this run afresh") from e
+    if settings is not None:
+        _check_settings(state_path, state.get("settings") if isinstance(state, dict) else None, settings)
+    try:
         model.load_state_dict(dist.strip_prefix(state["model"]))
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None:
@@ -170,6 +179,19 @@ def _resume(state_path, model: nn.Module, optimizer, scheduler, history: History
                               "run or is damaged: delete it to start this run afresh") from e
     history.epochs = state["history"]
     return int(state["epoch"])
+
+
+def _check_settings(state_path, saved: dict | None, settings: dict) -> None:
+    """A resumed run continues the interrupted one only with the same settings."""
+    if not saved:
+        raise CheckpointError(f"{state_path} holds an interrupted run whose settings were not recorded: pass "
+                              "--restart to start over (restart=True)")
+    differ = [f"{k} {saved.get(k)!r} -> {settings.get(k)!r}" for k in sorted(set(saved) | set(settings))
+              if saved.get(k) != settings.get(k)]
+    if differ:
+        raise CheckpointError(f"{state_path} holds an interrupted run with other settings ({'; '.join(differ[:4])}"
+                              f"{'; ...' if len(differ) > 4 else ''}): rerun with its settings to resume it, or pass "
+                              "--restart to start over (restart=True)")
 
 
 def state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -314,7 +336,7 @@ def _diff_keys(want: dict, got: dict) -> tuple[list[str], list[str]]:
 def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None, *, train=None, test=None,
              out: str | os.PathLike = "checkpoints/resnet20-fmnist.pt", arch: str | None = None,
              data_root: str | None = None, device: torch.device | str = "cpu", progress: bool = True,
-             **options) -> dict:
+             restart: bool = False, **options) -> dict:
     """Train a model (SGD + Nesterov, one-cycle cosine, crop+flip) and save it as a checkpoint.
 
     ``model`` is an architecture name (:func:`mpqlib.models.build`, sized to ``train``'s classes
@@ -322,7 +344,8 @@ def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None
     :func:`load_checkpoint` rebuilds it). ``cfg`` is a :class:`~mpqlib.config.TrainConfig`; keyword
     ``options`` (``epochs=2``, ...) replace its fields. ``train``/``test`` are any datasets or
     loaders (default: Fashion-MNIST's splits). Resumable: the training state after each epoch
-    lives beside ``out`` until the run ends. Under torchrun the processes share every batch and
+    lives beside ``out`` until the run ends; a rerun with other settings (data, input size,
+    config) refuses to resume unless ``restart`` (which starts over). Under torchrun the processes share every batch and
     rank 0 writes. Returns the checkpoint's metadata (accuracy, time, ...).
     """
     from .models import build
@@ -346,8 +369,13 @@ def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * len(dl), pct_start=0.15,
                                                 anneal_strategy="cos", div_factor=10, final_div_factor=100)
     state = out.with_name(out.name + ".state")
+    if restart and dist.is_main():
+        state.unlink(missing_ok=True)
+    dist.barrier()
+    settings = {"arch": name, "data": D.describe(train), "train_images": len(D.as_loader(train).dataset),
+                "input_size": list(shape), **cfg.to_dict()}
     hist = fit(model, dl, opt, epochs=cfg.epochs, scheduler=sched, augment=True, seed=cfg.seed, device=device,
-               state_path=state, desc=f"{name} fp", progress=progress, sync_bn=cfg.sync_bn)
+               state_path=state, desc=f"{name} fp", progress=progress, sync_bn=cfg.sync_bn, settings=settings)
     top1 = evaluate(model, test, device=device)
     meta = {"arch": name, "dataset": D.describe(train), "num_classes": classes, "in_channels": shape[0],
             "input_size": list(shape), **cfg.to_dict(), "processes": dist.world(), "top1": round(top1, 2),
