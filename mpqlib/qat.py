@@ -84,7 +84,7 @@ def save_state(path: str | os.PathLike, qmodel: nn.Module, policy: Policy, input
     from .train import state_dict
 
     meta = {"kind": "qat", "policy": policy.to_dict(), "input_size": [int(v) for v in tuple(input_size)[-3:]],
-            "checkpoint": str(checkpoint) if checkpoint else None,
+            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
             **({"top1": round(float(record["top1"]), 2)} if record and "top1" in record else {})}
     return torch_save(path, {"state_dict": state_dict(qmodel), "meta": meta})
