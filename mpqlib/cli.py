@@ -54,6 +54,12 @@ def say(*lines: str) -> None:
         print(*lines, sep="\n", flush=True)
 
 
+def say_err(line: str) -> None:
+    """A note on stderr, from rank 0 only."""
+    if dist.is_main():
+        print(line, file=sys.stderr, flush=True)
+
+
 # --------------------------------------------------------------------------- values
 def _positive_int(flag: str, low: int = 1):
     def parse(text: str) -> int:
@@ -209,8 +215,7 @@ def load_model(args, classes_hint: int | None = None) -> tuple[torch.nn.Module, 
         classes = args.num_classes or classes_hint or 10
         model = build(args.model, classes, channels or (1 if _is_mpqlib_arch(args.model) else 3))
         meta = {"arch": args.model, "num_classes": classes, "source": "untrained"}
-        if dist.is_main():
-            print(f"mpq: note: no --checkpoint: {args.model} starts from random weights", file=sys.stderr)
+        say_err(f"mpq: note: no --checkpoint: {args.model} starts from random weights")
     size = args.input_size or tuple(meta.get("input_size") or ())
     meta["input_size_from"] = "flag" if args.input_size else "checkpoint" if size else "default"
     if not size:
@@ -533,7 +538,13 @@ def cmd_search(args) -> int:
     check_record_slot(record_path, "search")
     check_record_slot(policy_path, "policy")
     model, meta, size = load_model(args)
-    budget = None if args.budget == "none" else parse_budget(cost_model(model, (1, *size)), args.budget)
+    cm = cost_model(model, (1, *size))
+    budget = None if args.budget == "none" else parse_budget(cm, args.budget)
+    top = max(cfg.candidates)
+    if budget is not None and budget > cm.uniform_bitops(top):
+        say_err(f"mpq: note: budget {args.budget} ({budget:,} BitOps) is out of reach: every searched layer at the "
+                f"largest candidate, W{top}A{top}, takes {cm.uniform_bitops(top):,}; the policy will be W{top}A{top} "
+                "throughout (add larger bits to --candidates to use more)")
     if cfg.method == "uniform":
         cfg = cfg.at_budget(args.budget)  # --budget w3a2: uniform W3A2, exactly on it
     data = None if cfg.method in ("uniform", "random") else train_data(args, size)

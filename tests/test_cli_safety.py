@@ -212,3 +212,11 @@ def test_under_torchrun_an_error_is_reported_once(tmp_path):
     lines = [ln for ln in run.stderr.splitlines() if ln.startswith(("mpq:", "mpq ("))]  # not torchrun's own summary
     assert lines == ["mpq: error: unknown search data 'nosuchdata'; choose mnist, optdigits, fmnist4, fmnist, "
                      "or NAME:N (e.g. mnist:50)"], run.stderr[-2000:]
+
+
+def test_an_out_of_reach_budget_says_so(tmp_path, capsys):
+    assert main(["search", "--checkpoint", str(CKPT), "--method", "uniform", "--budget", "w16a16",
+                 "--out", str(tmp_path / "u.json"), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "out of reach" in captured.err and "W6A6" in captured.err
+    assert " on none" not in captured.out and "at input 1x28x28" in captured.out
