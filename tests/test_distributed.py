@@ -193,6 +193,6 @@ def test_torchrun_search_matches_one_process_and_qat_writes_once(tmp_path):
     stdout, writes = _torchrun(tmp_path, "qat", "--checkpoint", str(CKPT), "--policy", str(tmp_path / "two.policy.json"),
                                "--data", "fmnist:4", "--eval-data", "optdigits", "--epochs", "1", "--batch-size", "20",
                                "--out", str(tmp_path / "q.pt"))
-    assert sorted(writes) == ["0 q.pt", "0 q.pt.json"] and "top-1" in stdout
-    state = torch.load(tmp_path / "q.pt", weights_only=True)
+    assert sorted(writes) == ["0 q.json", "0 q.pt"] and "top-1" in stdout
+    state = torch.load(tmp_path / "q.pt", weights_only=True)["state_dict"]
     assert not any(k.startswith("module.") for k in state)
