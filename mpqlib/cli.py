@@ -551,6 +551,8 @@ def cmd_search(args) -> int:
     if data is not None:
         check_default_size(meta.get("arch"), size, meta["input_size_from"], data)
     val = load_data(args.eval_data, "test", size, args) if args.eval_data else None
+    if cfg.method == "hawq":
+        _hawq_note(cfg, data, args.quiet)
     data = with_workers(data, args, cfg) if data is not None else None
     res = search(model, data, budget, cfg, device=args.device, input_size=(1, *size), val_data=val,
                  progress=not args.quiet)
@@ -568,6 +570,15 @@ def cmd_search(args) -> int:
         *[f"  {n:26s} W{w}A{a}" for n, (w, a) in res.policy.bits.items()],
         f"saved {record_path} (record) and {policy_path} (policy)")
     return 0
+
+
+def _hawq_note(cfg, data, quiet: bool) -> None:
+    """HAWQ runs its Hessian traces without a progress bar: say what it does and on how many images."""
+    n = min(cfg.images, len(data))
+    fewer = f" (all of {len(data)}: fewer than --images {cfg.images})" if n < cfg.images else ""
+    if not quiet or fewer:
+        say_err(f"mpq: hawq: Hessian traces on {n} images{fewer}, {cfg.iters} Hutchinson iterations per layer "
+                f"({1 + 2 * cfg.iters} passes over them); no progress bar until it ends")
 
 
 def cmd_qat(args) -> int:

@@ -220,3 +220,11 @@ def test_an_out_of_reach_budget_says_so(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "out of reach" in captured.err and "W6A6" in captured.err
     assert " on none" not in captured.out and "at input 1x28x28" in captured.out
+
+
+@pytest.mark.slow
+def test_hawq_says_what_it_does_and_on_how_many_images(tmp_path, capsys):
+    assert main(["search", "--checkpoint", str(CKPT), "--method", "hawq", "--data", "mnist:3", "--iters", "1",
+                 "--budget", "w4a4", "--out", str(tmp_path / "h.json"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "hawq: Hessian traces on 30 images (all of 30: fewer than --images 512)" in err
