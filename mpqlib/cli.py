@@ -450,13 +450,11 @@ def quantized_model(args):
     state, qmeta = load_state(args.qat_state) if args.qat_state else (None, {})
     if qmeta and not args.checkpoint and not args.model and qmeta.get("checkpoint") and Path(qmeta["checkpoint"]).is_file():
         args.checkpoint = qmeta["checkpoint"]  # the checkpoint the state was fine-tuned from
-    if qmeta and not args.input_size:
-        args.input_size = tuple(qmeta["input_size"])
-        given_size = None
-    else:
-        given_size = args.input_size
+    given_size = args.input_size
+    if qmeta and not given_size:
+        args.input_size = tuple(qmeta["input_size"])  # the size it was fine-tuned at
     model, meta, size = load_model(args)
-    if qmeta and given_size is None:
+    if qmeta and not given_size:
         meta["input_size_from"] = "qat-state"
     if state is None and not args.policy:
         return model, meta, size, None
@@ -475,7 +473,9 @@ def quantized_model(args):
         except (RuntimeError, AttributeError) as e:
             raise CheckpointError(f"{args.qat_state} does not fit {meta.get('arch')} under "
                                   f"{args.policy or 'its policy'}: {_first_mismatch(str(e))}") from None
-    under = f"{args.policy or 'the policy of ' + args.qat_state}" + (f" ({args.qat_state})" if args.policy and args.qat_state else "")
+    under = args.policy or f"the policy of {args.qat_state}"
+    if args.policy and args.qat_state:
+        under += f" ({args.qat_state})"
     return qmodel, meta, size, under
 
 
