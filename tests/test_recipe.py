@@ -58,7 +58,7 @@ def test_resnet18_search_on_an_image_folder_then_qat_on_its_policy(folders, caps
                  "--policy", str(policy), "--epochs", "1", "--batch-size", "20", "--device", "cpu",
                  "--out", str(qout), "--quiet"]) == 0
     assert "top-1" in capsys.readouterr().out
-    qrec = json.loads(Path(str(qout) + ".json").read_text())
+    qrec = json.loads(qout.with_suffix(".json").read_text())  # OUT.json beside OUT.pt
     assert qrec["images"] == CLASSES * PER_CLASS and 0 <= qrec["top1"] <= 100
 
 
