@@ -255,6 +255,9 @@ def check_writable(*paths: tuple[str, str | os.PathLike | None]) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".mpq-write-check-"):
                 pass
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"{flag} {path}: cannot write into {folder}: a file is in the way of that folder; "
+                              "give a path in a writable folder") from None
         except OSError as e:
             raise ConfigError(f"{flag} {path}: cannot write into {folder} ({e.strerror or e}); "
                               "give a path in a writable folder") from None
