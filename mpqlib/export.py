@@ -169,7 +169,7 @@ def load_packed(path: str | os.PathLike, model: nn.Module) -> nn.Module:
     if not rp.is_file():
         raise CheckpointError(f"{rp} (biases and BatchNorm of {path}) not found: it is written beside the packed file")
     rest = torch.load(rp, map_location="cpu", weights_only=True)
-    missing, unexpected = qmodel.load_state_dict(rest, strict=False)
+    _, unexpected = qmodel.load_state_dict(rest, strict=False)
     if unexpected:
         raise CheckpointError(f"{rp} holds tensors {unexpected[:3]} that {type(model).__name__} does not have")
     return qmodel.eval()
@@ -216,7 +216,7 @@ def _rewrite_qdq(model) -> dict[str, int]:
 
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    nodes, new_inits, used, counts = [], [], {}, {}
+    nodes, new_inits, counts = [], [], {}
     for node in graph.node:
         if node.domain != "mpq":
             nodes.append(node)
@@ -226,7 +226,8 @@ def _rewrite_qdq(model) -> dict[str, int]:
         x, step_name = node.input
         step = numpy_helper.to_array(inits[step_name]).astype(np.float32).reshape(())
         ctype, low, high = _container(qn, qp)
-        counts[TensorProto.DataType.Name(ctype)] = counts.get(TensorProto.DataType.Name(ctype), 0) + 1
+        kind = TensorProto.DataType.Name(ctype)
+        counts[kind] = counts.get(kind, 0) + 1
         base = node.output[0].strip("/").replace("/", "_")
         scale, zero = f"{base}_scale", f"{base}_zero_point"
         new_inits += [numpy_helper.from_array(step, scale), helper.make_tensor(zero, ctype, [], [0])]
@@ -236,7 +237,6 @@ def _rewrite_qdq(model) -> dict[str, int]:
             new_inits.append(helper.make_tensor(f"{x}_codes", ctype, list(codes.shape), codes.flatten().tolist()))
             nodes.append(helper.make_node("DequantizeLinear", [f"{x}_codes", scale, zero], list(node.output),
                                           name=f"{base}_dq"))
-            used[x] = used.get(x, 0)
             continue
         src = x
         if -qn > low or qp < high:  # a range narrower than the container: clamp first, as LSQ does

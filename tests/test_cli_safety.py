@@ -6,8 +6,6 @@ PNG), the committed ResNet-8 checkpoint, and QAT states made with mpqlib's own q
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path

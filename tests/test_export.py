@@ -22,7 +22,7 @@ from mpqlib.errors import CheckpointError
 from mpqlib.policy import Policy, split_layers
 from mpqlib.qat import qat
 from mpqlib.quant import quantize, quantized_layers
-from mpqlib.train import evaluate, load_checkpoint
+from mpqlib.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 BITS = ((2, 4), (3, 3), (4, 8), (5, 2), (6, 5), (8, 6))
