@@ -69,6 +69,7 @@ def qat_state(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- no silent wrong answer
+@pytest.mark.slow
 def test_eval_of_a_qat_state_without_policy_uses_the_policy_it_carries(qat_state, capsys):
     tmp, _, top1 = qat_state
     assert main(["eval", "--checkpoint", str(CKPT), "--qat-state", str(tmp / "q.pt"), "--eval-data", "optdigits"]) == 0
@@ -79,6 +80,7 @@ def test_eval_of_a_qat_state_without_policy_uses_the_policy_it_carries(qat_state
     assert f"top-1 {top1:.2f}%" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_qat_state_under_another_policy_size_or_checkpoint_is_refused(qat_state, tmp_path, capsys):
     tmp, policy, _ = qat_state
     other = Policy({n: (4, 4) for n in policy.bits})
@@ -129,6 +131,7 @@ def _interrupted_train(argv, monkeypatch, capsys) -> None:
     assert len(err) == 1 and "interrupted" in err[0]
 
 
+@pytest.mark.slow
 def test_resume_only_with_the_interrupted_runs_settings(tmp_path, monkeypatch, capsys):
     out = tmp_path / "m.pt"
     base = ["train", "--model", "resnet8", "--data", "fmnist:2", "--eval-data", "optdigits", "--epochs", "1",
