@@ -45,7 +45,7 @@ try:
     same = sum(g[k] == c[k] for k in g)
     print(f"policy: {same}/{len(g)} layers agree between CUDA and CPU; search seconds cuda "
           f"{rec['cuda']['seconds']:.1f}, cpu {rec['cpu']['seconds']:.1f}")
-    print("qat top-1 on CUDA:", json.load(open(f"{out}/qat-cuda.pt.json"))["top1"])
+    print("qat top-1 on CUDA:", json.load(open(f"{out}/qat-cuda.json"))["top1"])
 except (OSError, KeyError) as e:
     print("comparison skipped:", e)
 EOF
@@ -60,7 +60,7 @@ check torchrun-qat timeout 240 $PY -m torch.distributed.run --standalone --nproc
     --checkpoint $CKPT --data fmnist --policy "$OUT/seam-cuda.policy.json" --epochs 1 --train-images 15000 --seed 0 \
     --device cuda --sync-bn --quiet --out "$OUT/qat-ddp.pt"
 grep -h -i "nccl\|backend" "$OUT"/torchrun-*.log | head -5
-$PY -c "import json; print('ddp qat top-1:', json.load(open('$OUT/qat-ddp.pt.json'))['top1'])" 2>/dev/null
+$PY -c "import json; print('ddp qat top-1:', json.load(open('$OUT/qat-ddp.json'))['top1'])" 2>/dev/null
 
 step "the torchvision recipe on CUDA: resnet18, ImageFolders of real 32x32 images"
 check recipe-cuda $PY - "$OUT" <<'EOF'
