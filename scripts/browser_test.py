@@ -5,25 +5,37 @@ a reader would trip over.
 
 SRC is a book source folder whose build is in SRC/_build/html (bash scripts/build_book.sh SRC).
 Every page is opened in Debian's Chromium (/usr/bin/chromium, driven by playwright; no browser is
-downloaded) over file:// and over a local HTTP server on 127.0.0.1, at desktop size (1280x900)
+downloaded) over file:// and over a local HTTP server on 127.0.0.1, at desktop size (1366x900)
 and at phone size (390x844), with the network blocked: any request that is not for the book
 itself is aborted and counted as a failure. A page fails on
 
 - network  a request outside the book (aborted), a file or URL of the book that does not load;
 - console  an error in the browser console or an uncaught exception;
-- images   an image that did not decode (naturalWidth 0);
+- images   an image that did not decode (naturalWidth 0), or whose alt text is empty or a file
+           path (a reader who cannot see it learns nothing);
+- figures  a picture in the text that is not a numbered figure with a caption, or that is drawn
+           at less than twice its displayed width on a desktop (blurred on every phone and on
+           high-density screens; SVG passes);
 - links    a link into the book whose page or anchor does not exist;
 - math     math that MathJax did not render (TeX delimiters left in the text, a .math element
-           without mjx-container, a MathJax error), or a display equation wider than the text
-           column on a desktop (on a phone it may scroll inside its own box);
-- width    a page wider than the window, or content of the text column wider than the column
-           that is neither inside a scroll box that fits (wide tables, code) nor fitting itself;
+           without mjx-container, a MathJax error), TeX that a string escape broke (a TAB,
+           backspace, form feed or carriage return in the TeX: `\tfrac12` written in a Python
+           string becomes TAB + "frac12"), TeX command names shown as letters ("frac12"), or a
+           display equation wider than the text column on a desktop (on a phone it may scroll
+           inside its own box, with a cue);
+- width    a page wider than the window; content of the text column wider than the column that
+           is neither inside a scroll box that fits (wide tables, code) nor fitting itself; a
+           scroll box whose content overflows without a visible cue (an element of class
+           scroll-cue beside it, or a scroll shadow); a table or figure caption that does not fit
+           the column or is cut by a scroll box; a table column so narrow that a cell of three or
+           more words wraps one word per line;
 - text     visible text that looks like a warning, a traceback, an object repr or a local path;
 - nav      on a phone, the primary sidebar toggle does not open the table of contents (and the
            secondary toggle, where shown, not the page contents); on a desktop, the table of
            contents is not shown, the toggle does not hide and show it again, or more than one
            search box is shown, or a top bar shows nothing but a search box;
-- search   (search.html only) the offline search finds nothing for a word every book has.
+- search   (search.html only) the offline search finds nothing for a word every book has, or
+           its results show titles without any text of the page.
 
 Screenshots of every page (desktop and phone, full page, and the phone with the menu open) are
 saved under SRC/_build/screenshots/ (or --screenshots DIR). The script prints one row per page and mode, the problems
@@ -53,8 +65,9 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
-CHECKS = ("network", "console", "images", "links", "math", "width", "text", "nav", "search")
+VIEWPORTS = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+CHECKS = ("network", "console", "images", "figures", "links", "math", "width", "text", "nav", "search")
+MIN_DENSITY = 1.9  # pixels drawn per pixel shown: a figure rendered at 2x passes
 MAX_PER_CHECK = 6    # problems listed per check and page; the count is always complete
 TIMEOUT_MS = 30_000
 
@@ -67,6 +80,14 @@ NOISE = re.compile("|".join([
 ]))
 # TeX that MathJax should have replaced: \( \) \[ \] $$ \begin{ and $x$ in running text.
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\begin\{|(?<![\w$])\$[^\s$][^$\n]{0,200}?(?<![\s\\])\$")
+
+# TeX command names that a reader sees as letters: the backslash was eaten by a string escape
+# (\t, \f, \b, \r) or forgotten.
+TEX_WORDS = re.compile(r"(?<![A-Za-z\\])(?:[td]?frac(?=[\d{])|mathcal\{|mathbb\{|mathrm\{|operatorname\{|lVert|rVert)")
+# Characters that a string escape leaves where a TeX command began.
+TEX_CONTROL = re.compile(r"[\t\x07\x08\x0b\x0c\r]")
+# Alt text that is a file name or path, not a description.
+PATH_ALT = re.compile(r"^\S*\.(?:png|jpe?g|gif|svg|webp)$|^\S*/\S*$|^_images\b", re.I)
 
 # Skipped when listing pages: the theme's and MathJax's files, sources, images.
 NOT_PAGES = ("_static", "_sources", "_images", "_sphinx_design_static", "mathjax")
@@ -94,8 +115,19 @@ INSPECT_JS = """() => {
     return r.width > 0 && r.height > 0 && s.visibility !== 'hidden'; };
   const describe = e => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
     + [...e.classList].slice(0, 3).map(c => '.' + c).join('');
-  out.images = [...document.images].map(i => ({src: i.currentSrc || i.src,
-    broken: !i.complete || i.naturalWidth === 0}));
+  out.images = [...document.images].map(i => {
+    const fig = i.closest('figure'), cap = fig && fig.querySelector('figcaption');
+    return {src: i.currentSrc || i.src, broken: !i.complete || i.naturalWidth === 0,
+      alt: i.getAttribute('alt'), content: !!i.closest('.bd-article') && shown(i),
+      natural: i.naturalWidth, shown_width: i.getBoundingClientRect().width,
+      svg: /\.svg(\?|#|$)|^data:image\/svg/i.test(i.currentSrc || i.src),
+      caption: cap ? cap.innerText.trim() : null,
+      numbered: !!(cap && cap.querySelector('.caption-number'))};
+  });
+  // The TeX MathJax was given (string escapes show up here), and the text it rendered.
+  out.tex = [];
+  try { for (const item of MathJax.startup.document.math) out.tex.push(item.math); } catch (e) {}
+  out.math_text = [...document.querySelectorAll('mjx-assistive-mml')].map(m => m.textContent).join(' ');
   out.links = [...document.querySelectorAll('a[href]')].map(a => a.href);
   // Math.
   const maths = [...document.querySelectorAll('.math')];
@@ -144,6 +176,49 @@ INSPECT_JS = """() => {
       out.wide.push(describe(e) + ' ' + Math.round(r.width) + ' px'
         + (ox === 'visible' ? '' : ' (clipped by ' + describe(box) + ', overflow ' + ox + ')'));
     }
+    // Scroll boxes whose content overflows: each needs a visible cue.
+    const cued = b => {
+      const bg = e => e && /gradient/.test(getComputedStyle(e).backgroundImage);
+      const cue = e => e && e.classList && e.classList.contains('scroll-cue') && shown(e);
+      return bg(b) || cue(b.previousElementSibling) || cue(b.nextElementSibling)
+        || [...b.children].some(cue);
+    };
+    out.uncued = [];
+    for (const b of col.querySelectorAll('*')) {
+      const s = getComputedStyle(b);
+      if (!shown(b) || !(s.overflowX === 'auto' || s.overflowX === 'scroll')) continue;
+      if (b.scrollWidth <= b.clientWidth + 1 || cued(b)) continue;
+      if (b.closest('mjx-container') && b.tagName.startsWith('MJX-') && b.tagName !== 'MJX-CONTAINER') continue;
+      out.uncued.push(describe(b) + ' ' + b.scrollWidth + ' px in a ' + b.clientWidth + ' px box');
+    }
+    // Captions fit the column and are never cut by a scroll box.
+    out.captions = [];
+    for (const c of col.querySelectorAll('caption, figcaption')) {
+      if (!shown(c)) continue;
+      const r = c.getBoundingClientRect();
+      let box = c.parentElement, cut = false;
+      while (box && box !== col) {
+        const s = getComputedStyle(box);
+        if (s.overflowX !== 'visible') { const br = box.getBoundingClientRect();
+          if (r.left < br.left - 1 || r.right > br.right + 1) { cut = true; break; } }
+        box = box.parentElement;
+      }
+      if (cut || !fits(r)) out.captions.push(c.innerText.trim().slice(0, 60) + ' (' + Math.round(r.width)
+        + ' px' + (cut ? ', cut by ' + describe(box) : '') + ')');
+    }
+    // Table cells of three or more words shown one word per line: a column squeezed too narrow.
+    out.squeezed = [];
+    for (const td of col.querySelectorAll('td, th')) {
+      const words = td.innerText.trim().split(/\s+/).filter(w => w.length > 1);
+      if (words.length < 3 || !shown(td)) continue;
+      const range = document.createRange(); range.selectNodeContents(td);
+      // Lines: the distinct tops of the text's boxes, boxes of one line (inline code, links) merged.
+      const tol = 0.8 * parseFloat(getComputedStyle(td).fontSize);
+      const tops = [...range.getClientRects()].filter(r => r.width > 0).map(r => r.top).sort((a, b) => a - b);
+      const lines = tops.filter((t, i) => i === 0 || t - tops[i - 1] > tol).length;
+      if (lines >= words.length) out.squeezed.push(td.innerText.trim().slice(0, 60)
+        + ' (' + Math.round(td.getBoundingClientRect().width) + ' px wide, ' + lines + ' lines)');
+    }
     for (const m of col.querySelectorAll('mjx-container[display="true"]')) {
       const w = m.querySelector('mjx-math'); if (!w) continue;
       const mw = w.getBoundingClientRect().width;
@@ -151,6 +226,7 @@ INSPECT_JS = """() => {
     }
   } else {
     out.column_width = null;
+    out.uncued = []; out.captions = []; out.squeezed = [];
   }
   out.text = document.body.innerText;
   // Navigation elements.
@@ -179,6 +255,11 @@ VISIBLE_LINKS_JS = """(selector) => [...document.querySelectorAll(selector)].fil
   const hit = document.elementFromPoint(r.left + Math.min(r.width / 2, 20), r.top + r.height / 2);
   return !!hit && (hit === a || a.contains(hit) || hit.contains(a));
 }).length"""
+
+# Every search result shows some text of its page beside its title.
+SEARCH_TEXT_JS = """() => { const items = [...document.querySelectorAll('#search-results li, ul.search li')];
+  return items.length > 0 && items.every(li => { const a = li.querySelector('a');
+    return li.innerText.trim().length > (a ? a.innerText.trim().length : 0) + 20; }); }"""
 
 TOC_LINKS = ".bd-docs-nav a, nav.bd-links a"
 PAGE_TOC_LINKS = ".bd-toc-nav a, #pst-page-toc-nav a, .page-toc a"
@@ -338,11 +419,14 @@ def check_content(page, result: PageResult, html_dir: Path, base_url: str, viewp
     """All the checks of a loaded page that do not click anything."""
     data = page.evaluate(INSPECT_JS)
     tag = viewport
-    for check in ("network", "console", "images", "math", "width", "text"):
+    for check in ("network", "console", "images", "figures", "math", "width", "text"):
         result.ran.add(check)
     for img in data["images"]:
+        src = img["src"][len(base_url):] if img["src"].startswith(base_url) else img["src"][:80]
         if img["broken"]:
-            result.add("images", f"{tag}: broken image {img['src'][len(base_url):] or img['src']}")
+            result.add("images", f"{tag}: broken image {src}")
+        if img["content"]:
+            check_figure(result, tag, src, img, desktop=viewport == "desktop")
     if viewport == "desktop":  # links and text do not depend on the window's size
         result.ran.add("links")
         for href in sorted(set(data["links"])):
@@ -358,6 +442,11 @@ def check_content(page, result: PageResult, html_dir: Path, base_url: str, viewp
         result.add("math", f"{tag}: {data['math_errors']} MathJax errors")
     for m in sorted({m.group(0) for m in RAW_TEX.finditer(data["prose"])}):
         result.add("math", f"{tag}: raw TeX in the text: {m[:80]!r}")
+    for tex in data["tex"]:
+        if TEX_CONTROL.search(tex):
+            result.add("math", f"{tag}: a control character in the TeX (a string escape ate a backslash): {tex[:80]!r}")
+    for m in sorted({m.group(0) for m in TEX_WORDS.finditer(data["prose"] + " " + data["math_text"])}):
+        result.add("math", f"{tag}: a TeX command shown as letters: {m!r}")
     if viewport == "desktop":
         for w in data["wide_math"]:
             result.add("math", f"{tag}: display equation {w} px wide in a {data['column_width']} px column")
@@ -365,12 +454,35 @@ def check_content(page, result: PageResult, html_dir: Path, base_url: str, viewp
         result.add("width", f"{tag}: page {data['scroll_width']} px wide in a {data['inner_width']} px window")
     for w in data["wide"]:
         result.add("width", f"{tag}: {w} in a {data['column_width']} px column")
+    for w in data["uncued"]:
+        result.add("width", f"{tag}: a scroll box without a visible cue: {w}")
+    for c in data["captions"]:
+        result.add("width", f"{tag}: a caption that does not fit the column: {c}")
+    for c in data["squeezed"]:
+        result.add("width", f"{tag}: a table column wrapping one word per line: {c}")
     if viewport == "desktop":
         result.ran.add("nav")
         if data["search_boxes"] > 1:
             result.add("nav", f"{tag}: {data['search_boxes']} search boxes shown")
         if data["header_empty"]:
             result.add("nav", f"{tag}: a {data['header_height']} px top bar shows nothing but a search box")
+
+
+def check_figure(result: PageResult, tag: str, src: str, img: dict, desktop: bool) -> None:
+    """One picture of the text: a described, numbered, captioned figure drawn at 2x."""
+    alt = (img["alt"] or "").strip()
+    if not alt:
+        result.add("images", f"{tag}: image without alt text: {src}")
+    elif PATH_ALT.search(alt):
+        result.add("images", f"{tag}: alt text is a file path, not a description: {alt[:80]!r}")
+    if desktop:  # the figure's structure does not depend on the window's size
+        if not img["caption"]:
+            result.add("figures", f"{tag}: a figure without a caption: {src}")
+        elif not img["numbered"]:
+            result.add("figures", f"{tag}: a figure without a number: {img['caption'][:60]!r}")
+        if not img["svg"] and img["shown_width"] > 0 and img["natural"] < MIN_DENSITY * img["shown_width"]:
+            result.add("figures", f"{tag}: drawn at {img['natural'] / img['shown_width']:.1f}x its displayed "
+                                  f"width ({img['natural']} px shown at {round(img['shown_width'])} px): {src}")
 
 
 def check_navigation(context, page, url, result, base_url, viewport, shots: Path | None, name: str):
@@ -434,6 +546,12 @@ def check_search(context, html_dir: Path, base_url: str, rel: str, result: PageR
         page.wait_for_selector("#search-results li, ul.search li", timeout=15_000)
     except PlaywrightError:
         result.add("search", f"searching {word!r} shows no result")
+        page.close()
+        return
+    try:
+        page.wait_for_function(SEARCH_TEXT_JS, timeout=10_000)
+    except PlaywrightError:
+        result.add("search", f"the results for {word!r} show titles without any text of the page")
     finally:
         page.close()
 

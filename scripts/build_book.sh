@@ -57,4 +57,6 @@ if grep -rlE --include='*.html' "cdn\.jsdelivr|unpkg\.com|cdnjs|googleapis|polyf
   echo "build_book: the pages above load something from a CDN" >&2
   exit 1
 fi
+# 4. The text of every page for the search page's result summaries (book/theme/book.js).
+"$REPO/.venv/bin/python" "$REPO/scripts/search_text.py" "$html"
 echo "build_book: built $html in $(( $(date +%s) - start )) s, no warnings"
