@@ -549,18 +549,26 @@ def claims_json(claims: list[dict], power: Mapping | Power, head: Mapping, path:
 
 # --------------------------------------------------------------------------- formatting
 
+def fmt_signed(x: float, digits: int = 2, sign: bool = True) -> str:
+    """``+0.42``, ``-0.42``; a value that rounds to zero is ``0.00``, never ``-0.00`` or ``+0.00``."""
+    text = f"{x:.{digits}f}"
+    if float(text) == 0:
+        return f"{0:.{digits}f}"
+    return f"+{text}" if sign and x > 0 else text
+
+
 def fmt_pp(x: float, digits: int = 2, sign: bool = True) -> str:
     """``+0.42 pp``; ``n/a`` for a missing value."""
     if x is None or not math.isfinite(x):
         return "n/a"
-    return f"{x:{'+' if sign else ''}.{digits}f} pp"
+    return f"{fmt_signed(x, digits, sign)} pp"
 
 
 def fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
     """``[-0.12, +0.35] pp``."""
     if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return "n/a"
-    return f"[{lo:+.{digits}f}, {hi:+.{digits}f}] pp"
+    return f"[{fmt_signed(lo, digits)}, {fmt_signed(hi, digits)}] pp"
 
 
 def fmt_diff(estimate: float, lo: float, hi: float, digits: int = 2) -> str:
@@ -568,7 +576,7 @@ def fmt_diff(estimate: float, lo: float, hi: float, digits: int = 2) -> str:
     if estimate is None or not math.isfinite(estimate):
         return "n/a"
     ci = fmt_ci(lo, hi, digits)
-    return f"{estimate:+.{digits}f} {ci}" if ci != "n/a" else fmt_pp(estimate, digits)
+    return f"{fmt_signed(estimate, digits)} {ci}" if ci != "n/a" else fmt_pp(estimate, digits)
 
 
 def fmt_bitops(n: float, digits: int = 1) -> str:
@@ -581,8 +589,10 @@ def fmt_bitops(n: float, digits: int = 1) -> str:
 
 
 def fmt_seconds(s: float) -> str:
-    """``42 s``, ``3.5 min``, ``2.1 h``."""
+    """``42 s``, ``3.5 min``, ``2.1 h``; under 0.05 s ``40 ms`` (never ``0.0 s``)."""
     s = float(s)
+    if s < 0.05:
+        return f"{1000 * s:.2g} ms" if s >= 0.001 else "under 1 ms"
     if s < 90:
         return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
     if s < 5400:
@@ -592,5 +602,5 @@ def fmt_seconds(s: float) -> str:
 
 __all__ = ["LEVEL", "MARGIN_PP", "RULES", "fmt_diff", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
            "paired_matrix", "bootstrap_means", "mean_ci", "paired_difference", "rule_text", "verdict", "equivalence", "claim",
-           "power", "spearman", "spearman_ci", "noise_ceiling", "validate_claims", "claims_json", "fmt_pp", "fmt_ci",
+           "power", "spearman", "spearman_ci", "noise_ceiling", "validate_claims", "claims_json", "fmt_pp", "fmt_ci", "fmt_signed",
            "fmt_bitops", "fmt_seconds"]

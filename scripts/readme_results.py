@@ -3,8 +3,10 @@
 
 The block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is generated from
 ``results/claims.json`` (paired differences, CIs, verdicts, what each says for the paper, power,
-the SEAM head's fit) and ``results/efficiency.json`` (measured search-cost ratios), so neither
-the README nor the book's first page carries a number typed by hand.
+the SEAM head's fit), ``results/pilot.json`` (the pilot's power ratios) and
+``results/efficiency.json`` (measured search-cost ratios), so neither the README nor the book's
+first page carries a number typed by hand. It opens with the bottom line
+(:func:`mpqlib.chapters.bottom_line`); every verdict of an underpowered model carries the caveat.
 
     python scripts/readme_results.py            # rewrite the block in both files
     python scripts/readme_results.py --check    # exit 1 if a block is not what the results give
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,50 +40,72 @@ def _load(results: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def block(results: Path) -> str:
-    """The generated markdown (without the markers)."""
-    from mpqlib.chapters import Chapter, model_label
+def term(word: str, glossary: str | None) -> str:
+    """``word`` linked to its glossary entry: a MyST role in the book, a plain link elsewhere."""
+    if glossary is None:
+        return f"{{term}}`{word}`"
+    return f"[{word}]({glossary})"
+
+
+def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
+    """The generated markdown (without the markers). ``glossary``: the link to the glossary page
+    from the file that holds the block; None inside the book (MyST ``{term}`` roles)."""
+    from mpqlib.chapters import (POWER_RULE, Chapter, bottom_line, claims_rows, fmt_ratio, model_label,
+                                 power_words)
 
     claims = _load(results, "claims.json")
     if claims is None:
         return ("No full run has been committed yet: `bash scripts/reproduce.sh` writes `results/claims.json`, "
                 "and this section is generated from it (`python scripts/readme_results.py`).")
-    lines = ["Generated from `results/` by `scripts/readme_results.py`; every difference is paired within QAT "
-             "seeds, with a 95% bootstrap CI (protocol on the book's method page).", ""]
+    eff, pilot = _load(results, "efficiency.json"), _load(results, "pilot.json")
+    t = lambda w: term(w, glossary)  # noqa: E731
+    lines = [f"Generated from `results/` by `scripts/readme_results.py`. Every difference is a {t('paired difference')} "
+             f"within QAT seeds, in {t('pp')}, with a {t('95% CI')}; the rules are fixed in advance (protocol on the "
+             "book's method page).", ""]
+    lines += [f"- {sentence}" for sentence in bottom_line(claims, eff, pilot)] + [""]
     budgets = claims.get("budgets", {})
     models = list(dict.fromkeys([*budgets, *(c["model"] for c in claims["claims"])]))
     for model in models:
         pw = claims["power"].get(model, {})
         head = claims["head"].get(model, {})
-        lines.append(f"**{model_label(model)}** at the {budgets.get(model, '?').upper()} budget: policy SD "
-                     f"{pw.get('policy_sd_pp', float('nan')):.2f} pp against seed SD {pw.get('seed_sd_pp', float('nan')):.2f} pp "
-                     f"(ratio {pw.get('ratio', float('nan')):.2f}; power needs 2).")
+        ratio = pw.get("ratio")
+        powered = ratio is not None and ratio >= POWER_RULE
+        lines.append(f"**{model_label(model)}** at the {budgets.get(model, '?').upper()} budget: {t('policy SD')} "
+                     f"{pw.get('policy_sd_pp', float('nan')):.2f} pp against {t('seed SD')} "
+                     f"{pw.get('seed_sd_pp', float('nan')):.2f} pp, {power_words(claims, model, pilot)}; the rule "
+                     f"asks for a {t('power ratio')} of at least {POWER_RULE:g}, so this model is "
+                     + ("powered." if powered else "**underpowered** and each verdict below carries that caveat."))
         if head.get("seam_proxy_acc") is not None:
             lines[-1] += (f" SEAM's head on held-out proxy images: {head['seam_proxy_acc']:.1f}% against a linear "
                           f"probe's {head['linear_probe_acc']:.1f}%.")
-        lines += ["", "| claim | a − b (pp) | 95% CI (pp) | verdict | for the paper |", "|---|---:|---|---|---|"]
-        mine = [c for c in claims["claims"] if c["model"] == model]
-        for c in mine:
-            lines.append(f"| {LABELS.get(c['id'], c['id'])} | {c['estimate_pp']:+.2f} | "
-                         f"[{c['ci_low']:+.2f}, {c['ci_high']:+.2f}] | {c['verdict']} | "
-                         f"{Chapter.stance(c) or 'design check'} |")
-        by = {s: [LABELS.get(c["id"], c["id"]) for c in mine if Chapter.stance(c) == s]
-              for s in ("supports", "contradicts", "undecided")}
-        lines += ["", f"Reproduced (supports the paper): {'; '.join(by['supports']) or 'none'}. "
-                      f"Not reproduced (contradicts it): {'; '.join(by['contradicts']) or 'none'}. "
-                      f"Inside the noise: {'; '.join(by['undecided']) or 'none'}.", ""]
-    eff = _load(results, "efficiency.json")
+        lines += ["", "| claim | the paper | ours, a − b (pp) | verdict | caveat |", "|---|---|---|---|---|"]
+        short = "—" if powered or ratio is None else f"underpowered (ratio {ratio:.2f} < {POWER_RULE:g})"
+        for row in claims_rows(claims, model, pilot):
+            lines.append(f"| {LABELS.get(row['id'], row['id'])} | {row['paper']} | {row['ours']} | {row['verdict']} "
+                         f"| {short if row['caveat'] != '—' else '—'} |")
+        lines.append("")
     if eff and eff.get("ratios"):
         parts = []
         for key in RATIOS:
             r = eff["ratios"].get(key)
             if r and r.get("value") is not None:
-                parts.append(f"{key.split('/')[0]} {r['value']:.1f}x")
+                name = key.split("/")[0]
+                parts.append(f"{Chapter.EFF_NAMES.get(name, name)} {fmt_ratio(r['value'])}")
         if parts:
             lines.append("Measured search cost against SEAM's on the same machine (`results/efficiency.json`): "
-                         + ", ".join(parts) + ". The book's efficiency chapter projects these to ImageNet beside "
+                         + "; ".join(parts) + ". The book's efficiency chapter projects these to ImageNet beside "
                          "the paper's 297x.")
     return "\n".join(lines).rstrip()
+
+
+def glossary_link(path: Path) -> str | None:
+    """How the block in ``path`` links to the glossary: None (MyST roles) for a page of the book,
+    else the relative path of book/glossary.md."""
+    path = Path(path).resolve()
+    book = REPO / "book"
+    if path.is_relative_to(book):
+        return None
+    return os.path.relpath(book / "glossary.md", path.parent)
 
 
 def render(readme: str, generated: str, path: Path | str = "README.md") -> str:
@@ -99,11 +124,10 @@ def main(argv=None) -> int:
                     help="files holding the block (default: README.md and book/intro.md)")
     ap.add_argument("--results", type=Path, default=REPO / "results")
     args = ap.parse_args(argv)
-    generated = block(args.results)
     stale = []
     for path in args.readme:
         text = path.read_text()
-        new = render(text, generated, path)
+        new = render(text, block(args.results, glossary_link(path)), path)
         if args.check:
             stale += [path] if new != text else []
         elif new != text:

@@ -40,10 +40,15 @@ def test_block_comes_from_claims_json_and_check_sees_staleness(tmp_path):
     assert readme_results.main(args) == 0
     text = readme.read_text()
     assert "old numbers" not in text and text.endswith("rest\n")
-    assert "| SEAM vs uniform | +0.50 | [+0.4" in text and "| better | supports |" in text
-    assert "Reproduced (supports the paper): SEAM vs uniform." in text
-    assert intro.read_text().startswith("# book\n\n<!-- results:begin -->\nGenerated from")
-    assert "ratio 3.00" in text and "85.0%" in text and "W3A2" in text
+    assert "| SEAM vs uniform | +1.6 pp (69.9% vs 68.3%), Table 2 | +0.50 [+0.4" in text
+    assert "| better: reproduced | — |" in text                  # powered (ratio 3): no caveat
+    assert "power ratio 3.00 in the run" in text and "85.0%" in text and "W3A2" in text
+    assert "- **Transfer:** a policy searched on a proxy matched the search on the target" in text
+    assert "[paired difference](" in text                        # README: plain links to the glossary
+    book_block = intro.read_text()
+    assert book_block.startswith("# book\n\n<!-- results:begin -->\nGenerated from")
+    assert readme_results.glossary_link(ROOT / "book" / "intro.md") is None   # the book: glossary roles
+    assert "{term}`paired difference`" in readme_results.block(results, None)
     assert readme_results.main([*args, "--check"]) == 0
 
 
@@ -57,3 +62,22 @@ def test_a_file_without_the_markers_is_named(tmp_path):
 
 def test_the_committed_readme_is_current():
     assert readme_results.main(["--check"]) == 0, "run python scripts/readme_results.py and commit README.md and book/intro.md"
+
+
+def test_an_underpowered_model_carries_the_caveat_on_every_row_and_no_stance_without_a_claim(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = _table()
+    cs = [report.claim(cid, "m", "w3a2", rows, "a", "b", "difference", n_boot=500)
+          for cid in ("seam-vs-uniform", "seam-vs-hawq", "fmnist4-control")]
+    report.claims_json(cs, {"m": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.45, "ratio": 1.5}},
+                       {"m": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
+                       budgets={"m": "w3a2"})
+    text = readme_results.block(results)
+    table = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
+    assert len(table) == 3 and all(line.endswith("| underpowered (ratio 1.50 < 2) |") for line in table)
+    assert "**underpowered**" in text and "is underpowered (power ratio 1.50 in the run" in text
+    hawq, control = table[1], table[2]
+    assert "Table 2 has no HAWQ row" in hawq and "better: no claim in the paper" in hawq
+    assert "better: no claim in the paper" in control          # the MNIST deficit is not counted twice
+    assert "contradicts" not in text and "-0.00" not in text
