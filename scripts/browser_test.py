@@ -120,7 +120,7 @@ INSPECT_JS = """() => {
     return {src: i.currentSrc || i.src, broken: !i.complete || i.naturalWidth === 0,
       alt: i.getAttribute('alt'), content: !!i.closest('.bd-article') && shown(i),
       natural: i.naturalWidth, shown_width: i.getBoundingClientRect().width,
-      svg: /\.svg(\?|#|$)|^data:image\/svg/i.test(i.currentSrc || i.src),
+      svg: /\\.svg(\\?|#|$)|^data:image\\/svg/i.test(i.currentSrc || i.src),
       caption: cap ? cap.innerText.trim() : null,
       numbered: !!(cap && cap.querySelector('.caption-number'))};
   });
@@ -209,7 +209,7 @@ INSPECT_JS = """() => {
     // Table cells of three or more words shown one word per line: a column squeezed too narrow.
     out.squeezed = [];
     for (const td of col.querySelectorAll('td, th')) {
-      const words = td.innerText.trim().split(/\s+/).filter(w => w.length > 1);
+      const words = td.innerText.trim().split(/\\s+/).filter(w => w.length > 1);
       if (words.length < 3 || !shown(td)) continue;
       const range = document.createRange(); range.selectNodeContents(td);
       // Lines: the distinct tops of the text's boxes, boxes of one line (inline code, links) merged.

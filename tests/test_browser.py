@@ -55,6 +55,11 @@ BAD = """<!DOCTYPE html><html><head><title>bad</title></head><body>
   <a href="nowhere.html">a missing page</a>
   <a href="good.html#no-such-anchor">a missing anchor</a>
   <div style="width: 2000px">a block wider than its column</div>
+  <img src="data:image/png;base64,PIXEL" alt="_images/abc123.png" width="100">
+  <figure><img src="data:image/png;base64,PIXEL" alt="a plot" width="100"></figure>
+  <div style="overflow-x: auto"><table><caption>a caption as wide as its table, cut by the box</caption>
+    <tr><td style="min-width: 2000px">a wide table in a scroll box without a cue</td></tr></table></div>
+  <table style="width: 100px"><tr><td>x</td><td style="width: 1px">three separate words</td></tr></table>
 </div>
 <script>console.error("boom");</script>
 </body></html>
@@ -64,9 +69,18 @@ GOOD = """<!DOCTYPE html><html><head><title>good</title></head><body>
   <h1 id="top">Fine</h1>
   <p>Plain text, a <a href="good.html#top">link to an anchor</a>, a <a href="bad.html">page</a>
   and a <a href="https://example.org/">site elsewhere</a> (not loaded: following it is a choice).</p>
+  <span class="scroll-cue">scroll sideways for more</span>
   <div style="overflow-x: auto"><table><tr><td style="min-width: 2000px">a wide table in a scroll box</td></tr></table></div>
+  <figure><img src="data:image/png;base64,PIXEL" alt="A bar chart of one value" style="width: 1px">
+    <figcaption><span class="caption-number">Fig. 1 </span>One bar: look at its height.</figcaption></figure>
 </div></body></html>
 """
+# A 2x2 white PNG: shown 1 px wide it is drawn at 2x, shown 100 px wide at 0.02x.
+PIXEL = ("iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAADklEQVR4nGP4"
+         "DwYMEAoAU7oL9ZisIGcAAAAASUVORK5CYII=")
+BAD = BAD.replace("PIXEL", PIXEL)
+GOOD = GOOD.replace("PIXEL", PIXEL)
+
 # What sphinx-book-theme 1.3.0 did: the sidebar toggles' clicks reach no working handler.
 DEAD_TOGGLES = """<script>document.addEventListener("click", e => {
   if (e.target.closest(".primary-toggle, .secondary-toggle")) e.stopImmediatePropagation();
@@ -109,7 +123,8 @@ def test_tiny_book_passes_every_check_over_file_and_http(tiny_book, tmp_path):
     assert {"book/intro.html", "book/page.html", "search.html", "index.html"} <= pages
     intro = by_page(results)[("book/intro.html", "http")]
     assert {"network", "console", "images", "links", "math", "width", "text", "nav"} <= intro.ran
-    assert "search" in by_page(results)[("search.html", "file")].ran
+    assert "search" in by_page(results)[("search.html", "file")].ran   # and its results show page text
+    assert "figures" in intro.ran
     for view in ("desktop", "phone", "phone-menu"):
         assert (shots / f"book__intro.{view}.png").stat().st_size > 1000
 
@@ -121,9 +136,14 @@ def test_each_defect_fails_its_check(tmp_path):
     for mode in ("file", "http"):
         good, bad = results[("good.html", mode)], results[("bad.html", mode)]
         assert good.ok, bt.report([good])
-        for check in ("network", "console", "images", "links", "math", "width", "text"):
+        for check in ("network", "console", "images", "figures", "links", "math", "width", "text"):
             assert bad.problems[check], f"{mode}: {check} not caught\n" + bt.report([bad])
         found = "\n".join(p for ps in bad.problems.values() for p in ps)
+        assert "alt text is a file path, not a description: '_images/abc123.png'" in found
+        assert "a figure without a caption" in found and "drawn at 0.0x its displayed width" in found
+        assert "a scroll box without a visible cue" in found
+        assert "a caption that does not fit the column: a caption as wide" in found
+        assert "a table column wrapping one word per line: three separate words" in found
         assert "example.invalid" in found and "nowhere.html: no such file" in found
         assert "good.html#no-such-anchor: no such anchor" in found
         assert "UserWarning:" in found and "boom" in found
@@ -163,3 +183,25 @@ def test_noise_and_raw_tex_patterns():
         assert not bt.NOISE.search(text), text
     for text in ("where $w$ is", "\\(x\\)", "$$a$$", "\\begin{aligned}"):
         assert bt.RAW_TEX.search(text), text
+
+
+def test_tex_broken_by_a_string_escape_fails_the_math_check(tiny_book, tmp_path):
+    """`\\tfrac12` in a Python string is TAB + "frac12": MathJax renders the letters "frac12"."""
+    html = tmp_path / "html"
+    shutil.copytree(tiny_book / "_build" / "html", html)
+    page = html / "book" / "intro.html"
+    text = page.read_text()
+    assert "E[b] = " in text
+    page.write_text(text.replace("E[b] = ", "E[b] - \tfrac12 = ", 1))
+    [result] = bt.check_book(html, ("file",), None, pages=["book/intro.html"], log=lambda s: None)
+    math = "\n".join(result.problems["math"])
+    assert "a control character in the TeX" in math and "a TeX command shown as letters: 'frac1'" in math
+
+
+def test_alt_text_and_tex_patterns():
+    for alt in ("_images/abc.png", "fig.png", "book/x.svg"):
+        assert bt.PATH_ALT.search(alt), alt
+    for alt in ("Bar chart of seed SD and policy SD per model", "W3A3 vs W2A4"):
+        assert not bt.PATH_ALT.search(alt), alt
+    assert bt.TEX_WORDS.search("h - frac12 log") and bt.TEX_CONTROL.search("-\tfrac12")
+    assert not bt.TEX_WORDS.search("\\tfrac12 fraction 12")
