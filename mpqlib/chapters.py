@@ -781,8 +781,8 @@ class Chapter:
                     row["ours vs uniform"] = report.fmt_diff(d.estimate, d.ci_low, d.ci_high)
             out.append(row)
         return self.table(pd.DataFrame(out), nowrap=("paper top-1", "paper vs uniform", "ours vs uniform"),
-                          caption=f"the paper (MobileNetV1, ImageNet) beside {model_label(model)} "
-                                  f"at {budget_label(self.ex(model).budget_name)}")
+                          caption=f"{model_label(model)} at {budget_label(self.ex(model).budget_name)}: each row "
+                                  "of the paper's Table 2 (MobileNetV1 on ImageNet) beside our policy in the same role")
 
     def sweep_points(self, model: str | None = None) -> list[dict]:
         """Per sweep budget and policy: mean BitOps and top-1 with 95% CI (report.mean_ci)."""
@@ -894,7 +894,8 @@ class Chapter:
         main = [{**r, "budget": self.ex(r["model"]).budget_name} for r in rows
                 if self.ex(r["model"]).budget_name in r["names"]]
         glue("power_ratios", "; ".join(f"{model_label(r['model'])} {budget_label(r['budget'])}: "
-                                       f"{fmt_ratio(r['policy_sd'] / r['seed_sd'] if r['seed_sd'] else math.nan)}"
+                                       f"{fmt_ratio(r['policy_sd'] / r['seed_sd'] if r['seed_sd'] else math.nan, 2)} "
+                                       f"(in the {'pilot' if r['source'] == 'pilot' else 'protocol run'})"
                                        for r in main) or "n/a")
 
     def claims(self) -> dict:

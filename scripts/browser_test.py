@@ -106,6 +106,7 @@ WAIT_JS = """async () => {
     i.addEventListener('error', done, {once: true});
     setTimeout(done, 5000);
   })));
+  await new Promise(done => setTimeout(done, 300));  // the book's own script: scroll cues, term links
 }"""
 
 # Everything measured on a loaded page, in one pass.

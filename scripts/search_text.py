@@ -1,5 +1,6 @@
 """Write the text of every page of a built book to SRC/_build/html/_static/search_text.js, for
-the search page's result summaries (book/theme/book.js shows a passage of each result's page).
+the search page's result summaries (book/theme/book.js shows a passage of each result's page),
+and the glossary's terms to _static/glossary_terms.js (book.js links table headings to them).
 
     python scripts/search_text.py HTML_DIR
 
@@ -52,6 +53,47 @@ def page_text(path: Path) -> str:
     return re.sub(r"\s+", " ", " ".join(parser.parts).replace("#", " ")).strip()
 
 
+class _Terms(html.parser.HTMLParser):
+    """The glossary's terms: each <dt id="term-..."> and its text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.terms: dict[str, str] = {}
+        self._id: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "dt" and (a.get("id") or "").startswith("term-"):
+            self._id, self._text = a["id"], []
+
+    def handle_endtag(self, tag):
+        if tag == "dt" and self._id:
+            term = re.sub(r"\s+", " ", "".join(self._text)).strip().rstrip("#¶").strip()
+            self.terms[term] = self._id
+            self._id = None
+
+    def handle_data(self, data):
+        if self._id:
+            self._text.append(data)
+
+
+def glossary_terms(html_dir: Path) -> dict[str, str]:
+    """Term -> its URL relative to the book's root, from every page with a glossary."""
+    out = {}
+    for path in sorted(html_dir.rglob("*.html")):
+        rel = path.relative_to(html_dir)
+        if rel.parts[0] in NOT_PAGES:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if 'id="term-' not in text:
+            continue
+        parser = _Terms()
+        parser.feed(text)
+        out.update({term: f"{rel.as_posix()}#{anchor}" for term, anchor in parser.terms.items()})
+    return out
+
+
 def write(html_dir: Path) -> Path:
     texts = {}
     for path in sorted(html_dir.rglob("*.html")):
@@ -63,6 +105,9 @@ def write(html_dir: Path) -> Path:
             texts[rel.with_suffix("").as_posix()] = text
     out = html_dir / "_static" / "search_text.js"
     out.write_text("window.BOOK_PAGE_TEXT = " + json.dumps(texts, ensure_ascii=False) + ";\n", encoding="utf-8")
+    terms = html_dir / "_static" / "glossary_terms.js"
+    terms.write_text("window.BOOK_GLOSSARY = " + json.dumps(glossary_terms(html_dir), ensure_ascii=False) + ";\n",
+                     encoding="utf-8")
     return out
 
 

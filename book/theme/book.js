@@ -3,7 +3,8 @@
 //     the box (so that a phone never cuts the caption with the table's columns).
 //  2. Every box of the text that scrolls sideways and whose content overflows shows a cue
 //     ("scroll sideways"); the cue goes when the window grows and the content fits.
-//  3. On the search page each result shows a passage of its page around the first search word,
+//  3. Table headings that name a glossary term link to it (_static/glossary_terms.js).
+//  4. On the search page each result shows a passage of its page around the first search word,
 //     read from _static/search_text.js (written after the build by scripts/search_text.py): the
 //     search itself cannot fetch the pages of an offline copy opened from file://.
 (() => {
@@ -63,7 +64,6 @@
   function searchSummaries() {
     const results = document.getElementById("search-results");
     if (!results) return;
-    const root = document.documentElement.dataset.content_root || "";
     const words = (new URLSearchParams(location.search).get("q") || "").toLowerCase().split(/\s+/).filter(Boolean);
     const add = () => {
       const text = window.BOOK_PAGE_TEXT;
@@ -83,11 +83,33 @@
         li.appendChild(p);
       }
     };
-    const script = document.createElement("script");
-    script.src = root + "_static/search_text.js";
-    script.onload = add;
-    document.head.appendChild(script);
+    loadScript("search_text.js", add);
     new MutationObserver(add).observe(results, {childList: true, subtree: true});
+  }
+
+  // Table headings that name a term of the glossary link to it (a trailing "(unit)" ignored).
+  function linkTerms(col) {
+    const terms = window.BOOK_GLOSSARY;
+    if (!terms) return;
+    const root = document.documentElement.dataset.content_root || "";
+    const lower = Object.fromEntries(Object.entries(terms).map(([k, v]) => [k.toLowerCase(), v]));
+    for (const th of col.querySelectorAll("th")) {
+      if (th.querySelector("a")) continue;
+      const key = th.textContent.trim().replace(/\s*\([^)]*\)$/, "").toLowerCase();
+      if (!lower[key]) continue;
+      const a = document.createElement("a");
+      a.href = root + lower[key];
+      a.className = "glossary-link";
+      while (th.firstChild) a.appendChild(th.firstChild);
+      th.appendChild(a);
+    }
+  }
+
+  function loadScript(name, then) {
+    const script = document.createElement("script");
+    script.src = (document.documentElement.dataset.content_root || "") + "_static/" + name;
+    script.onload = then;
+    document.head.appendChild(script);
   }
 
   function start() {
@@ -95,6 +117,7 @@
     if (col) {
       wrapTables(col);
       keepWordsTogether(col);
+      loadScript("glossary_terms.js", () => linkTerms(col));
       const mark = () => markScrollBoxes(col);
       mark();
       window.addEventListener("load", () => {
