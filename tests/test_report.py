@@ -247,3 +247,10 @@ def test_both_sides_of_a_claim_are_resampled():
     c = report.claim("x", "m", "w3a3", spread, "a", "b")
     assert (c["a_units"], c["b_units"]) == (3, 3)
     assert report.claim("x", "m", "w3a3", fixed, "a", "b")["b_units"] == 1
+
+
+def test_numbers_are_formatted_for_people():
+    assert R.fmt_pp(-0.001) == "0.00 pp" and R.fmt_pp(0.004) == "0.00 pp"          # never -0.00 or +0.00
+    assert R.fmt_ci(-0.004, 0.2) == "[0.00, +0.20] pp" and R.fmt_diff(-0.0, -0.3, 0.3) == "0.00 [-0.30, +0.30] pp"
+    assert R.fmt_seconds(0.012) == "12 ms" and R.fmt_seconds(0.0004) == "under 1 ms"  # never 0.0 s
+    assert R.fmt_seconds(3) == "3.0 s"
