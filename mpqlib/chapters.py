@@ -77,18 +77,18 @@ LABELS = {
 
 CLAIM_TEXT = {
     "positive-control": ("the budget can tell policies apart: the search on the target beats random policies",
-                         "no claim (a check of this book's design)"),
+                         "no claim (a design check)"),
     "proxy-vs-target": ("a policy searched on the proxy matches one searched on the target (±{margin} pp)",
                         "same accuracy as a search on the target (abstract)"),
     "seam-vs-ce": ("the large-margin head beats a plain cross-entropy head on the same proxy",
-                   "the large-margin regularization is what makes the policy transfer (abstract)"),
+                   "the large-margin terms make the policy transfer (abstract)"),
     "seam-vs-uniform": ("SEAM beats uniform precision at equal BitOps", "{seam_uniform}, Table 2"),
     "seam-vs-limpq": ("SEAM matches or beats LIMPQ", "{seam_limpq}, Table 2"),
     "seam-vs-hawq": ("SEAM against HAWQ (Hessian trace)", "no claim (Table 2 has no HAWQ row)"),
     "second-proxy": ("a second proxy (optdigits) matches the search on the target (±{margin} pp)",
                      "proxy S {proxy_s} vs proxy C {proxy_c} top-1, Table 2"),
     "fmnist4-control": ("a proxy of the same size drawn from the target, minus MNIST",
-                        "no claim (a diagnostic: the MNIST deficit is judged once, by the transfer claim)"),
+                        "no claim (a diagnostic)"),
 }
 """Each claim of claims.json in words, and what the paper reports for it."""
 

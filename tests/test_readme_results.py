@@ -78,6 +78,6 @@ def test_an_underpowered_model_carries_the_caveat_on_every_row_and_no_stance_wit
     assert len(table) == 3 and all(line.endswith("| underpowered (ratio 1.50 < 2) |") for line in table)
     assert "**underpowered**" in text and "is underpowered (power ratio 1.50 in the run" in text
     hawq, control = table[1], table[2]
-    assert "Table 2 has no HAWQ row" in hawq and "better: no claim in the paper" in hawq
+    assert "Table 2 has no HAWQ row" in hawq and "a diagnostic" in control and "better: no claim in the paper" in hawq
     assert "better: no claim in the paper" in control          # the MNIST deficit is not counted twice
     assert "contradicts" not in text and "-0.00" not in text
