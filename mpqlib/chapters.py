@@ -116,7 +116,8 @@ HEAD_THRESHOLD = 0.9  # issue 10: the SEAM head must reach 90% of the linear pro
 FIG_WIDTH = 6.8      # inches: the 688 px text column at 100 dpi (the size a figure is shown at)
 DPI = 200            # drawn at twice the size it is shown at: sharp on phones and high-density screens
 # Colour-blind-safe discrete colours (Okabe and Ito): one per bit-width, and one per method.
-BIT_COLOURS = {2: "#0072B2", 3: "#56B4E9", 4: "#009E73", 5: "#F0E442", 6: "#E69F00", 7: "#D55E00", 8: "#CC79A7"}
+# Bit-widths go from cool to warm, each a distinct hue (neighbours never two blues).
+BIT_COLOURS = {2: "#0072B2", 3: "#009E73", 4: "#F0E442", 5: "#E69F00", 6: "#D55E00", 7: "#CC79A7", 8: "#56B4E9"}
 METHOD_COLOURS = {"seam-mnist": "#D55E00", "target-fmnist": "#0072B2", "uniform": "#000000",
                   "paper-seam": "#CC79A7", "paper-edmips": "#009E73"}
 
