@@ -281,3 +281,26 @@ def test_power_verdict_says_when_the_pilot_and_the_positive_control_disagree(tmp
         {"budgets": {model: {budget: {"seed_sd_pp": 0.1, "policy_sd_pp": 0.3, "ratio": 3.0}}}, "power": {model: True}}))
     assert ch.power_verdict(model, passed) == "pilot ratio 3.0x (≥ 2: powered by the pre-registered rule), " \
                                               "the positive control passes"
+
+
+def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ch = C.Chapter("smoke")
+    pts = [{"budget": b, "policy": n, "bitops": g * 1e6, "top1": t, "lo": t - 0.2, "hi": t + 0.2}
+           for b, g in (("w3a2", 6.0), ("w4a4", 16.0)) for n, t in (("seam-mnist", 90.0), ("target-fmnist", 90.5),
+                                                                    ("uniform", 89.5))]
+    monkeypatch.setattr(ch, "sweep_points", lambda model=None: pts)
+    monkeypatch.setattr(C, "glue", lambda name, value: value)
+    shown = []
+    monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
+    ch.show_sweep("resnet8")
+    ours, paper = shown[0].axes[:2]
+    assert [t.get_text() for t in ours.get_xticklabels()] == ["W3A2\n6", "W4A4\n16"]
+    assert "BitOps (M)" in ours.get_xlabel() and "%" in ours.get_ylabel()
+    our_seam = next(l for l in ours.get_lines() if l.get_marker() == "o").get_color()
+    paper_seam = next(l for l in paper.get_lines() if l.get_marker() == "D").get_color()
+    assert our_seam != paper_seam
