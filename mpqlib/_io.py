@@ -35,8 +35,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` atomically; a file that already holds exactly this text is left untouched
+    (so regenerating a result that did not change changes no file, not even its time stamp)."""
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return path
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def create_json(path: str | os.PathLike, obj: Any) -> bool:
+    """Write ``obj`` to ``path`` only if no file is there, atomically: the text goes to a temporary
+    file that is then linked to ``path`` in one step, which fails if ``path`` exists. Returns
+    whether this call created the file (False: another writer's file was there and is kept)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(tmp)
 
 
 def read_json(path: str | os.PathLike) -> Any:

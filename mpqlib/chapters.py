@@ -292,7 +292,7 @@ class Observation:
     """Chapter 1: per model (FP, uniform, two mixed) and dataset the discriminability metrics."""
 
     rows: list[dict]
-    features: dict = field(repr=False)     # (model name, dataset) -> (features, labels)
+    embedding: dict = field(repr=False)    # (model name, dataset) -> (2-D t-SNE of the features, labels)
     models: list[str]
 
     def frame(self, data: str):
@@ -406,32 +406,13 @@ class Chapter:
     def observation(self, model: str | None = None) -> Observation:
         """FP, uniform W8A8/W4A4/W3A3/W2A2 and two mixed policies at the main budget (SEAM's and a
         deliberately poor one), each after the common QAT (seed 0); metrics of the pooled
-        penultimate features on target and proxy test images."""
-        import torch
-
-        from . import data as D
-        from .discriminability import features, summary
-        from .policy import Policy
-
+        penultimate features on target and proxy test images (one cached step,
+        :meth:`Experiments.observation`)."""
         ex = self.ex(model)
-        policies = {f"W{b}A{b}": Policy.uniform(ex.model, b) for b in (8, 4, 3, 2)}
-        policies["mixed, SEAM"] = ex.search("seam-mnist").policy
-        policies["mixed, poor"] = ex.poor_policy("seam-mnist")
-        nets = {"FP": ex.model, **{n: ex.qat_model(p) for n, p in policies.items()}}
-        sets = {"target": D.balanced_subset(ex.test_set("fmnist"), size=self.p.n_points, seed=0),
-                "proxy": D.balanced_subset(ex.test_set("mnist"), size=self.p.n_points, seed=0)}
-        rows, feats = [], {}
-        for name, net in nets.items():
-            pol = policies.get(name)
-            top1 = ex.meta["top1"] if pol is None else ex.qat(pol)["top1"]
-            bitops = None if pol is None else ex.cost.bitops(pol)
-            for d, s in sets.items():
-                with torch.no_grad():
-                    f, logits = features(net, s.x, return_logits=True)
-                feats[name, d] = (f.numpy(), s.y.numpy())
-                m = summary(f, s.y, logits if d == "target" else None)
-                rows.append({"model": name, "data": d, "bitops": bitops, "top1": top1, **m})
-        obs = Observation(rows, feats, list(nets))
+        doc = ex.observation()
+        embedding = {tuple(k.rsplit("|", 1)): (np.array(xy), np.array(doc["labels"][k.rsplit("|", 1)[1]]))
+                     for k, xy in doc["embedding"].items()}
+        obs = Observation(doc["rows"], embedding, doc["models"])
         self._glue_observation(obs, ex)
         return obs
 
@@ -504,13 +485,10 @@ class Chapter:
         """2-D t-SNE of the features of every model on ``data`` (``target`` or ``proxy``), one
         colour per class: one figure per dataset, two rows of four panels."""
         import matplotlib.pyplot as plt
-        from sklearn.manifold import TSNE
 
         fig, axes = plt.subplots(2, 4, figsize=(FIG_WIDTH, 3.9))
         for ax, name in zip(axes.flat, obs.models):
-            f, y = obs.features[name, data]
-            xy = TSNE(n_components=2, perplexity=min(30, (len(f) - 1) / 3), init="pca",
-                      random_state=0).fit_transform(f)
+            xy, y = obs.embedding[name, data]
             ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=2, vmin=0, vmax=9)
             ax.set_title(name)
             ax.set_xticks([])

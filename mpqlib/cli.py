@@ -794,6 +794,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="NAME of the files to write (NAME.onnx, NAME.mpqw, NAME.json)")
     s.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch top-1 check")
     s.set_defaults(func=cmd_export)
+
+    from .study.cli import add_parser as add_study
+    add_study(sub)
     return p
 
 

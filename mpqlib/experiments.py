@@ -17,7 +17,7 @@ BitOps, cache keys); claims are paired differences computed from it by :mod:`mpq
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 import itertools
 import json
@@ -30,19 +30,19 @@ import numpy as np
 import torch
 
 from . import data as D
-from ._io import host, read_json, torch_save, write_json
+from ._io import create_json, host, read_json, torch_save, write_json
 from .config import (Config, DifferentiableConfig, RandomConfig, SearchConfig,
                      UniformConfig)
 from .cost import CostModel, budget as parse_budget, cost_model, exact_uniform
 from .errors import ConfigError, TrainingError
 from .policy import Policy
-from .profiles import REPO, Profile, resolve
+from .profiles import Profile, resolve
 from .qat import qat
 from .search import SearchResult, search
 from .train import load_checkpoint
 
 # Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
-STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2}
+STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1}
 
 # name -> (profile config, search data): the policies compared at one budget.
 # Search data: "proxy" is the profile's main proxy; "target" the target search's data; "limpq"
@@ -94,11 +94,34 @@ def config_dict(cfg: Config) -> dict:
     return {"type": type(cfg).__name__, **cfg.to_dict()}
 
 
+class Missing(Exception):
+    """A step the cache lacks, met while the pipeline only *plans* (``Experiments.plan`` set)."""
+
+    def __init__(self, task: "Task"):
+        super().__init__(f"{task.step} of {task.model} is not cached")
+        self.task = task
+
+
+@dataclass(frozen=True)
+class Task:
+    """One missing step, as sent to a worker: its model, step, key and the arguments that
+    compute it (see :meth:`Experiments.execute`)."""
+
+    model: str
+    step: str
+    key: str
+    args: tuple
+
+
 class Cache:
-    """Steps on disk keyed by the hash of (step, step version, resolved configuration)."""
+    """Steps on disk keyed by the hash of (step, step version, resolved configuration).
+
+    A record, once written, is never overwritten: :meth:`put` creates the file only where none
+    is (atomically, so a half-written record never appears under its name)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.hits = 0  # records read by this object (the pipeline's status counts them)
 
     @staticmethod
     def key(step: str, config: dict) -> str:
@@ -116,7 +139,28 @@ class Cache:
             return None
         stored = read_json(path)
         if stored.get("config") != json.loads(json.dumps(config, default=str)):  # a hash collision or a hand edit
-            return None
+            raise ConfigError(f"{path} holds another configuration than its key says (edited by hand?): "
+                              "move it away and run the step again")
+        self.hits += 1
+        return stored
+
+    def record(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
+        """``compute()``'s result as a record of ``step`` under ``config`` (not stored)."""
+        start = time.perf_counter()
+        result = compute()
+        stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
+                  # what the step took here, and when it ended: `mpq study status` sums a run from these
+                  "elapsed_s": round(time.perf_counter() - start, 2),
+                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  # where it ran: the CPU capability and settings that decide its last bits (not in the key)
+                  "host": host(), **result}
+        return json.loads(json.dumps(stored, default=str))
+
+    def put(self, stored: dict) -> dict:
+        """Store a record unless its file exists; returns the record now on disk."""
+        path = self.root / stored["step"] / f"{stored['key']}.json"
+        if not create_json(path, stored):
+            return read_json(path)
         return stored
 
     def get(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
@@ -124,16 +168,22 @@ class Cache:
         stored = self.load(step, config)
         if stored is not None:
             return stored
-        start = time.perf_counter()
-        result = compute()
-        stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
-                  # what the step took here, and when it ended: scripts/run_time.py sums a run from these
-                  "elapsed_s": round(time.perf_counter() - start, 2),
-                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  # where it ran: the CPU capability and settings that decide its last bits (not in the key)
-                  "host": host(), **result}
-        write_json(self.path(step, config), json.loads(json.dumps(stored, default=str)))
-        return stored
+        return self.put(self.record(step, config, compute))
+
+
+class Overlay(Cache):
+    """A worker's cache: reads ``root``; keeps what it computes in :attr:`new` (the driver
+    stores it), so a worker needs no write access to, or even a copy of, the driver's cache."""
+
+    def __init__(self, root: str | os.PathLike):
+        super().__init__(root)
+        self.new: dict[tuple[str, str], dict] = {}
+
+    def load(self, step: str, config: dict) -> dict | None:
+        return self.new.get((step, self.key(step, config))) or super().load(step, config)
+
+    def put(self, stored: dict) -> dict:
+        return self.new.setdefault((stored["step"], stored["key"]), stored)
 
 
 def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
@@ -161,6 +211,36 @@ class Experiments:
         self._fingerprints: dict[str, dict] = {}
         self._budget_name: str | None = None
         self.policies: dict[str, dict] = {}  # search cache key -> policy of every searched run (policies.json)
+        # While the pipeline plans (mpqlib.study), a step the cache lacks is noted here (key ->
+        # task) and raises Missing instead of being computed.
+        self.plan: dict[str, Task] | None = None
+
+    # ------------------------------------------------------------------ steps
+    def step(self, step: str, key_config: dict, compute: Callable[[], dict], args: tuple) -> dict:
+        """The cached record of ``step`` under ``key_config``; computed and stored when missing,
+        unless the pipeline is planning: then the missing step is noted as a :class:`Task`
+        (``args``: what :meth:`execute` needs to compute it) and :class:`Missing` is raised."""
+        stored = self.cache.load(step, key_config)
+        if stored is not None:
+            return stored
+        if self.plan is not None:
+            task = Task(self.model_name, step, Cache.key(step, key_config), args)
+            self.plan[task.key] = task
+            raise Missing(task)
+        return self.cache.put(self.cache.record(step, key_config, compute))
+
+    def execute(self, task: Task) -> None:
+        """Compute ``task`` (a step noted while planning) into this object's cache."""
+        if task.step == "search":
+            self.run_search(*task.args)
+        elif task.step == "qat":
+            self.qat(Policy.from_dict(task.args[0]), task.args[1])
+        elif task.step == "proxy-metrics":
+            self.proxy_metrics(Policy.from_dict(task.args[0]))
+        elif task.step == "observation":
+            self.observation()
+        else:
+            raise ConfigError(f"unknown step {task.step!r}")
 
     # ------------------------------------------------------------------ budgets
     @property
@@ -271,7 +351,7 @@ class Experiments:
                               val_data=self.data(val) if val else None)
             return {"policy": res.policy.to_dict(), "record": res.record, "extras": res.extras}
 
-        stored = self.cache.get("search", key_config, compute)
+        stored = self.step("search", key_config, compute, (cfg, spec, bitops))
         if old is not None and old["policy"]["bits"] != stored["policy"]["bits"]:
             raise TrainingError(f"{cfg.method} search {stored['key']} found another policy when measured again: "
                                 "the search is not deterministic on this machine")
@@ -338,53 +418,114 @@ class Experiments:
                 "qat": config_dict(self.p.qat), "train": self.fingerprint("fmnist"),
                 "test": self.fingerprint("fmnist-test")}
 
-    def qat(self, policy: Policy, seed: int = 0, keep_model: bool = False) -> dict:
+    def qat(self, policy: Policy, seed: int = 0) -> dict:
         """QAT of the FP model under ``policy`` with QAT ``seed`` (cached); top-1 in percent."""
         key_config = self.qat_key_config(policy, seed)
-        weights = self.cache.path("qat", key_config, ".pt")
 
         def run() -> dict:
-            qmodel, rec = qat(self.model, policy, self.data("fmnist"), self.test_set(), self.p.qat, seed=seed,
-                              progress=self.p.progress)
-            if keep_model:
-                torch_save(weights, qmodel.state_dict())
-            return {"record": rec}
+            return {"record": self._train_qat(policy, seed)[1]}
 
-        if keep_model and not weights.exists() and self.cache.path("qat", key_config).exists():
-            self.cache.path("qat", key_config).unlink()  # cached without weights: run again to keep them
-        stored = self.cache.get("qat", key_config, run)
+        stored = self.step("qat", key_config, run, (policy.to_dict(), seed))
         return {**stored["record"], "cache_key": stored["key"]}
 
+    def _train_qat(self, policy: Policy, seed: int) -> tuple[torch.nn.Module, dict]:
+        return qat(self.model, policy, self.data("fmnist"), self.test_set(), self.p.qat, seed=seed,
+                   progress=self.p.progress)
+
     def qat_model(self, policy: Policy, seed: int = 0) -> torch.nn.Module:
+        """The QAT model of ``policy`` and ``seed``: its weights kept beside the record
+        (``<key>.pt``, not committed) or trained again into them. The cached record is never
+        replaced: a model trained again on another host may differ from it in the last digits,
+        so whoever reports its numbers measures them on this model (see :meth:`observation`)."""
         from .quant import quantize
 
-        self.qat(policy, seed, keep_model=True)
-        qmodel = quantize(self.model, policy, calibration=self.data("fmnist").x[:8])
         path = self.cache.path("qat", self.qat_key_config(policy, seed), ".pt")
+        if not path.exists():
+            qmodel, _ = self._train_qat(policy, seed)
+            torch_save(path, qmodel.state_dict())
+        qmodel = quantize(self.model, policy, calibration=self.data("fmnist").x[:8])
         qmodel.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return qmodel.eval()
 
-    def accuracy(self, policy: Policy, seeds: Iterable[int] | None = None) -> dict:
-        seeds = list(self.p.qat_seeds if seeds is None else seeds)
-        top = np.array([self.qat(policy, s)["top1"] for s in seeds])
-        return {"top1_mean": float(top.mean()), "top1_std": float(top.std(ddof=1)) if len(top) > 1 else 0.0,
-                "top1": top.tolist(), "seeds": seeds}
+    # ------------------------------------------------------------------ chapter 1
+    OBSERVED_BITS = (8, 4, 3, 2)
+
+    def observation_policies(self) -> dict[str, Policy]:
+        """Chapter 1's quantized models: uniform W8A8 ... W2A2 and two mixed policies at the main
+        budget, SEAM's and a deliberately poor one."""
+        policies = {f"W{b}A{b}": Policy.uniform(self.model, b) for b in self.OBSERVED_BITS}
+        policies["mixed, SEAM"] = self.search("seam-mnist").policy
+        policies["mixed, poor"] = self.poor_policy("seam-mnist")
+        return policies
+
+    def observation_sets(self) -> dict[str, D.Images]:
+        """Chapter 1's images: ``n_points`` class-balanced test images of the target and the proxy."""
+        n = self.p.n_points
+        return {"target": D.balanced_subset(self.test_set("fmnist"), size=n, seed=0),
+                "proxy": D.balanced_subset(self.test_set("mnist"), size=n, seed=0)}
+
+    def observation(self) -> dict:
+        """Chapter 1 as one cached step: per model (FP and each of :meth:`observation_policies`
+        after the common QAT, seed 0) and dataset the discriminability metrics of the pooled
+        penultimate features, the model's top-1 on the target's test set, and a 2-D t-SNE of the
+        features. The record keeps these small results, so the QAT weights are needed only once."""
+        policies = self.observation_policies()
+        sets = self.observation_sets()
+        key_config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
+                      "policies": {n: pol.to_dict()["bits"] for n, pol in policies.items()},
+                      "fixed": {n: pol.to_dict()["fixed"] for n, pol in policies.items()},
+                      "qat": config_dict(self.p.qat), "qat_seed": 0, "train": self.fingerprint("fmnist"),
+                      "test": self.fingerprint("fmnist-test"),
+                      "sets": {d: fingerprint(images) for d, images in sets.items()}}
+
+        def compute() -> dict:
+            from sklearn.manifold import TSNE
+
+            from .discriminability import features, summary
+            from .train import evaluate
+
+            nets = {"FP": self.model, **{n: self.qat_model(pol) for n, pol in policies.items()}}
+            rows, embedding = [], {}
+            for name, net in nets.items():
+                pol = policies.get(name)
+                top1 = self.meta["top1"] if pol is None else evaluate(net, self.test_set())
+                bitops = None if pol is None else int(self.cost.bitops(pol))
+                for d, images in sets.items():
+                    with torch.no_grad():
+                        f, logits = features(net, images.x, return_logits=True)
+                    m = summary(f, images.y, logits if d == "target" else None)
+                    rows.append({"model": name, "data": d, "bitops": bitops, "top1": float(top1),
+                                 **{k: float(v) for k, v in m.items()}})
+                    xy = TSNE(n_components=2, perplexity=min(30, (len(f) - 1) / 3), init="pca",
+                              random_state=0).fit_transform(f.numpy())
+                    embedding[f"{name}|{d}"] = np.round(xy, 2).tolist()
+            return {"rows": rows, "models": list(nets), "embedding": embedding,
+                    "labels": {d: images.y.tolist() for d, images in sets.items()}}
+
+        return self.step("observation", key_config, compute, ())
 
     # ------------------------------------------------------------------ per-seed runs
     def runs(self, name: str, budget: str | int | None = None, search_seeds: Iterable[int] | None = None,
              qat_seeds: Iterable[int] | None = None) -> list[dict]:
-        """Every (search seed, QAT seed) value of policy ``name`` at ``budget``: rows of runs.json."""
+        """Every (search seed, QAT seed) value of policy ``name`` at ``budget``: rows of runs.json.
+        While the pipeline plans, the runs whose steps are missing are left out (and noted)."""
         if search_seeds is None:
             search_seeds = self.p.search_seeds if name in SEARCH_SEEDED else (0,)
         rows = []
         for s in search_seeds:
-            res = self.search(name, budget, s)
+            try:
+                res = self.search(name, budget, s)
+            except Missing:
+                continue
             if res.record.get("cache_key"):
                 self.policies[res.record["cache_key"]] = {"model": self.model_name, "policy": name,
                                                           "budget": self.budget_label(budget), "search_seed": int(s),
                                                           **res.policy.to_dict()}
             for q in (self.p.qat_seeds if qat_seeds is None else qat_seeds):
-                rec = self.qat(res.policy, q)
+                try:
+                    rec = self.qat(res.policy, q)
+                except Missing:
+                    continue
                 rows.append({"model": self.model_name, "budget": self.budget_label(budget),
                              "budget_bitops": self.bitops_of(budget), "policy": name, "search_seed": int(s),
                              "qat_seed": int(q), "top1": rec["top1"], "bitops": int(self.cost.bitops(res.policy)),
@@ -407,15 +548,20 @@ class Experiments:
         second = self.p.second_budget
         if second != self.budget_name:
             rows += [r for n in SECOND_POLICIES for r in self.runs(n, second)] + self.random_runs(second)
-        save_runs(self.p, rows, self.policies)
+        self.save(rows)
         return rows
+
+    def save(self, rows: list[dict]) -> None:
+        """``rows`` into runs.json (unless the pipeline is only planning: then nothing is written)."""
+        if self.plan is None:
+            save_runs(self.p, rows, self.policies)
 
     def extra_seeds(self, rows: list[dict]) -> tuple[int, ...]:
         """The protocol's extension (book/method.md): the profile's ``extra_search_seeds`` when the
         ``proxy-vs-target`` CI at the main budget, from the runs of the first search seeds, is
         wider than +-``ci_goal_pp``; none otherwise. The search seeds are the outer units of
         that CI, so they are what narrows it; every proxy search of the model gets them alike."""
-        if not self.p.extra_search_seeds:
+        if not self.p.extra_search_seeds or self.plan:  # steps missing: decided once they are computed
             return ()
         base = [r for r in rows if r["policy"] not in SEARCH_SEEDED or r["search_seed"] in self.p.search_seeds]
         claim = next(iter(self.claims(base, ids=("proxy-vs-target",))), None)
@@ -432,7 +578,7 @@ class Experiments:
                 rows += self.runs(name, b, self.p.search_seeds[:1], self.p.sweep_qat_seeds)
             if exact_uniform(b):
                 rows += self.runs("uniform", b, (0,), self.p.sweep_qat_seeds)
-        save_runs(self.p, rows, self.policies)
+        self.save(rows)
         return rows
 
     # ------------------------------------------------------------------ claims
@@ -478,18 +624,6 @@ class Experiments:
 
         return report.power(self.table(rows, budget), self.side("random"))
 
-    # ------------------------------------------------------------------ the current chapters' helpers
-    def cached(self, step: str, params: dict, compute: Callable[[], dict]) -> dict:
-        """A notebook's own cached step (``step`` must be one of :data:`STEP_VERSIONS`); the
-        model and checkpoint hash join ``params`` in the key."""
-        config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256, **params}
-        return self.cache.get(step, config, compute)
-
-    def reread(self, name: str, budget: str | int) -> Policy:
-        """Policy ``name`` *searched* at ``budget`` (each budget gets its own search: no rereading
-        of another budget's search)."""
-        return self.search(name, budget).policy
-
     # ------------------------------------------------------------------ chapter 5
     def correlation_policies(self, budget: str | int | None = None) -> dict[str, Policy]:
         """>= ``n_correlation`` policies spanning target accuracy: the target search's choice,
@@ -527,7 +661,7 @@ class Experiments:
             return {"metrics": {**summary(f, proxy.y), "ptq_top1_target": ptq,
                                 "mean_bits": float(np.mean(policy.mean_bits()))}}
 
-        return self.cache.get("proxy-metrics", key_config, compute)["metrics"]
+        return self.step("proxy-metrics", key_config, compute, (policy.to_dict(),))["metrics"]
 
     def correlation(self, budget: str | int | None = None) -> dict:
         """Chapter 5: per policy the proxy metrics (BN recalibrated) and the QAT top-1 per seed;
@@ -655,79 +789,47 @@ def pilot(profile: Profile | str = "full", overrides: dict | None = None, models
     return out
 
 
+def efficiency_plan(p: Profile, ex: Experiments) -> dict[str, dict[str, tuple[str, dict]]]:
+    """The efficiency harness's searches (chapter 4): per part of efficiency.json (``methods``,
+    ``search_length``, ``proxy_size``) entry -> (policy name, search options)."""
+    e = p.efficiency
+    steps = p.seam.epochs * -(-len(ex.data("proxy")) // p.seam.batch_size)
+    return {
+        "methods": {
+            "seam": ("seam-mnist", {}),
+            "target-equal-epochs": ("target-fmnist", {"epochs": p.seam.epochs}),
+            "target-equal-steps": ("target-fmnist", {"epochs": p.seam.epochs, "max_steps": steps}),
+            "joint": ("joint-fmnist", {}),
+            "evaluation": ("evaluation-fmnist", {}),
+            "orthogonality": ("orthogonality-mnist", {}),
+            "orthogonality-target": ("orthogonality-fmnist", {}),
+            "limpq": ("limpq-fmnist", {}),
+            "hawq": ("hawq-fmnist", {}),
+        },
+        "search_length": {f"{kind}@{n}": (name, {"epochs": n})
+                          for kind, name in (("seam", "seam-mnist"), ("target", "target-fmnist")) for n in e.epochs_curve},
+        "proxy_size": {str(n): ("seam-mnist", {"data": f"{p.proxy}:{n}"}) for n in e.proxy_sizes},
+    }
+
+
 def efficiency_run(profile: Profile | str = "full", overrides: dict | None = None, model: str | None = None,
                    remeasure: bool = False) -> dict:
     """Every class of search, each followed by the common QAT, measured in one run on one machine
     (chapter 4), plus search length and proxy size against policy quality. Writes efficiency.json
-    through :func:`mpqlib.efficiency.efficiency_table`. ``remeasure``: searches whose cost was
-    measured under contention run again (same policy, new cost record); run it on a quiet machine."""
-    p = resolve(profile, overrides)
-    ex = Experiments(p, model or p.efficiency_model())
-    e = p.efficiency
-    seeds = e.qat_seeds
-    proxy = ex.data("proxy")
-    steps = p.seam.epochs * -(-len(proxy) // p.seam.batch_size)
-    plan = {
-        "seam": ("seam-mnist", {}),
-        "target-equal-epochs": ("target-fmnist", {"epochs": p.seam.epochs}),
-        "target-equal-steps": ("target-fmnist", {"epochs": p.seam.epochs, "max_steps": steps}),
-        "joint": ("joint-fmnist", {}),
-        "evaluation": ("evaluation-fmnist", {}),
-        "orthogonality": ("orthogonality-mnist", {}),
-        "orthogonality-target": ("orthogonality-fmnist", {}),
-        "limpq": ("limpq-fmnist", {}),
-        "hawq": ("hawq-fmnist", {}),
-    }
-    searches = {k: ex.search(name, remeasure=remeasure, **kw) for k, (name, kw) in plan.items()}
-    methods = {name: _measured(ex, res, seeds) for name, res in searches.items()}
-    curve = {f"{kind}@{n}": _measured(ex, ex.search(name, epochs=n, remeasure=remeasure), seeds)
-             for kind, name in (("seam", "seam-mnist"), ("target", "target-fmnist")) for n in e.epochs_curve}
-    sizes = {str(n): _measured(ex, ex.search("seam-mnist", data=f"{p.proxy}:{n}", remeasure=remeasure), seeds)
-             for n in e.proxy_sizes}
+    through :func:`mpqlib.efficiency.efficiency_table`, with the start-up / memory benchmark
+    results_dir/lean-MODEL.json where it exists (``benchmarks/bench_search_lean.py --out``; the
+    book's run script makes it). ``remeasure``: searches whose cost was measured under contention
+    run again (same policy, new cost record); run it on a quiet machine."""
     from . import efficiency
 
-    return efficiency.efficiency_table(methods=methods, search_length=curve, proxy_size=sizes, lean=lean_benchmark(ex),
-                                       path=p.path("efficiency.json"), profile=p.name, model=ex.model_name)
-
-
-def lean_benchmark(ex: "Experiments") -> dict:
-    """Start-up share of a 1-epoch proxy search and search-vs-FP step memory
-    (``benchmarks/bench_search_lean.py``, run once per model and kept beside the results)."""
-    import subprocess
-    import sys
-
-    out = ex.p.path(f"lean-{ex.model_name}.json")
-    if not out.exists():
-        script = REPO / "benchmarks" / "bench_search_lean.py"
-        subprocess.run([sys.executable, str(script), "--checkpoint", str(ex.p.checkpoint(ex.model_name)),
-                        "--data", f"{ex.p.proxy}:{ex.p.proxy_per_class}", "--threads", str(ex.p.threads or 2),
-                        "--out", str(out)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
-    return read_json(out)
-
-
-def run(profile: Profile | str = "full", overrides: dict | None = None,
-        steps: Iterable[str] = ("protocol", "sweep", "correlation", "efficiency", "claims")) -> dict:
-    """The whole run after the pilot, resumable (every step is cached): per model the main
-    comparison; the budget sweep and chapter 5's correlation (correlation.json) for the models
-    the profile names for them; the efficiency harness for its model; then claims.json.
-    Returns what each step wrote."""
     p = resolve(profile, overrides)
-    out: dict = {}
-    for model in p.models:
-        ex = Experiments(p, model)
-        if "protocol" in steps:
-            out.setdefault("protocol", {})[model] = len(ex.protocol())
-        if "sweep" in steps and model in p.sweep_models():
-            out.setdefault("sweep", {})[model] = len(ex.sweep())
-        if "correlation" in steps and model in p.correlation_models():
-            out.setdefault("correlation", {})[model] = ex.correlation()
-    if "efficiency" in steps:
-        out["efficiency"] = efficiency_run(p)  # on p.efficiency_model()
-    if "correlation" in steps:
-        write_json(p.path("correlation.json"), out["correlation"])
-    if "claims" in steps:
-        out["claims"] = claims_file(p)
-    return out
+    ex = Experiments(p, model or p.efficiency_model())
+    seeds = p.efficiency.qat_seeds
+    parts = {part: {k: _measured(ex, ex.search(name, remeasure=remeasure, **kw), seeds) for k, (name, kw) in plan.items()}
+             for part, plan in efficiency_plan(p, ex).items()}
+    lean = p.path(f"lean-{ex.model_name}.json")
+    return efficiency.efficiency_table(**parts, lean=lean if lean.exists() else None,
+                                       path=p.path("efficiency.json"), profile=p.name, model=ex.model_name)
 
 
 def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
@@ -737,5 +839,6 @@ def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
             "bitops": int(ex.cost.bitops(res.policy))}
 
 
-__all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "Cache", "Experiments", "fingerprint",
-           "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_run", "run", "exact_uniform"]
+__all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "Cache", "Overlay", "Task", "Missing", "Experiments",
+           "fingerprint", "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_plan",
+           "efficiency_run", "exact_uniform"]

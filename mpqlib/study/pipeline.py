@@ -1,0 +1,262 @@
+"""The study as a pipeline of cached steps: pilot -> budget -> searches -> QAT -> claims,
+efficiency, correlation, and chapter 1's observation.
+
+A step is one cached record of :class:`~mpqlib.experiments.Cache` (a search, a QAT run, the
+proxy metrics of a policy, chapter 1's observation): a pure function of its resolved inputs
+(configuration, data fingerprint, checkpoint hash, budget, seeds, the profile's thread count),
+stored under the hash of those inputs. The graph is not written out by hand: :meth:`Study.walk`
+runs the study's own code (:class:`~mpqlib.experiments.Experiments`) in *planning* mode, where a
+step the cache lacks is noted as a :class:`~mpqlib.experiments.Task` instead of being computed,
+and everything that depends on it is skipped. So the keys the pipeline computes are, by
+construction, the keys the study reads. :func:`run` repeats walk -> compute what is missing (in
+parallel, see :mod:`mpqlib.study.engine`) until nothing is missing, then writes the results
+files from the cache (a file whose content did not change is not touched).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from .._io import read_json, write_json
+from ..errors import ConfigError
+from ..experiments import (Experiments, Missing, Task, claims_file, efficiency_plan, efficiency_run, pilot,
+                           save_runs)
+from ..profiles import Profile, resolve
+
+
+from . import PARTS
+CHAPTER_PARTS = {1: ("observation",), 2: ("protocol",), 3: ("protocol", "sweep", "claims"),
+                 4: ("efficiency",), 5: ("correlation",), 6: ("protocol", "sweep", "claims")}
+
+
+@dataclass
+class Plan:
+    """One walk of the study: how many cached records it read, and the missing steps it can
+    compute now (steps depending on those are found by the next walk)."""
+
+    cached: int
+    missing: dict[str, Task] = field(default_factory=dict)
+    by_part: dict[str, Counter] = field(default_factory=dict)  # part -> {"cached": n, "missing": n}
+
+    @property
+    def done(self) -> bool:
+        return not self.missing
+
+
+def _attempt(fn: Callable, *args, **kwargs):
+    """``fn(...)``, or None where it needs a step that is missing (noted in the plan)."""
+    try:
+        return fn(*args, **kwargs)
+    except Missing:
+        return None
+
+
+class Study:
+    """One profile's study: its :class:`Experiments` per model, walked or finished as a whole."""
+
+    def __init__(self, profile: Profile | str = "full", overrides: Mapping | str | None = None,
+                 parts: Iterable[str] = PARTS):
+        self.p = resolve(profile, overrides)
+        self.parts = tuple(parts)
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise ConfigError(f"unknown part(s) of the study {', '.join(sorted(unknown))}; parts: {', '.join(PARTS)}")
+        self._ex: dict[str, Experiments] = {}
+
+    def ex(self, model: str) -> Experiments:
+        if model not in self._ex:
+            self._ex[model] = Experiments(self.p, model)
+        return self._ex[model]
+
+    def cache_root(self) -> Path:
+        return Path(self.p.cache_dir)
+
+    # ------------------------------------------------------------------ planning
+    def walk(self, write: bool = True) -> Plan:
+        """Every step the parts need, read from the cache where it is there; the rest noted.
+        ``write`` False (status): nothing is written, not even the pilot's choice of budget."""
+        missing: dict[str, Task] = {}
+        counts: dict[str, Counter] = defaultdict(Counter)
+        hits = 0
+
+        def part(name: str, fn: Callable[[], object]) -> None:
+            nonlocal hits
+            before_hits, before_missing = self._hits(), len(missing)
+            _attempt(fn)
+            counts[name]["cached"] += self._hits() - before_hits
+            counts[name]["missing"] += len(missing) - before_missing
+            hits += self._hits() - before_hits
+
+        for model in self.p.models:
+            self.ex(model).plan = missing
+        try:
+            if self.p.budget == "pilot" and not self.p.path("pilot.json").exists():
+                for model in self.p.models:
+                    part("pilot", lambda m=model: self._pilot_steps(self.ex(m)))
+                if missing or not write:  # the main budget is unknown until the pilot's steps are computed
+                    return Plan(hits, missing, dict(counts))
+                pilot(self.p)  # every step cached: writes pilot.json, computes nothing
+            for model in self.p.models:
+                ex = self.ex(model)
+                if {"protocol", "claims"} & set(self.parts):
+                    part("protocol", ex.protocol)
+                if "sweep" in self.parts and model in self.p.sweep_models():
+                    part("sweep", ex.sweep)
+                if "correlation" in self.parts and model in self.p.correlation_models():
+                    part("correlation", lambda e=ex: self._correlation_steps(e))
+                if "observation" in self.parts and model == next(iter(self.p.models)):
+                    part("observation", ex.observation)
+            if "efficiency" in self.parts:
+                part("efficiency", lambda: self._efficiency_steps(self.ex(self.p.efficiency_model())))
+        finally:
+            for ex in self._ex.values():
+                ex.plan = None
+        return Plan(hits, missing, dict(counts))
+
+    def _hits(self) -> int:
+        return sum(ex.cache.hits for ex in self._ex.values())
+
+    def _pilot_steps(self, ex: Experiments) -> None:
+        seeds = self.p.qat_seeds[:2]
+        for b in self.p.pilot_budgets:
+            ex.random_runs(b, qat_seeds=seeds)
+            ex.runs("uniform", b, (0,), seeds)
+
+    def _correlation_steps(self, ex: Experiments) -> None:
+        for pol in ex.correlation_policies().values():
+            _attempt(ex.proxy_metrics, pol)
+            for s in self.p.correlation_qat_seeds:
+                _attempt(ex.qat, pol, s)
+
+    def _efficiency_steps(self, ex: Experiments) -> None:
+        for plan in efficiency_plan(self.p, ex).values():
+            for name, kw in plan.values():
+                res = _attempt(ex.search, name, **kw)
+                for s in ([] if res is None else self.p.efficiency.qat_seeds):
+                    _attempt(ex.qat, res.policy, s)
+
+    # ------------------------------------------------------------------ results
+    def finish(self) -> list[Path]:
+        """Write the results files of the parts from the cache (computes nothing when the walk
+        found nothing missing); files whose content is unchanged are left untouched."""
+        written = []
+        for model in self.p.models:
+            ex = self.ex(model)
+            if {"protocol", "claims"} & set(self.parts):
+                ex.protocol()
+            if "sweep" in self.parts and model in self.p.sweep_models():
+                ex.sweep()
+        if {"protocol", "sweep"} & set(self.parts):
+            written.append(self.p.path("runs.json"))
+        if "correlation" in self.parts:
+            corr = {m: self.ex(m).correlation() for m in self.p.correlation_models()}
+            written.append(write_json(self.p.path("correlation.json"), corr))
+        if "efficiency" in self.parts:
+            efficiency_run(self.p)
+            written.append(self.p.path("efficiency.json"))
+        if "claims" in self.parts:
+            claims_file(self.p)
+            written.append(self.p.path("claims.json"))
+        return written
+
+
+# --------------------------------------------------------------------------- expected time
+def step_seconds(cache_root: Path) -> dict[tuple[str, str], list[float]]:
+    """Recorded wall time of every cached step under ``cache_root``, by (model, step)."""
+    out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for path in sorted(Path(cache_root).glob("*/*/*.json")):
+        stored = json.loads(path.read_text())
+        seconds = stored.get("elapsed_s")
+        if seconds is None:
+            seconds = (stored.get("record") or {}).get("seconds")
+        if seconds is not None:
+            out[(path.parts[-3], path.parts[-2])].append(float(seconds))
+    return dict(out)
+
+
+def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], list[float]]) -> float | None:
+    """The sum of the recorded mean time of each task's kind of step (its model's, else any
+    model's); None when some kind of step has never been recorded."""
+    by_step: dict[str, list[float]] = defaultdict(list)
+    for (_, step), times in recorded.items():
+        by_step[step] += times
+    total = 0.0
+    for t in tasks:
+        step, n = COSTS_LIKE.get(t.step, (t.step, 1))
+        times = recorded.get((t.model, step)) or by_step.get(step)
+        if not times:
+            return None
+        total += n * sum(times) / len(times)
+    return total
+
+
+# A step never recorded yet, costed as n of another: chapter 1's observation trains its six
+# quantized models once (their weights are not kept in git).
+COSTS_LIKE = {"observation": ("qat", 6)}
+
+
+def describe(plan: Plan, study: Study) -> str:
+    """``mpq study status``'s report: per part what is cached and what remains, and the time."""
+    lines = [f"profile {study.p.name}: {plan.cached} cached step records read, {len(plan.missing)} steps to compute now"]
+    for name, c in plan.by_part.items():
+        lines.append(f"  {name:12s} cached {c['cached']:5d}   to compute {c['missing']:4d}")
+    if plan.missing:
+        kinds = Counter(t.step for t in plan.missing.values())
+        secs = expected_seconds(plan.missing.values(), step_seconds(study.cache_root()))
+        when = "unknown (no such step recorded yet)" if secs is None else f"{secs / 3600:.2f} h on one worker"
+        lines.append(f"  missing: {', '.join(f'{n} {k}' for k, n in kinds.items())}; expected {when}; "
+                     "steps that depend on these are counted once they are computed")
+    else:
+        lines.append("  every step is cached: nothing to compute")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run / ensure
+def run(profile: Profile | str = "full", overrides: Mapping | str | None = None, parts: Iterable[str] = PARTS, *,
+        workers: int | None = None, cluster: str | None = None, log: Callable[[str], None] | None = print) -> Plan:
+    """Compute every missing step of ``parts`` (on ``workers`` local processes, on the Dask
+    scheduler at ``cluster``, or here, one after another), then write the results files.
+    A killed run resumes: every finished step is stored as soon as it arrives."""
+    from .engine import executor
+
+    study = Study(profile, overrides, parts)
+    previous: set[str] = set()
+    with executor(study.p, workers=workers, cluster=cluster) as execute:
+        while True:
+            plan = study.walk()
+            if plan.done:
+                break
+            if set(plan.missing) == previous:
+                raise ConfigError("the pipeline computed steps whose records it then did not find "
+                                  f"({', '.join(sorted(previous)[:3])}, ...): is the cache directory writable?")
+            previous = set(plan.missing)
+            if log:
+                log(f"computing {len(plan.missing)} steps: "
+                    + ", ".join(f"{n} {k}" for k, n in Counter(t.step for t in plan.missing.values()).items()))
+            for record in execute(list(plan.missing.values())):
+                study.ex(record["model_name"]).cache.put(record["stored"])
+    study.finish()
+    return plan
+
+
+def ensure(profile: Profile | str = "full", overrides: Mapping | str | None = None, parts: Iterable[str] = PARTS,
+           workers: int | None = None) -> Plan:
+    """What a chapter's first cell calls: the study's ``parts`` computed where steps are missing
+    (only those steps), nothing at all where everything is cached."""
+    return run(profile, overrides, parts, workers=workers, log=None)
+
+
+def status(profile: Profile | str = "full", overrides: Mapping | str | None = None,
+           parts: Iterable[str] = PARTS) -> tuple[Plan, str]:
+    study = Study(profile, overrides, parts)
+    plan = study.walk(write=False)
+    return plan, describe(plan, study)
+
+
+__all__ = ["PARTS", "CHAPTER_PARTS", "Plan", "Study", "run", "ensure", "status", "describe", "step_seconds",
+           "expected_seconds", "read_json", "save_runs"]
