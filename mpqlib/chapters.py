@@ -41,68 +41,12 @@ _quiet_tqdm()
 
 from . import report  # noqa: E402
 from ._io import read_json  # noqa: E402
-from .experiments import CLAIMS, Experiments, claims_file, efficiency_run, load_runs  # noqa: E402
+from .experiments import CLAIMS, Experiments, load_runs  # noqa: E402
 from .profiles import REPO, Profile, resolve  # noqa: E402
+from .study.pipeline import ensure  # noqa: E402
 
-# --------------------------------------------------------------------------- the paper's numbers
-PAPER: dict[str, Any] = {
-    "source": "SEAM (ACM MM 2023), poster Table 2: MobileNetV1 on ImageNet, '3MP' budget",
-    "table2": {  # method -> (top-1 %, BitOps G, search GPU-h or None)
-        "LSQ uniform W3A3": (68.3, 5.8, None),
-        "FracBits": (68.7, 5.78, 237.2),
-        "LIMPQ": (69.5, 5.78, 3.4),
-        "SEAM, proxy C": (69.9, 6.28, 1.0),
-        "SEAM, proxy S": (69.6, 6.13, 0.8),
-    },
-    "budget_g": 5.78,
-    "joint_over_seam": 297.0,           # FracBits 237.2 h / SEAM 0.8 h
-    "limpq_over_seam": (3.4, 4.25),     # LIMPQ 3.4 h / SEAM 1.0 or 0.8 h
-    # ResNet-18 trade-off, read off the poster's plot (about +-0.2 pp): (G BitOps, top-1 %)
-    "resnet18_seam": ((16, 68.1), (23, 70.0), (29, 70.6)),
-    "resnet18_edmips": ((16, 65.7), (23, 66.8), (29, 67.8)),
-}
-"""The paper's anchor numbers (book/method.md's table); the chapters show ours beside them."""
-
-# Our policy standing for each row of the paper's Table 2 (None: not part of the main comparison).
-PAPER_ROWS = {"LSQ uniform W3A3": "uniform", "FracBits": None, "LIMPQ": "limpq-fmnist",
-              "SEAM, proxy C": "seam-mnist", "SEAM, proxy S": "seam-optdigits"}
-
-LABELS = {
-    "seam-mnist": "SEAM, MNIST proxy", "seam-mnist-argmax": "SEAM, MNIST, argmax readout",
-    "seam-optdigits": "SEAM, optdigits proxy", "seam-fmnist4": "SEAM, small Fashion-MNIST subset",
-    "ce-mnist": "CE head, MNIST proxy", "target-fmnist": "search on the target", "limpq-fmnist": "LIMPQ",
-    "hawq-fmnist": "HAWQ", "uniform": "uniform", "random": "random policies",
-}
-"""Reader's names of the policies (the tables show these, the code uses the keys)."""
-
-CLAIM_TEXT = {
-    "positive-control": ("the budget can tell policies apart: the search on the target beats random policies",
-                         "no claim (a design check)"),
-    "proxy-vs-target": ("a policy searched on the proxy matches one searched on the target (±{margin} pp)",
-                        "same accuracy as a search on the target (abstract)"),
-    "seam-vs-ce": ("the large-margin head beats a plain cross-entropy head on the same proxy",
-                   "the large-margin terms make the policy transfer (abstract)"),
-    "seam-vs-uniform": ("SEAM beats uniform precision at equal BitOps", "{seam_uniform}, Table 2"),
-    "seam-vs-limpq": ("SEAM matches or beats LIMPQ", "{seam_limpq}, Table 2"),
-    "seam-vs-hawq": ("SEAM against HAWQ (Hessian trace)", "no claim (Table 2 has no HAWQ row)"),
-    "second-proxy": ("a second proxy (optdigits) matches the search on the target (±{margin} pp)",
-                     "proxy S {proxy_s} vs proxy C {proxy_c} top-1, Table 2"),
-    "fmnist4-control": ("a proxy of the same size drawn from the target, minus MNIST",
-                        "no claim (a diagnostic)"),
-}
-"""Each claim of claims.json in words, and what the paper reports for it."""
-
-PAPER_STANCE: dict[str, tuple[set[str], set[str]]] = {
-    "proxy-vs-target": ({"equivalent"}, {"different"}),
-    "seam-vs-ce": ({"better"}, {"worse"}),
-    "seam-vs-uniform": ({"better"}, {"worse"}),
-    "seam-vs-limpq": ({"better"}, {"worse"}),
-    "second-proxy": ({"equivalent"}, {"different"}),
-}
-"""Claim id -> (verdicts that support the paper, verdicts that contradict it); any other verdict
-leaves the claim undecided. A stance only where the paper makes the claim: the positive control
-checks the design; HAWQ has no row in the paper's Table 2; the Fashion-MNIST 4% control is a
-diagnostic of MNIST's deficit, which the transfer claim already judges (counted once)."""
+# The paper's numbers, the policies' names and the claims' words: one home, mpqlib.study.facts.
+from .study.facts import CLAIM_TEXT, LABELS, PAPER, PAPER_ROWS, PAPER_STANCE  # noqa: E402
 
 STANCE_WORDS = {"supports": "reproduced", "contradicts": "not reproduced at this scale", "undecided": "undecided"}
 """What a stance says to a reader ("not reproduced at this scale": on this book's small data,
@@ -377,14 +321,10 @@ class Chapter:
 
     # ------------------------------------------------------------------ the long table of runs
     def runs(self) -> list[dict]:
-        """Every per-seed run of the protocol (every model) and the sweep (its models): cached
-        steps, computed only where the cache lacks them; written to runs.json."""
+        """Every per-seed run of the protocol (every model) and the sweep (its models), as the
+        pipeline computed them (runs.json; :func:`mpqlib.study.ensure` computes what is missing)."""
         if self._rows is None:
-            for m in self.models:
-                ex = self.ex(m)
-                ex.protocol()
-                if m in self.p.sweep_models():
-                    ex.sweep()
+            ensure(self.p, parts=("protocol", "sweep"))
             self._rows = load_runs(self.p)
         return self._rows
 
@@ -879,8 +819,8 @@ class Chapter:
 
     def claims(self) -> dict:
         """claims.json of the profile, computed from the per-seed runs (mpqlib.report)."""
-        self.runs()
-        return claims_file(self.p)
+        ensure(self.p, parts=("protocol", "sweep", "claims"))
+        return read_json(self.p.path("claims.json"))
 
     def show_control(self, doc: dict | None = None) -> None:
         """The positive control and SEAM's comparisons, per model: paired differences with CIs."""
@@ -936,7 +876,9 @@ class Chapter:
     def efficiency(self) -> dict:
         """results_dir/efficiency.json (written by the full run), computed if missing."""
         path = self.p.path("efficiency.json")
-        eff = read_json(path) if path.exists() else efficiency_run(self.p)
+        if not path.exists():
+            ensure(self.p, parts=("efficiency",))
+        eff = read_json(path)
         glue("eff_model", model_label(eff.get("model") or self.p.efficiency_model()))
         return eff
 
@@ -1133,6 +1075,7 @@ class Chapter:
 
     def correlation(self, model: str | None = None) -> dict:
         """Chapter 5's result for ``model`` (cached steps; :meth:`Experiments.correlation`)."""
+        ensure(self.p, parts=("correlation",))
         return self.ex(model).correlation()
 
     PREDICTORS = {"fisher_ratio": "Fisher ratio on the proxy", "-normalised_compactness": "compactness on the proxy (negated)",

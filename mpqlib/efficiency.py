@@ -30,13 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._io import read_json, write_json
-
-PAPER = {
-    "source": "SEAM (ACM MM 2023) Table 2, MobileNetV1 on ImageNet, GPU hours of the search",
-    "hours": {"fracbits": 237.2, "limpq": 3.4, "seam-proxy-c": 1.0, "seam-proxy-s": 0.8},
-    "ratios": {"joint/seam": 297.0, "limpq/seam": [3.4, 4.25]},
-}
-"""What the paper reports: FracBits 237.2 h / SEAM 0.8 h = 297x; LIMPQ 3.4 h / (1.0 or 0.8 h)."""
+from .study.facts import PAPER_HOURS as PAPER  # what the paper reports: FracBits 237.2 h / SEAM 0.8 h = 297x, ...
 
 ASSUMPTIONS: dict[str, dict[str, Any]] = {
     "imagenet_images": {"value": 1_281_167, "why": "ImageNet-1k training set (paper: the target)"},

@@ -39,39 +39,11 @@ from .policy import Policy
 from .profiles import Profile, resolve
 from .qat import qat
 from .search import SearchResult, search
+from .study.facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES
 from .train import load_checkpoint
 
 # Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
 STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1}
-
-# name -> (profile config, search data): the policies compared at one budget.
-# Search data: "proxy" is the profile's main proxy; "target" the target search's data; "limpq"
-# LIMPQ's share of the target; anything else a data spec (see Experiments.data).
-POLICIES = {
-    "seam-mnist": ("seam", "proxy"),
-    "seam-mnist-argmax": ("seam", "proxy"),     # the same search, read out per layer with argmax
-    "seam-optdigits": ("seam", "optdigits"),
-    "seam-fmnist4": ("seam", "fmnist4"),
-    "ce-mnist": ("ce", "proxy"),
-    "target-fmnist": ("target", "target"),
-    "limpq-fmnist": ("limpq", "limpq"),
-    "hawq-fmnist": ("hawq", "fmnist"),
-    "uniform": (None, None),                    # uniform at the budget's own (w, a): equal BitOps
-}
-# The efficiency harness's extra classes of search (chapter 4).
-HARNESS = {
-    "joint-fmnist": ("joint", "target"),
-    "evaluation-fmnist": ("evaluation", "target"),
-    "orthogonality-mnist": ("orthogonality", "proxy"),
-    "orthogonality-fmnist": ("orthogonality", "target"),
-}
-# Proxy searches get every search seed of the profile; the others run once (seed 0).
-SEARCH_SEEDED = ("seam-mnist", "seam-optdigits", "seam-fmnist4", "ce-mnist")
-# The policies behind the claims at the main budget, and the few kept at the second one.
-MAIN_POLICIES = ("seam-mnist", "seam-optdigits", "seam-fmnist4", "ce-mnist", "target-fmnist", "limpq-fmnist",
-                 "hawq-fmnist", "uniform")
-SECOND_POLICIES = ("seam-mnist", "target-fmnist", "uniform")
-
 
 # --------------------------------------------------------------------------- hashing
 def sha256_file(path: str | os.PathLike) -> str:
@@ -686,20 +658,6 @@ class Experiments:
         ceiling = asdict(report.noise_ceiling(per_seed)) if per_seed.shape[1] > 1 else None
         return {"model": self.model_name, "budget": self.budget_label(budget), "n_policies": len(table),
                 "policies": table, "spearman": rho, "noise_ceiling": ceiling}
-
-
-# --------------------------------------------------------------------------- the claims
-# id -> (a, b, rule of mpqlib.report.RULES): a - b within QAT seeds; "random" = every random policy.
-CLAIMS = {
-    "positive-control": ("target-fmnist", "random", "superiority"),
-    "proxy-vs-target": ("seam-mnist", "target-fmnist", "equivalence"),
-    "seam-vs-ce": ("seam-mnist", "ce-mnist", "difference"),
-    "seam-vs-uniform": ("seam-mnist", "uniform", "difference"),
-    "seam-vs-limpq": ("seam-mnist", "limpq-fmnist", "difference"),
-    "seam-vs-hawq": ("seam-mnist", "hawq-fmnist", "difference"),
-    "second-proxy": ("seam-optdigits", "target-fmnist", "equivalence"),
-    "fmnist4-control": ("seam-fmnist4", "seam-mnist", "difference"),
-}
 
 
 # --------------------------------------------------------------------------- runs.json

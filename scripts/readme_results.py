@@ -22,16 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-LABELS = {
-    "positive-control": "target search vs random policies (positive control)",
-    "proxy-vs-target": "SEAM on MNIST vs target search",
-    "seam-vs-ce": "SEAM vs CE ablation",
-    "seam-vs-uniform": "SEAM vs uniform",
-    "seam-vs-limpq": "SEAM vs LIMPQ",
-    "seam-vs-hawq": "SEAM vs HAWQ",
-    "second-proxy": "SEAM on optdigits vs target search",
-    "fmnist4-control": "SEAM on Fashion-MNIST 4% vs SEAM on MNIST",
-}
+from mpqlib.study.facts import CLAIM_LABELS as LABELS, paper_ratio_text  # noqa: E402  (one home for the facts)
+
 RATIOS = ("evaluation/seam", "joint/seam", "target-equal-epochs/seam", "target-equal-steps/seam", "limpq/seam")
 
 
@@ -94,7 +86,7 @@ def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
         if parts:
             lines.append("Measured search cost against SEAM's on the same machine (`results/efficiency.json`): "
                          + "; ".join(parts) + ". The book's efficiency chapter projects these to ImageNet beside "
-                         "the paper's 297x.")
+                         f"the paper's {paper_ratio_text()}.")
     return "\n".join(lines).rstrip()
 
 

@@ -16,7 +16,7 @@ files from the cache (a file whose content did not change is not touched).
 from __future__ import annotations
 
 import json
-import math
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,11 +244,25 @@ def run(profile: Profile | str = "full", overrides: Mapping | str | None = None,
     return plan
 
 
+_ENSURED: dict[str, set[str]] = {}  # per process: profile -> parts already ensured (nothing missing)
+
+
 def ensure(profile: Profile | str = "full", overrides: Mapping | str | None = None, parts: Iterable[str] = PARTS,
-           workers: int | None = None) -> Plan:
-    """What a chapter's first cell calls: the study's ``parts`` computed where steps are missing
-    (only those steps), nothing at all where everything is cached."""
-    return run(profile, overrides, parts, workers=workers, log=None)
+           *, chapter: int | None = None, workers: int | None = None) -> Plan | None:
+    """What a chapter's first cell calls: the study's ``parts`` (or those ``chapter`` shows)
+    computed where steps are missing (only those steps; on ``workers`` local processes, default
+    ``$MPQ_WORKERS``, else here), nothing at all where everything is cached. Parts already
+    ensured in this process are not walked again (None)."""
+    p = resolve(profile, overrides)
+    wanted = set(CHAPTER_PARTS[chapter] if chapter is not None else parts)
+    done = _ENSURED.setdefault(repr(p), set())
+    if wanted <= done:
+        return None
+    if workers is None and os.environ.get("MPQ_WORKERS"):
+        workers = int(os.environ["MPQ_WORKERS"])
+    plan = run(p, None, sorted(wanted - done, key=PARTS.index), workers=workers, log=None)
+    done |= wanted
+    return plan
 
 
 def status(profile: Profile | str = "full", overrides: Mapping | str | None = None,
