@@ -1,0 +1,158 @@
+"""The study as a pipeline: create-only cache records, one home for its facts, the smoke study
+on a real local Dask cluster, and chapters that read without writing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mpqlib import chapters as C
+from mpqlib import efficiency as Eff
+from mpqlib import experiments as E
+from mpqlib._io import create_json, write_json
+from mpqlib.errors import ConfigError
+from mpqlib.experiments import Cache, Overlay
+from mpqlib.study import facts as F
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- nothing moves
+def test_a_record_is_never_overwritten(tmp_path):
+    cache = Cache(tmp_path)
+    first = cache.get("qat", {"seed": 0}, lambda: {"record": {"top1": 90.17}})
+    path = cache.path("qat", {"seed": 0})
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    again = cache.put(cache.record("qat", {"seed": 0}, lambda: {"record": {"top1": 89.61}}))  # a rerun elsewhere
+    assert again["record"]["top1"] == first["record"]["top1"] == 90.17
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    assert not create_json(path, {"other": 1}) and json.loads(path.read_text())["record"]["top1"] == 90.17
+
+
+def test_a_half_written_record_is_never_read(tmp_path):
+    cache = Cache(tmp_path)
+    path = cache.path("search", {"seed": 0})
+    path.parent.mkdir(parents=True)
+    (path.parent / f".{path.name}.abc.tmp").write_text('{"step": "search", "trunc')  # a writer killed mid-write
+    assert cache.load("search", {"seed": 0}) is None
+    assert cache.get("search", {"seed": 0}, lambda: {"v": 1})["v"] == 1 and cache.hits == 0
+    assert cache.load("search", {"seed": 0})["v"] == 1 and cache.hits == 1
+
+
+def test_a_record_under_another_configuration_is_an_error(tmp_path):
+    cache = Cache(tmp_path)
+    cache.get("search", {"seed": 0}, lambda: {"v": 1})
+    path = cache.path("search", {"seed": 0})
+    path.write_text(path.read_text().replace('"seed": 0', '"seed": 5'))  # edited by hand
+    with pytest.raises(ConfigError, match="another configuration"):
+        cache.get("search", {"seed": 0}, lambda: {"v": 2})
+
+
+def test_rewriting_identical_results_touches_no_file(tmp_path):
+    path = write_json(tmp_path / "claims.json", {"a": [1, 2]})
+    stamp = path.stat().st_mtime_ns
+    os.utime(path, ns=(stamp - 10**9, stamp - 10**9))
+    write_json(path, {"a": [1, 2]})
+    assert path.stat().st_mtime_ns == stamp - 10**9
+    write_json(path, {"a": [1, 3]})
+    assert json.loads(path.read_text()) == {"a": [1, 3]}
+
+
+def test_a_worker_keeps_what_it_computes_in_memory(tmp_path):
+    Cache(tmp_path).get("qat", {"seed": 0}, lambda: {"v": 0})
+    overlay = Overlay(tmp_path)
+    assert overlay.get("qat", {"seed": 0}, lambda: {"v": 9})["v"] == 0  # read from disk
+    new = overlay.get("qat", {"seed": 1}, lambda: {"v": 1})
+    assert not Cache(tmp_path).path("qat", {"seed": 1}).exists()  # nothing written by the worker
+    assert list(overlay.new.values()) == [new] and overlay.get("qat", {"seed": 1}, lambda: {"v": 2})["v"] == 1
+
+
+# --------------------------------------------------------------------------- one home for the facts
+def test_each_fact_has_one_home():
+    assert E.CLAIMS is F.CLAIMS and C.CLAIM_TEXT is F.CLAIM_TEXT and C.PAPER_STANCE is F.PAPER_STANCE
+    assert C.PAPER is F.PAPER and Eff.PAPER is F.PAPER_HOURS and C.LABELS is F.LABELS and E.POLICIES is F.POLICIES
+    assert set(F.CLAIM_TEXT) == set(F.CLAIMS) == set(F.CLAIM_LABELS) == set(F.CLAIM_WHERE)
+    for c in F.CLAIM_FACTS:
+        assert c.a in F.LABELS and (c.b in F.LABELS), c.id
+        assert c.where == F.NO_CLAIM or c.where.startswith(("Table", "Figure", "the ")), c.id
+        assert (c.supports is None) == (c.id == "positive-control")
+    t2 = F.PAPER["table2"]
+    assert F.PAPER_HOURS["hours"]["fracbits"] == t2["FracBits"][2]
+    assert F.paper_ratio_text() == "297x" and round(t2["FracBits"][2] / t2["SEAM, proxy S"][2]) in (296, 297)
+    assert "297x" not in (ROOT / "scripts" / "readme_results.py").read_text()
+
+
+def test_the_readme_script_reads_the_claims_words_from_the_facts():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.LABELS is F.CLAIM_LABELS
+
+
+# --------------------------------------------------------------------------- the pipeline
+def test_status_of_the_committed_full_run_has_nothing_to_compute_but_the_new_observation():
+    """Every step the committed full run computed is found under its old key (chapter 1's
+    observation is a step of its own, computed once where the QAT weights are)."""
+    from mpqlib.study import status
+
+    plan, text = status("full", parts=("protocol", "sweep"))
+    assert plan.done and plan.cached > 300, text
+
+
+def _files(root: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _smoke(tmp: Path, workers: int) -> dict:
+    from mpqlib.study import run
+
+    overrides = {"cache_dir": str(tmp / "cache"), "results_dir": str(tmp / "results")}
+    run("smoke", overrides, workers=workers, log=None)
+    return overrides
+
+
+def _results(overrides: dict) -> dict:
+    """What the study found, without what it took: policies, accuracies and claims."""
+    res = Path(overrides["results_dir"])
+    runs = json.loads((res / "runs.json").read_text())
+    eff = json.loads((res / "efficiency.json").read_text())
+    return {"runs": runs, "policies": json.loads((res / "policies.json").read_text()),
+            "claims": json.loads((res / "claims.json").read_text()),
+            "correlation": json.loads((res / "correlation.json").read_text()),
+            "efficiency": {part: {k: (e.get("top1"), e.get("bitops")) for k, e in eff.get(part, {}).items()}
+                           for part in ("methods", "search_length", "proxy_size")}}
+
+
+@pytest.mark.slow
+def test_smoke_study_on_two_workers_equals_one_and_chapters_then_change_nothing(tmp_path, monkeypatch):
+    one = _smoke(tmp_path / "one", workers=1)
+    two = _smoke(tmp_path / "two", workers=2)
+    a, b = _results(one), _results(two)
+    assert a["runs"] == b["runs"] and a["policies"] == b["policies"]
+    assert a["claims"] == b["claims"] and a["correlation"] == b["correlation"] and a["efficiency"] == b["efficiency"]
+    assert len(a["runs"]["runs"]) > 20
+
+    # Executing what the chapters execute, on the cached run: nothing is computed, no file changes.
+    before = _files(tmp_path / "two")
+
+    def computed(*args, **kwargs):
+        raise AssertionError("a chapter computed a step although every step is cached")
+
+    monkeypatch.setattr(Cache, "record", computed)
+    for chapter in range(1, 7):
+        plan = C.ensure("smoke", two, chapter=chapter)
+        assert plan is None or (plan.done and plan.cached > 0)
+    ch = C.Chapter("smoke", two)
+    ch.observation()
+    ch.runs()
+    ch.claims()
+    ch.efficiency()
+    ch.correlations()
+    assert _files(tmp_path / "two") == before
