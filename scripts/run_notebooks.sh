@@ -9,6 +9,7 @@
 # to OUTDIR/NN_name.ipynb. Steps are cached by mpqlib under cache/MODE keyed by their full
 # configuration, so a rerun skips the steps that already finished. Extra settings for a run:
 #   MPQ_OVERRIDES='{"qat_seeds": [0, 1]}' bash scripts/run_notebooks.sh smoke OUTDIR
+#   MPQ_WORKERS=4 bash scripts/run_notebooks.sh full OUTDIR     # the study's steps on 4 local processes
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 usage="usage: bash scripts/run_notebooks.sh smoke|full OUTDIR"
@@ -29,12 +30,10 @@ notebooks=(notebooks/[0-9][0-9]_*.ipynb)
 [ ${#notebooks[@]} -gt 0 ] || { echo "run_notebooks: no notebooks/NN_*.ipynb found" >&2; exit 2; }
 total=$(date +%s)
 overrides=${MPQ_OVERRIDES:-"{}"}
-# The full profile takes its main budget from the pre-registered pilot (book/method.md): run it
-# first when its result is missing (its QAT runs are cached and reused by the chapters).
-if [ "$MODE" = full ] && [ ! -f results/pilot.json ]; then
-  echo "== pilot (full): picks the main budget per model"
-  "$REPO/.venv/bin/python" scripts/pilot.py --profile full --override "$overrides"
-fi
+# The study first (pilot -> budget -> searches -> QAT -> results), computing only the steps the
+# cache lacks, on MPQ_WORKERS local processes when set; the chapters then read what it computed.
+echo "== study ($MODE)"
+"$REPO/.venv/bin/python" -m mpqlib.cli study run --profile "$MODE" --override "$overrides" ${MPQ_WORKERS:+--workers "$MPQ_WORKERS"}
 for nb in "${notebooks[@]}"; do
   name=$(basename "$nb" .ipynb)
   echo "== $name ($MODE)"

@@ -60,18 +60,19 @@ def cmd_status(args) -> int:
 
 def cmd_time(args) -> int:
     from ..profiles import resolve
-    from .pipeline import step_seconds
+    from .pipeline import summarise
 
     p = resolve(args.profile, _overrides(args.override))
-    rows = step_seconds(Path(p.cache_dir))
+    rows = summarise(Path(p.cache_dir))
     if not rows:
         print(f"study time: no cached steps under {p.cache_dir}")
         return 1
-    print(f"{'model':12s} {'step':14s} {'steps':>6s} {'hours':>7s}")
-    for (model, step), times in sorted(rows.items()):
-        print(f"{model:12s} {step:14s} {len(times):6d} {sum(times) / 3600:7.2f}")
-    total = [t for times in rows.values() for t in times]
-    print(f"{'total':12s} {'':14s} {len(total):6d} {sum(total) / 3600:7.2f}")
+    print(f"{'model':12s} {'step':14s} {'steps':>6s} {'hours':>7s}  note")
+    for (model, step), r in sorted(rows.items()):
+        note = f"{r['approximate']} from the record's own seconds" if r["approximate"] else ""
+        print(f"{model:12s} {step:14s} {r['n']:6d} {r['seconds'] / 3600:7.2f}  {note}")
+    total = sum(r["seconds"] for r in rows.values())
+    print(f"{'total':12s} {'':14s} {sum(r['n'] for r in rows.values()):6d} {total / 3600:7.2f}")
     return 0
 
 

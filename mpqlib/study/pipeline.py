@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from .._io import read_json, write_json
+from .._io import write_json
 from ..errors import ConfigError
-from ..experiments import (Experiments, Missing, Task, claims_file, efficiency_plan, efficiency_run, pilot,
-                           save_runs)
+from ..experiments import Experiments, Missing, Task, claims_file, efficiency_plan, efficiency_run, pilot
 from ..profiles import Profile, resolve
 
 
@@ -167,16 +166,31 @@ class Study:
 
 # --------------------------------------------------------------------------- expected time
 def step_seconds(cache_root: Path) -> dict[tuple[str, str], list[float]]:
-    """Recorded wall time of every cached step under ``cache_root``, by (model, step)."""
+    """Recorded wall time of every cached step under ``cache_root``, by (model, step): the
+    record's ``elapsed_s``, else (steps cached before it existed) its own ``seconds``."""
     out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for (model, step), seconds, _ in _timed(cache_root):
+        out[(model, step)].append(seconds)
+    return dict(out)
+
+
+def summarise(cache_root: Path) -> dict[tuple[str, str], dict]:
+    """``{(model, step): {"n", "seconds", "approximate"}}``: ``approximate`` counts the steps
+    timed by their record's own seconds (without the set-up around the step)."""
+    out: dict = defaultdict(lambda: {"n": 0, "seconds": 0.0, "approximate": 0})
+    for ident, seconds, whole in _timed(cache_root):
+        out[ident]["n"] += 1
+        out[ident]["seconds"] += seconds
+        out[ident]["approximate"] += not whole
+    return dict(out)
+
+
+def _timed(cache_root: Path):
     for path in sorted(Path(cache_root).glob("*/*/*.json")):
         stored = json.loads(path.read_text())
-        seconds = stored.get("elapsed_s")
-        if seconds is None:
-            seconds = (stored.get("record") or {}).get("seconds")
-        if seconds is not None:
-            out[(path.parts[-3], path.parts[-2])].append(float(seconds))
-    return dict(out)
+        whole = stored.get("elapsed_s") is not None
+        seconds = stored["elapsed_s"] if whole else (stored.get("record") or {}).get("seconds") or 0.0
+        yield (path.parts[-3], path.parts[-2]), float(seconds), whole
 
 
 def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], list[float]]) -> float | None:
@@ -273,4 +287,4 @@ def status(profile: Profile | str = "full", overrides: Mapping | str | None = No
 
 
 __all__ = ["PARTS", "CHAPTER_PARTS", "Plan", "Study", "run", "ensure", "status", "describe", "step_seconds",
-           "expected_seconds", "read_json", "save_runs"]
+           "summarise", "expected_seconds"]
