@@ -42,7 +42,7 @@ _quiet_tqdm()
 from . import report  # noqa: E402
 from ._io import read_json  # noqa: E402
 from .experiments import CLAIMS, Experiments, load_runs  # noqa: E402
-from .profiles import REPO, Profile, resolve  # noqa: E402
+from .profiles import Profile, resolve  # noqa: E402
 from .study.pipeline import ensure  # noqa: E402
 
 # The paper's numbers, the policies' names and the claims' words: one home, mpqlib.study.facts.
@@ -1054,7 +1054,7 @@ class Chapter:
         cols = {f"{model_label(eff.get('model') or self.p.efficiency_model())}, here, 28 px":
                 {k: (per[c] / frozen if per.get(c) is not None and frozen else None) for k, (c, _) in rows.items()}}
         devices = []
-        for path in sorted((REPO / "benchmarks").glob("gpu_steps-*.json")):
+        for path in self.p.gpu_step_files():  # the profile's gpu_steps
             g = read_json(path)
             devices.append(g.get("device", path.stem))
             for arch, m in g.get("models", {}).items():

@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -342,12 +343,16 @@ class UniformConfig(SearchConfig):
     def at_budget(self, name) -> "UniformConfig":
         """This config with its bits taken from a budget name like ``w3a2`` (both among the
         candidates, none set yet): the uniform policy that meets that budget exactly."""
-        from .cost import exact_uniform
-
         wa = exact_uniform(name)
         if self.weight_bits is not None or not wa or not set(wa) <= set(self.candidates):
             return self
         return self.replace(weight_bits=wa[0], act_bits=wa[1])
+
+
+def exact_uniform(spec) -> tuple[int, int] | None:
+    """(w, a) of a budget name like ``w3a2`` whose uniform policy meets it exactly, else None."""
+    m = re.fullmatch(r"w(\d+)a(\d+)", str(spec).strip().lower())
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .errors import BudgetError
+from .config import exact_uniform  # noqa: F401  (a budget name's exact (w, a); cost's API too)
 from .quant import quantizable, split_layers
 
 
@@ -131,12 +132,6 @@ def budget(cost: CostModel, spec: str | int | float) -> int:
     if spec <= 16:
         return cost.uniform_bitops(spec)
     return int(spec)
-
-
-def exact_uniform(spec) -> tuple[int, int] | None:
-    """(w, a) of a budget name like ``w3a2`` whose uniform policy meets it exactly, else None."""
-    m = re.fullmatch(r"w(\d+)a(\d+)", str(spec).strip().lower())
-    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _bits(text: str, spec) -> float:

@@ -471,10 +471,10 @@ class ShuffledBatches(Sampler):
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  rank: int | None = None, world: int | None = None, drop_last: bool = False):
-        from . import distributed
+        from . import _group
 
-        rank = distributed.rank() if rank is None else rank
-        world = distributed.world() if world is None else world
+        rank = _group.rank() if rank is None else rank
+        world = _group.world() if world is None else world
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
         if not 0 <= rank < world:

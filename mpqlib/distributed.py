@@ -27,22 +27,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ._group import active, rank, world  # noqa: F401  (this module's API too)
 from .errors import ConfigError
 
 PREFIX = "module."
-
-
-def active() -> bool:
-    """True inside an initialised process group of more than one process."""
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def rank() -> int:
-    return dist.get_rank() if active() else 0
-
-
-def world() -> int:
-    return dist.get_world_size() if active() else 1
 
 
 def is_main() -> bool:

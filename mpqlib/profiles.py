@@ -88,6 +88,9 @@ class Profile:
     efficiency_on: str = "mobilenetv1"                   # the efficiency harness (the paper's Table 2 model)
     threads: int | None = 2
     progress: bool = False
+    # Step times measured on GPUs at 224 x 224 (chapter 4's transfer table): files of
+    # benchmarks/bench_gpu_steps.py, a glob relative to the repository (or absolute).
+    gpu_steps: str = "benchmarks/gpu_steps-*.json"
 
     def checkpoint(self, model: str) -> Path:
         if model not in self.models:
@@ -108,6 +111,12 @@ class Profile:
     def efficiency_model(self) -> str:
         """The efficiency harness's model (:attr:`efficiency_on`, else the first model)."""
         return self._pick((self.efficiency_on,))[0]
+
+    def gpu_step_files(self) -> list[Path]:
+        """The files :attr:`gpu_steps` names, sorted."""
+        pattern = Path(self.gpu_steps)
+        base = Path(pattern.anchor) if pattern.is_absolute() else REPO
+        return sorted(base.glob(str(pattern.relative_to(pattern.anchor)) if pattern.is_absolute() else self.gpu_steps))
 
     def path(self, name: str) -> Path:
         """A results file of this profile (``runs.json``, ``claims.json``, ...)."""

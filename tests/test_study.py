@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,38 @@ def test_the_readme_script_reads_the_claims_words_from_the_facts():
 
 
 # --------------------------------------------------------------------------- the pipeline
+@pytest.mark.slow
 def test_status_of_the_committed_full_run_has_nothing_to_compute_but_the_new_observation():
     """Every step the committed full run computed is found under its old key (chapter 1's
     observation is a step of its own, computed once where the QAT weights are)."""
     from mpqlib.study import status
 
-    plan, text = status("full", parts=("protocol", "sweep"))
-    assert plan.done and plan.cached > 300, text
+    plan, text = status("full", parts=("protocol", "sweep", "correlation", "efficiency", "claims"))
+    assert plan.done and plan.cached > 400, text
+
+
+@pytest.mark.slow
+def test_the_committed_full_results_regenerate_byte_identical_from_the_cache(tmp_path, monkeypatch):
+    """The chapters' pipeline on the committed full run: zero steps computed, every results file
+    it writes byte-identical to the committed one, nothing under cache/full touched."""
+    from mpqlib.study import ensure
+
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results", results)
+    before = _files(ROOT / "cache" / "full"), _files(results)
+
+    def computed(*args, **kwargs):
+        raise AssertionError("a step was computed although the committed run has it")
+
+    monkeypatch.setattr(Cache, "record", computed)
+    for name in ("claims.json", "correlation.json", "efficiency.json"):  # written afresh (runs.json: merged)
+        (results / name).unlink()
+    plan = ensure("full", {"results_dir": str(results), "cache_dir": str(ROOT / "cache" / "full")},
+                  parts=("protocol", "sweep", "correlation", "efficiency", "claims"))
+    assert plan.done
+    assert _files(ROOT / "cache" / "full") == before[0]
+    for name in ("runs.json", "claims.json", "correlation.json", "efficiency.json", "policies.json"):
+        assert (results / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
 
 
 def _files(root: Path) -> dict[str, tuple[str, int]]:
@@ -128,6 +154,22 @@ def _results(overrides: dict) -> dict:
             "correlation": json.loads((res / "correlation.json").read_text()),
             "efficiency": {part: {k: (e.get("top1"), e.get("bitops")) for k, e in eff.get(part, {}).items()}
                            for part in ("methods", "search_length", "proxy_size")}}
+
+
+@pytest.mark.slow
+def test_pilot_on_a_local_cluster_of_two_workers_equals_one(tmp_path):
+    """The pilot's QAT steps (no search: minutes) spread over 2 processes or run in 1: the same
+    per-seed accuracies, the same choice."""
+    from mpqlib.study import run
+
+    small = {"budget": "pilot", "pilot_budgets": ["w3a3", "w2a4"], "n_random": 2, "qat_seeds": [0, 1]}
+    out = {}
+    for workers in (1, 2):
+        d = tmp_path / str(workers)
+        run("smoke", {**small, "cache_dir": str(d / "cache"), "results_dir": str(d / "results")}, parts=("pilot",),
+            workers=workers, log=None)
+        out[workers] = {n: json.loads((d / "results" / n).read_text()) for n in ("runs.json", "pilot.json")}
+    assert out[1] == out[2] and len(out[1]["runs.json"]["runs"]) == 2 * 2 * 3
 
 
 @pytest.mark.slow

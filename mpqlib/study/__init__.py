@@ -3,8 +3,9 @@ they run (:mod:`.engine`) and its command group (``mpq study``, :mod:`.cli`)."""
 
 import importlib
 
-PARTS = ("protocol", "sweep", "correlation", "efficiency", "observation", "claims")
-"""The parts of the study; a chapter asks for the ones it shows."""
+PARTS = ("pilot", "protocol", "sweep", "correlation", "efficiency", "observation", "claims")
+"""The parts of the study; a chapter asks for the ones it shows. The pilot runs whenever the profile
+takes its main budget from it and pilot.json is missing."""
 
 _PIPELINE = ("CHAPTER_PARTS", "Plan", "Study", "ensure", "run", "status")
 

@@ -1,0 +1,95 @@
+"""The library's layout: no import circle (lazy imports inside functions count too), and the
+library never reads the repository's benchmarks/ or scripts/ folders (it works installed)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "mpqlib"
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in PKG.rglob("*.py"):
+        parts = p.with_suffix("").relative_to(PKG.parent).parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    return out
+
+
+def _imports(mod: str, path: Path, mods: dict[str, Path]) -> set[str]:
+    """The mpqlib modules ``mod`` imports anywhere in its file (a package it lives in excepted)."""
+    pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = pkg
+            for _ in range(max(node.level - 1, 0)):
+                base = base.rsplit(".", 1)[0]
+            target = (f"{base}.{node.module}" if node.module else base) if node.level else (node.module or "")
+            names = [f"{target}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            target, names = "", [a.name for a in node.names]
+        else:
+            continue
+        for t in names + [target]:
+            while t and t not in mods and "." in t:
+                t = t.rsplit(".", 1)[0]
+            if t in mods and t != mod and not mod.startswith(t + "."):
+                found.add(t)
+                break
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle():
+    mods = _modules()
+    graph = {m: _imports(m, p, mods) for m, p in mods.items()}
+    assert _cycles(graph) == []
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the finder finds one
+
+
+def _code_strings(tree: ast.AST) -> list[str]:
+    """Every string constant of a module but its docstrings."""
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in docs]
+
+
+def test_the_library_never_reads_benchmarks():
+    """Only a profile's default settings may name a file there (a path a caller can change)."""
+    for path in PKG.rglob("*.py"):
+        named = [s for s in _code_strings(ast.parse(path.read_text())) if s.split("/")[0] == "benchmarks"]
+        assert named == ([] if path.name != "profiles.py" else ["benchmarks/gpu_steps-*.json"]), path
