@@ -134,6 +134,24 @@ def budget(cost: CostModel, spec: str | int | float) -> int:
     return int(spec)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A budget resolved once for one model: its name (``w3a2``, or the BitOps as text), its
+    BitOps, and the uniform (w, a) that meets it exactly where its name gives one."""
+
+    name: str
+    bitops: int
+    exact: tuple[int, int] | None
+
+    @classmethod
+    def of(cls, cost: "CostModel", spec: "str | int | Budget") -> "Budget":
+        if isinstance(spec, Budget):
+            return spec
+        if isinstance(spec, str):
+            return cls(spec, budget(cost, spec), exact_uniform(spec))
+        return cls(str(int(spec)), int(spec), None)
+
+
 def _bits(text: str, spec) -> float:
     """One bit-width of a ``wXaY`` budget: a positive number up to 16."""
     try:

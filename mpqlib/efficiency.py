@@ -64,24 +64,21 @@ REFERENCE = "seam"
 
 
 # --------------------------------------------------------------------------- the measured table
-def mean_ci(values) -> tuple[float | None, float | None, float | None]:
-    """Mean top-1 over QAT seeds and its 95% bootstrap CI (:func:`mpqlib.report.bootstrap_means`);
-    one value gives no interval, none gives no mean."""
+def top1_summary(values) -> tuple[float | None, float | None, float | None]:
+    """Mean top-1 over QAT seeds and its 95% bootstrap CI (:func:`mpqlib.report.mean_ci`), rounded
+    for efficiency.json; one value gives no interval, none gives no mean."""
     if values is None:
         return None, None, None
     v = np.atleast_1d(np.asarray(values, dtype=float))
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return None, None, None
-    mean = round(float(v.mean()), 3)
     if len(v) < 2:
-        return mean, None, None
-    from .report import LEVEL, bootstrap_means
+        return round(float(v.mean()), 3), None, None
+    from .report import mean_ci
 
-    reps = bootstrap_means(v[None, :], 10_000, np.random.default_rng(0))
-    tail = (1 - LEVEL) / 2 * 100
-    lo, hi = np.percentile(reps, [tail, 100 - tail])
-    return mean, round(float(lo), 3), round(float(hi), 3)
+    e = mean_ci(v, n_boot=10_000, seed=0)
+    return round(e.estimate, 3), round(e.ci_low, 3), round(e.ci_high, 3)
 
 
 def _record(entry: Mapping) -> Mapping:
@@ -92,7 +89,7 @@ def _record(entry: Mapping) -> Mapping:
 def method_row(entry: Mapping) -> dict:
     """One row of ``methods``: the search's cost and its policy's QAT top-1 (mean, 95% CI)."""
     rec = _record(entry)
-    top1_mean, ci_low, ci_high = mean_ci(entry.get("top1", rec.get("top1")))
+    top1_mean, ci_low, ci_high = top1_summary(entry.get("top1", rec.get("top1")))
     return {"seconds": rec.get("seconds"), "images": rec.get("images"), "epochs": rec.get("epochs"),
             "peak_mb": rec.get("peak_memory_mb", rec.get("peak_mb")), "top1_mean": top1_mean, "ci_low": ci_low,
             "ci_high": ci_high, "bitops": entry.get("bitops", rec.get("bitops"))}
@@ -290,5 +287,5 @@ def _project(costs: Mapping[str, float], a: Mapping[str, Any]) -> dict:
             "paper_ratios": PAPER["ratios"]}
 
 
-__all__ = ["PAPER", "ASSUMPTIONS", "ARCHS", "METHOD_KEYS", "mean_ci", "method_row", "contention_of", "cost_ratios",
+__all__ = ["PAPER", "ASSUMPTIONS", "ARCHS", "METHOD_KEYS", "top1_summary", "method_row", "contention_of", "cost_ratios",
            "efficiency_table", "per_image_seconds", "imagenet_projection"]

@@ -33,7 +33,7 @@ from . import data as D
 from ._io import create_json, host, read_json, torch_save, write_json
 from .config import (Config, DifferentiableConfig, RandomConfig, SearchConfig,
                      UniformConfig)
-from .cost import CostModel, budget as parse_budget, cost_model, exact_uniform
+from .cost import Budget, CostModel, cost_model, exact_uniform
 from .errors import ConfigError, TrainingError
 from .policy import Policy
 from .profiles import Profile, resolve
@@ -182,6 +182,7 @@ class Experiments:
         self._data: dict[str, D.Images] = {}
         self._fingerprints: dict[str, dict] = {}
         self._budget_name: str | None = None
+        self._budgets: dict[str | int, Budget] = {}
         self.policies: dict[str, dict] = {}  # search cache key -> policy of every searched run (policies.json)
         # While the pipeline plans (mpqlib.study), a step the cache lacks is noted here (key ->
         # task) and raises Missing instead of being computed.
@@ -217,24 +218,32 @@ class Experiments:
     # ------------------------------------------------------------------ budgets
     @property
     def budget_name(self) -> str:
-        if self._budget_name is None:
-            self._budget_name = self.p.main_budget(self.model_name)
-        return self._budget_name
+        """The main budget's name (fixed by the profile, or the pilot's choice)."""
+        return self.budget_of(None).name
 
     @property
     def budget(self) -> int:
         """The main budget in BitOps."""
-        return self.bitops_of(self.budget_name)
+        return self.budget_of(None).bitops
 
-    def bitops_of(self, budget: str | int | None) -> int:
+    def budget_of(self, budget: "str | int | Budget | None") -> Budget:
+        """``budget`` (a name like ``w3a2``, BitOps, or None: the main budget) resolved once for
+        this model; pass the result along instead of the name."""
+        if isinstance(budget, Budget):
+            return budget
         if budget is None:
-            return self.budget
-        return parse_budget(self.cost, budget) if isinstance(budget, str) else int(budget)
+            if self._budget_name is None:
+                self._budget_name = self.p.main_budget(self.model_name)
+            budget = self._budget_name
+        if budget not in self._budgets:
+            self._budgets[budget] = Budget.of(self.cost, budget)
+        return self._budgets[budget]
 
-    def budget_label(self, budget: str | int | None) -> str:
-        if budget is None:
-            return self.budget_name
-        return budget if isinstance(budget, str) else str(int(budget))
+    def bitops_of(self, budget: "str | int | Budget | None") -> int:
+        return self.budget_of(budget).bitops
+
+    def budget_label(self, budget: "str | int | Budget | None") -> str:
+        return self.budget_of(budget).name
 
     # ------------------------------------------------------------------ data
     def data(self, spec: str) -> D.Images:
@@ -347,8 +356,8 @@ class Experiments:
     def uniform(self, budget: str | int | None = None) -> SearchResult:
         """Uniform precision at ``budget``: the budget's own (w, a) where its name gives one
         (equal BitOps), else the highest w = a within it."""
-        cfg = UniformConfig().at_budget(self.budget_label(budget))
-        return _run_search(self.model, None, self.bitops_of(budget), cfg, progress=False)
+        b = self.budget_of(budget)
+        return _run_search(self.model, None, b.bitops, UniformConfig().at_budget(b.name), progress=False)
 
     def random_policy(self, seed: int, budget: str | int | None = None) -> SearchResult:
         """A random policy that meets the budget (the ILP over seeded random costs; not cached: it is cheap)."""
@@ -483,6 +492,7 @@ class Experiments:
         While the pipeline plans, the runs whose steps are missing are left out (and noted)."""
         if search_seeds is None:
             search_seeds = self.p.search_seeds if name in SEARCH_SEEDED else (0,)
+        budget = self.budget_of(budget)
         rows = []
         for s in search_seeds:
             try:
