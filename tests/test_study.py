@@ -198,3 +198,28 @@ def test_smoke_study_on_two_workers_equals_one_and_chapters_then_change_nothing(
     ch.efficiency()
     ch.correlations()
     assert _files(tmp_path / "two") == before
+
+
+@pytest.mark.slow
+def test_chapter_one_is_one_cached_step_that_needs_no_weights_once_stored(tmp_path, monkeypatch):
+    """Chapter 1's metrics, top-1 and t-SNE come from one cached record: with the QAT weights
+    gone (they are not committed), reading it again trains nothing."""
+    tiny = {"cache_dir": str(tmp_path / "cache"), "results_dir": str(tmp_path / "results"), "n_points": 40,
+            "proxy_per_class": 10, "seam": {"epochs": 1, "max_steps": 2}, "qat": {"train_images": 100}}
+    doc = E.Experiments("smoke", overrides=tiny).observation()
+    assert doc["models"] == ["FP", "W8A8", "W4A4", "W3A3", "W2A2", "mixed, SEAM", "mixed, poor"]
+    assert len(doc["rows"]) == 2 * len(doc["models"]) and all(len(xy) == 40 for xy in doc["embedding"].values())
+    weights = list((tmp_path / "cache").rglob("*.pt"))
+    assert len(weights) == 6
+    for w in weights:
+        w.unlink()
+
+    def computed(*args, **kwargs):
+        raise AssertionError("chapter 1 computed a step although its record is cached")
+
+    monkeypatch.setattr(Cache, "record", computed)
+    monkeypatch.setattr(E.Experiments, "_train_qat", computed)
+    obs = C.Chapter("smoke", tiny).observation()
+    assert obs.models == doc["models"] and obs.rows == doc["rows"]
+    xy, labels = obs.embedding["mixed, SEAM", "target"]
+    assert xy.shape == (40, 2) and labels.shape == (40,)

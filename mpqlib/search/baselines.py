@@ -20,7 +20,7 @@ from ..hooks import capture_inputs
 from ..policy import Policy
 from ..train import fit, seed_everything
 from . import Meter, SearchResult, make_record, readout
-from .supernet import step_parameters, supernet
+from .supernet import search_optimiser, step_parameters, supernet
 
 
 def _choices(candidates: Sequence[int]) -> list[tuple[int, int]]:
@@ -53,12 +53,8 @@ def limpq(model: nn.Module, data, budget: int | None, cfg: LimpqConfig, *, devic
         calib, _ = D.take(data, cfg.batch_size, cfg.seed)
         net, mixed = supernet(model, candidates, cost=cost, calibration=calib.to(device))
         net = net.to(device)
-        for p in net.parameters():
-            p.requires_grad_(False)
         steps = step_parameters(net)
-        for p in steps:
-            p.requires_grad_(True)
-        opt = torch.optim.Adam(steps, lr=cfg.lr_step)
+        opt = search_optimiser(net, (steps, cfg.lr_step))
         configs = [[(b, b)] * len(mixed) for b in candidates]
 
         def step(net_, x, y):

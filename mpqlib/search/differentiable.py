@@ -41,7 +41,7 @@ from ..models import head as find_head
 from ..policy import Policy
 from ..train import fit, seed_everything
 from . import Meter, SearchResult, heads, make_record, readout as readout_ilp
-from .supernet import arch_parameters, expected_bitops, step_parameters, supernet
+from .supernet import arch_parameters, expected_bitops, search_optimiser, step_parameters, supernet
 
 class _FeatureTap:
     """Keeps the input of the classifier (pooled penultimate features) of the last forward."""
@@ -64,20 +64,10 @@ def _search_loader(cfg: DifferentiableConfig, data, sampler) -> tuple[object, in
 
 def _optimiser(cfg: DifferentiableConfig, net: nn.Module, mixed: dict, head: nn.Module | None) -> torch.optim.Optimizer:
     """Adam over the mixing logits, the LSQ steps, the head and (unfrozen) the backbone."""
-    for p in net.parameters():
-        p.requires_grad_(False)
-    for p in arch_parameters(mixed) + step_parameters(net):
-        p.requires_grad_(True)
-    groups = [{"params": arch_parameters(mixed), "lr": cfg.lr_arch},
-              {"params": step_parameters(net), "lr": cfg.lr_step}]
+    groups = [(arch_parameters(mixed), cfg.lr_arch), (step_parameters(net), cfg.lr_step)]
     if head is not None:
-        groups.append({"params": [p for p in head.parameters() if p.requires_grad], "lr": cfg.lr_head})
-    if not cfg.freeze_backbone:
-        backbone = [p for n, p in net.named_parameters() if not n.endswith((".step", "alpha_w", "alpha_a"))]
-        for p in backbone:
-            p.requires_grad_(True)
-        groups.append({"params": backbone, "lr": cfg.lr_backbone})
-    return torch.optim.Adam(groups)
+        groups.append(([p for p in head.parameters() if p.requires_grad], cfg.lr_head))
+    return search_optimiser(net, *groups, backbone_lr=None if cfg.freeze_backbone else cfg.lr_backbone)
 
 
 def _head_report(head, net: nn.Module, data, labels: torch.Tensor, val_data, device, batch_size: int) -> dict:

@@ -37,7 +37,7 @@ from ..models import head as find_head
 from ..train import fit, seed_everything
 from . import Meter, SearchResult, make_record
 from .differentiable import read_policy
-from .supernet import arch_parameters, expected_bitops, step_parameters, supernet
+from .supernet import arch_parameters, expected_bitops, search_optimiser, step_parameters, supernet
 
 
 def split_off(data, n: int, seed: int = 0):
@@ -131,12 +131,7 @@ def joint(model: nn.Module, data, budget: int | None, cfg: JointConfig | None = 
         calib, _ = D.take(train, cfg.batch_size, seed=cfg.seed)
         net, mixed = supernet(model, cfg.candidates, cost=cost, calibration=calib.to(device))
         arch, steps = arch_parameters(mixed), step_parameters(net)
-        searched = {id(p) for p in arch + steps}
-        backbone = [p for p in net.parameters() if id(p) not in searched]
-        for p in net.parameters():
-            p.requires_grad_(True)
-        opt = torch.optim.Adam([{"params": arch, "lr": cfg.lr_arch}, {"params": steps, "lr": cfg.lr_step},
-                                {"params": backbone, "lr": cfg.lr_backbone}])
+        opt = search_optimiser(net, (arch, cfg.lr_arch), (steps, cfg.lr_step), backbone_lr=cfg.lr_backbone)
 
         def complexity() -> torch.Tensor:
             if not (cfg.gamma and budget):

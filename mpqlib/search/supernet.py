@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cost import CostModel, cost_model
+from ..cost import INPUT_SIZE, CostModel, cost_model
 from ..hooks import capture_inputs
 from ..quant import (LSQ, QUANTIZED, QuantLayer, fixed_pair, initialise_all, quantizable, quantized_twin,
                      set_module, split_layers)
@@ -143,7 +143,7 @@ _Mixed = MixedLayer  # the name earlier code used
 
 
 def supernet(model: nn.Module, candidates: Sequence[int] = (2, 3, 4, 5, 6), *, a_candidates: Sequence[int] | None = None,
-             fixed_bits: int = 8, cost: CostModel | None = None, input_size=(1, 1, 28, 28),
+             fixed_bits: int = 8, cost: CostModel | None = None, input_size: tuple[int, ...] = INPUT_SIZE,
              calibration: torch.Tensor | None = None) -> tuple[nn.Module, dict[str, MixedLayer]]:
     """A copy of ``model`` with mixed layers in place of the searchable ones.
 
@@ -203,3 +203,19 @@ def arch_parameters(mixed: dict[str, MixedLayer]) -> list[nn.Parameter]:
 
 def step_parameters(net: nn.Module) -> list[nn.Parameter]:
     return [p for n, p in net.named_parameters() if n.endswith(".step")]
+
+
+def search_optimiser(net: nn.Module, *groups: tuple[list[nn.Parameter], float],
+                     backbone_lr: float | None = None) -> torch.optim.Adam:
+    """A search's trainable parameters and their optimiser, in one place: Adam over ``groups``
+    (``(parameters, learning rate)`` each, in this order), every other parameter of ``net`` (the
+    backbone) frozen, or trained at ``backbone_lr`` where one is given (as the last group)."""
+    chosen = {id(p) for params, _ in groups for p in params}
+    backbone = [p for p in net.parameters() if id(p) not in chosen]
+    for p in net.parameters():
+        p.requires_grad_(False)
+    trained = list(groups) + ([(backbone, backbone_lr)] if backbone_lr is not None else [])
+    for params, _ in trained:
+        for p in params:
+            p.requires_grad_(True)
+    return torch.optim.Adam([{"params": params, "lr": lr} for params, lr in trained])
