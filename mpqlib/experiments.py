@@ -16,13 +16,10 @@ BitOps, cache keys); claims are paired differences computed from it by :mod:`mpq
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict
 import itertools
 import json
 import os
-import time
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -30,7 +27,8 @@ import numpy as np
 import torch
 
 from . import data as D
-from ._io import create_json, host, read_json, torch_save, write_json
+from ._io import read_json, torch_save, write_json
+from .cache import STEP_VERSIONS, Cache, Missing, Overlay, Task, config_dict, fingerprint, sha256_file  # noqa: F401
 from .config import (Config, DifferentiableConfig, RandomConfig, SearchConfig,
                      UniformConfig)
 from .cost import Budget, CostModel, cost_model, exact_uniform
@@ -41,122 +39,6 @@ from .qat import qat
 from .search import SearchResult, search
 from .study.facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES
 from .train import load_checkpoint
-
-# Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
-STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1}
-
-# --------------------------------------------------------------------------- hashing
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def fingerprint(images: D.Images) -> dict:
-    """Name, size and a hash of the tensor bytes: two data sets with the same fingerprint are the same."""
-    h = hashlib.sha256(images.x.contiguous().numpy().tobytes())
-    h.update(images.y.contiguous().numpy().tobytes())
-    return {"name": images.name, "size": len(images), "sha256": h.hexdigest()[:20]}
-
-
-def config_dict(cfg: Config) -> dict:
-    """A config with its type: two configs of different methods never share a key."""
-    return {"type": type(cfg).__name__, **cfg.to_dict()}
-
-
-class Missing(Exception):
-    """A step the cache lacks, met while the pipeline only *plans* (``Experiments.plan`` set)."""
-
-    def __init__(self, task: "Task"):
-        super().__init__(f"{task.step} of {task.model} is not cached")
-        self.task = task
-
-
-@dataclass(frozen=True)
-class Task:
-    """One missing step, as sent to a worker: its model, step, key and the arguments that
-    compute it (see :meth:`Experiments.execute`)."""
-
-    model: str
-    step: str
-    key: str
-    args: tuple
-
-
-class Cache:
-    """Steps on disk keyed by the hash of (step, step version, resolved configuration).
-
-    A record, once written, is never overwritten: :meth:`put` creates the file only where none
-    is (atomically, so a half-written record never appears under its name)."""
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        self.hits = 0  # records read by this object (the pipeline's status counts them)
-
-    @staticmethod
-    def key(step: str, config: dict) -> str:
-        if step not in STEP_VERSIONS:
-            raise ConfigError(f"unknown cached step {step!r}; known: {', '.join(STEP_VERSIONS)}")
-        blob = json.dumps({"step": step, "version": STEP_VERSIONS[step], "config": config}, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-    def path(self, step: str, config: dict, suffix: str = ".json") -> Path:
-        return self.root / step / f"{self.key(step, config)}{suffix}"
-
-    def load(self, step: str, config: dict) -> dict | None:
-        path = self.path(step, config)
-        if not path.exists():
-            return None
-        stored = read_json(path)
-        if stored.get("config") != json.loads(json.dumps(config, default=str)):  # a hash collision or a hand edit
-            raise ConfigError(f"{path} holds another configuration than its key says (edited by hand?): "
-                              "move it away and run the step again")
-        self.hits += 1
-        return stored
-
-    def record(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
-        """``compute()``'s result as a record of ``step`` under ``config`` (not stored)."""
-        start = time.perf_counter()
-        result = compute()
-        stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
-                  # what the step took here, and when it ended: `mpq study status` sums a run from these
-                  "elapsed_s": round(time.perf_counter() - start, 2),
-                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  # where it ran: the CPU capability and settings that decide its last bits (not in the key)
-                  "host": host(), **result}
-        return json.loads(json.dumps(stored, default=str))
-
-    def put(self, stored: dict) -> dict:
-        """Store a record unless its file exists; returns the record now on disk."""
-        path = self.root / stored["step"] / f"{stored['key']}.json"
-        if not create_json(path, stored):
-            return read_json(path)
-        return stored
-
-    def get(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
-        """The stored result of ``step`` under ``config``, computed (and stored) if missing."""
-        stored = self.load(step, config)
-        if stored is not None:
-            return stored
-        return self.put(self.record(step, config, compute))
-
-
-class Overlay(Cache):
-    """A worker's cache: reads ``root``; keeps what it computes in :attr:`new` (the driver
-    stores it), so a worker needs no write access to, or even a copy of, the driver's cache."""
-
-    def __init__(self, root: str | os.PathLike):
-        super().__init__(root)
-        self.new: dict[tuple[str, str], dict] = {}
-
-    def load(self, step: str, config: dict) -> dict | None:
-        return self.new.get((step, self.key(step, config))) or super().load(step, config)
-
-    def put(self, stored: dict) -> dict:
-        return self.new.setdefault((stored["step"], stored["key"]), stored)
-
 
 def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
                 progress: bool, val_data: D.Images | None = None) -> SearchResult:
@@ -711,102 +593,5 @@ def recalibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 12
     return model.eval()
 
 
-# --------------------------------------------------------------------------- whole-run entry points
-def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
-    """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.report checks the schema)."""
-    from . import report
-
-    p = resolve(profile, overrides)
-    rows = load_runs(p)
-    claims, power, head, budgets = [], {}, {}, {}
-    for model in p.models:
-        ex = Experiments(p, model)
-        claims += ex.claims(rows)
-        pw = ex.power(rows)
-        power[model] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
-        head[model] = ex.head_accuracy()
-        budgets[model] = ex.budget_name
-    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets)
-
-
-def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:
-    """Pick the main budget per model: at each of the profile's pilot budgets, ``n_random`` random
-    policies and the exact uniform policy under the first two QAT seeds; the budget with the
-    largest ratio (SD across random policies) / (seed SD) is chosen, and ``power`` says whether
-    that ratio reaches the pre-registered 2. Writes results_dir/pilot.json."""
-    p = resolve(profile, overrides)
-    out: dict = {"rule": "largest policy SD / seed SD over the pilot budgets; power if >= 2", "budgets": {},
-                 "chosen": {}, "power": {}}
-    seeds = p.qat_seeds[:2]
-    for model in (models or p.models):
-        ex = Experiments(p, model)
-        per_budget = {}
-        for b in p.pilot_budgets:
-            rows = ex.random_runs(b, qat_seeds=seeds) + ex.runs("uniform", b, (0,), seeds)
-            save_runs(p, rows, ex.policies)
-            pw = ex.power(rows, b)
-            per_budget[b] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio,
-                             "bitops": ex.bitops_of(b),
-                             "uniform_top1": [r["top1"] for r in rows if r["policy"] == "uniform"],
-                             "random_top1_mean": float(np.mean([r["top1"] for r in rows if r["policy"] != "uniform"]))}
-        best = max(per_budget, key=lambda b: np.nan_to_num(per_budget[b]["ratio"], nan=-1.0))
-        out["budgets"][model] = per_budget
-        out["chosen"][model] = best
-        out["power"][model] = bool(per_budget[best]["ratio"] >= 2)
-    write_json(p.path("pilot.json"), out)
-    return out
-
-
-def efficiency_plan(p: Profile, ex: Experiments) -> dict[str, dict[str, tuple[str, dict]]]:
-    """The efficiency harness's searches (chapter 4): per part of efficiency.json (``methods``,
-    ``search_length``, ``proxy_size``) entry -> (policy name, search options)."""
-    e = p.efficiency
-    steps = p.seam.epochs * -(-len(ex.data("proxy")) // p.seam.batch_size)
-    return {
-        "methods": {
-            "seam": ("seam-mnist", {}),
-            "target-equal-epochs": ("target-fmnist", {"epochs": p.seam.epochs}),
-            "target-equal-steps": ("target-fmnist", {"epochs": p.seam.epochs, "max_steps": steps}),
-            "joint": ("joint-fmnist", {}),
-            "evaluation": ("evaluation-fmnist", {}),
-            "orthogonality": ("orthogonality-mnist", {}),
-            "orthogonality-target": ("orthogonality-fmnist", {}),
-            "limpq": ("limpq-fmnist", {}),
-            "hawq": ("hawq-fmnist", {}),
-        },
-        "search_length": {f"{kind}@{n}": (name, {"epochs": n})
-                          for kind, name in (("seam", "seam-mnist"), ("target", "target-fmnist")) for n in e.epochs_curve},
-        "proxy_size": {str(n): ("seam-mnist", {"data": f"{p.proxy}:{n}"}) for n in e.proxy_sizes},
-    }
-
-
-def efficiency_run(profile: Profile | str = "full", overrides: dict | None = None, model: str | None = None,
-                   remeasure: bool = False) -> dict:
-    """Every class of search, each followed by the common QAT, measured in one run on one machine
-    (chapter 4), plus search length and proxy size against policy quality. Writes efficiency.json
-    through :func:`mpqlib.efficiency.efficiency_table`, with the start-up / memory benchmark
-    results_dir/lean-MODEL.json where it exists (``benchmarks/bench_search_lean.py --out``; the
-    book's run script makes it). ``remeasure``: searches whose cost was measured under contention
-    run again (same policy, new cost record); run it on a quiet machine."""
-    from . import efficiency
-
-    p = resolve(profile, overrides)
-    ex = Experiments(p, model or p.efficiency_model())
-    seeds = p.efficiency.qat_seeds
-    parts = {part: {k: _measured(ex, ex.search(name, remeasure=remeasure, **kw), seeds) for k, (name, kw) in plan.items()}
-             for part, plan in efficiency_plan(p, ex).items()}
-    lean = p.path(f"lean-{ex.model_name}.json")
-    return efficiency.efficiency_table(**parts, lean=lean if lean.exists() else None,
-                                       path=p.path("efficiency.json"), profile=p.name, model=ex.model_name)
-
-
-def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
-    """A search's cost record with its policy's QAT top-1 per seed."""
-    top = [ex.qat(res.policy, s)["top1"] for s in seeds]
-    return {"record": res.record, "policy": res.policy.to_dict(), "top1": top, "qat_seeds": list(seeds),
-            "bitops": int(ex.cost.bitops(res.policy))}
-
-
 __all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "Cache", "Overlay", "Task", "Missing", "Experiments",
-           "fingerprint", "recalibrate_bn", "load_runs", "save_runs", "claims_file", "pilot", "efficiency_plan",
-           "efficiency_run", "exact_uniform"]
+           "fingerprint", "recalibrate_bn", "load_runs", "save_runs", "exact_uniform"]

@@ -115,6 +115,7 @@ def tiny_book(tmp_path_factory):
     return src
 
 
+@pytest.mark.slow
 def test_tiny_book_passes_every_check_over_file_and_http(tiny_book, tmp_path):
     shots = tmp_path / "shots"
     results = bt.check_book(tiny_book / "_build" / "html", ("file", "http"), shots, log=lambda s: None)
@@ -149,6 +150,7 @@ def test_each_defect_fails_its_check(tmp_path):
         assert "UserWarning:" in found and "boom" in found
 
 
+@pytest.mark.slow
 def test_dead_sidebar_toggles_fail_the_navigation_check(tiny_book, tmp_path):
     html = tmp_path / "html"
     shutil.copytree(tiny_book / "_build" / "html", html)

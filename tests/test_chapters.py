@@ -213,6 +213,7 @@ def test_efficiency_tables_flag_contention_and_show_the_paper():
     ch.show_curves(eff)
 
 
+@pytest.mark.slow
 def test_claims_tables_put_the_paper_beside_ours():
     ch = C.Chapter("smoke")
     claims = [{"id": cid, "model": "resnet8", "budget": "w3a2", "estimate_pp": 0.1, "ci_low": -0.2, "ci_high": 0.3,

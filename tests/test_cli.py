@@ -27,6 +27,7 @@ def _error(argv, capsys) -> str:
     return err[0]
 
 
+@pytest.mark.slow
 def test_help_reads_well():
     out = subprocess.run([sys.executable, "-m", "mpqlib.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for cmd in ("search", "cost", "qat", "eval", "train", "data", "torchrun", "imagefolder:PATH"):
@@ -196,6 +197,7 @@ def test_root_may_be_new_empty_or_mpqlibs_own(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "qat"])
 def test_train_and_qat_read_their_config_file_and_flags_win(command, tmp_path, capsys):
     cfg = tmp_path / "run.yaml"

@@ -115,6 +115,7 @@ D.stage(sys.argv[1], sys.argv[2])
 """
 
 
+@pytest.mark.slow
 def test_two_processes_staging_into_one_folder_both_succeed(tmp_path):
     import subprocess
     import sys

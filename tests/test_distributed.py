@@ -158,6 +158,7 @@ def _torchrun(tmp_path: Path, *argv: str) -> tuple[str, list[str]]:
     return run.stdout, log.read_text().split("\n")[:-1] if log.exists() else []
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
 def test_torchrun_train_writes_one_checkpoint_that_loads_in_one_process(tmp_path):
     from mpqlib.train import load_checkpoint
@@ -174,6 +175,7 @@ def test_torchrun_train_writes_one_checkpoint_that_loads_in_one_process(tmp_path
     assert not (tmp_path / "m.pt.state").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun is not installed beside this Python")
 def test_torchrun_search_matches_one_process_and_qat_writes_once(tmp_path):
     from mpqlib.cli import main

@@ -70,6 +70,7 @@ def ex(tiny):
     return Experiments("smoke", **tiny)
 
 
+@pytest.mark.slow
 def test_identical_config_hits_changed_hyperparameter_recomputes(ex, tiny, monkeypatch):
     res = ex.search("seam-mnist")
     assert res.record["bitops"] <= ex.budget
@@ -94,6 +95,7 @@ def test_identical_config_hits_changed_hyperparameter_recomputes(ex, tiny, monke
         again.qat(res.policy, seed=0)
 
 
+@pytest.mark.slow
 def test_per_seed_runs_are_stored_and_paired(ex):
     rows = ex.runs("seam-mnist") + ex.runs("uniform") + ex.random_runs()
     E.save_runs(ex.p, rows, ex.policies)
@@ -118,6 +120,7 @@ def test_per_seed_runs_are_stored_and_paired(ex):
     assert ex.power(stored).n_policies == 2
 
 
+@pytest.mark.slow
 def test_extra_search_seeds_only_where_the_proxy_vs_target_ci_is_wide(tiny):
     """The protocol's extension reads the CI of the first search seeds' runs (synthetic here)."""
     def rows(spread):
@@ -139,6 +142,7 @@ def test_extra_search_seeds_only_where_the_proxy_vs_target_ci_is_wide(tiny):
     assert Experiments("smoke", **tiny).extra_seeds(rows(spread=1.0)) == ()  # smoke has no extension
 
 
+@pytest.mark.slow
 def test_uniform_meets_the_budget_exactly_and_poor_policies_differ(ex):
     assert exact_uniform("w3a2") == (3, 2) and exact_uniform("w2.5a2.5") is None
     assert ex.cost.bitops(ex.uniform("w3a2").policy) == ex.bitops_of("w3a2")

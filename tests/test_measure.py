@@ -53,6 +53,7 @@ def test_record_fields_and_types():
         assert r["cuda_peak_mb"] is None
 
 
+@pytest.mark.slow
 def test_peak_memory_sees_a_temporary_allocation():
     # In a fresh interpreter: inside a long pytest run the allocator may hand back pages that
     # are still resident from earlier tests, and the process's RSS would not grow at all.

@@ -75,6 +75,7 @@ def test_build_rejects_unknown_names_and_gray_torchvision_models():
     assert set(ARCHS) >= {"resnet20", "resnet8", "mobilenetv1"}
 
 
+@pytest.mark.slow
 def test_committed_mobilenetv1_checkpoint_reaches_its_recorded_accuracy(fmnist_test):
     meta = read_json(MBV1.with_suffix(".json"))
     assert meta["arch"] == "mobilenetv1" and meta["dataset"] == "fmnist"

@@ -20,6 +20,7 @@ def _tiny_run(state_path=None, epochs=2):
     return model, hist
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resumable(tmp_path):
     a, ha = _tiny_run()
     b, _ = _tiny_run()
@@ -55,6 +56,7 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,minimum", [("resnet20-fmnist", 92.5), ("resnet8-fmnist", 88.0)])
 def test_committed_checkpoints_reach_their_accuracy(name, minimum, fmnist_test):
     path = ROOT / "checkpoints" / f"{name}.pt"
@@ -110,6 +112,7 @@ def test_plain_state_dicts_and_ddp_prefixes_load(tmp_path):
         load_checkpoint(tmp_path / "junk.pth", arch="resnet8")
 
 
+@pytest.mark.slow
 def test_train_fp_takes_a_config_and_any_dataset(tmp_path):
     from mpqlib.config import TrainConfig
     from mpqlib.errors import ConfigError

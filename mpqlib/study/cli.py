@@ -77,7 +77,7 @@ def cmd_time(args) -> int:
 
 
 def cmd_pilot(args) -> int:
-    from ..experiments import pilot
+    from .runs import pilot
 
     out = pilot(args.profile, _overrides(args.override), models=args.models or None)
     for model, budgets in out["budgets"].items():

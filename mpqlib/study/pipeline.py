@@ -24,7 +24,8 @@ from typing import Callable, Iterable, Mapping
 
 from .._io import write_json
 from ..errors import ConfigError
-from ..experiments import Experiments, Missing, Task, claims_file, efficiency_plan, efficiency_run, pilot
+from ..experiments import Experiments, Missing, Task
+from .runs import claims_file, efficiency_plan, efficiency_run, pilot
 from ..profiles import Profile, resolve
 
 
