@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from .._io import write_json
-from ..experiments import Experiments, save_runs
+from ..experiments import Experiments, load_runs, save_runs
 from ..profiles import Profile, resolve
 from ..search import SearchResult
 
