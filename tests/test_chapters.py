@@ -90,6 +90,7 @@ def test_typed_number_pattern_catches_what_it_should():
     assert not TYPED_NUMBER.findall("uniform W3A3, chapter 5, ResNet-20, 1x1 and 3x3 convolutions")
 
 
+@pytest.mark.slow
 def test_tag_notebooks_hides_the_injected_cell(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell('profile = "full"', metadata={"tags": ["parameters", "remove-cell"]}),
@@ -194,6 +195,7 @@ def _eff_doc():
     return E.efficiency_table(methods, search_length=curve, proxy_size={"10": entry(3), "20": entry(5)})
 
 
+@pytest.mark.slow
 def test_efficiency_tables_flag_contention_and_show_the_paper():
     import matplotlib
 
