@@ -130,10 +130,10 @@ class Profile:
         path = self.path("pilot.json")
         if not path.exists():
             raise ConfigError(f"profile {self.name!r} takes its main budget from the pilot, but {path} does not exist: "
-                              f"run `python scripts/pilot.py --profile {self.name}` first, or pass budget='w3a2'")
+                              f"run `mpq study pilot --profile {self.name}` first, or pass budget='w3a2'")
         chosen = json.loads(path.read_text()).get("chosen", {})
         if model not in chosen:
-            raise ConfigError(f"{path} picks no budget for {model!r}; rerun scripts/pilot.py --profile {self.name}")
+            raise ConfigError(f"{path} picks no budget for {model!r}; rerun `mpq study pilot --profile {self.name}`")
         return chosen[model]
 
     def to_dict(self) -> dict:

@@ -46,7 +46,7 @@ def test_overrides_are_typed():
 
 def test_main_budget_comes_from_the_pilot(tmp_path):
     p = resolve("full", results_dir=str(tmp_path))
-    with pytest.raises(ConfigError, match="scripts/pilot.py"):
+    with pytest.raises(ConfigError, match="mpq study pilot"):
         p.main_budget("resnet20")
     (tmp_path / "pilot.json").write_text(json.dumps({"chosen": {"resnet20": "w2a4"}}))
     assert p.main_budget("resnet20") == "w2a4"
