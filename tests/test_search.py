@@ -95,6 +95,7 @@ def test_max_steps_and_val_data(model, proxy, w3a3):
     assert 0 <= res.record["head"]["head_val_acc"] <= 100 and res.record["head"]["probe_val_acc"] > 50
 
 
+@pytest.mark.slow
 def test_without_cost_term_search_prefers_high_bits(free):
     # uniform mixing weights expect 4 bits; with nothing pushing down, the learned weights move up
     bits = torch.arange(2.0, 7.0)
