@@ -130,6 +130,7 @@ def test_tiny_book_passes_every_check_over_file_and_http(tiny_book, tmp_path):
         assert (shots / f"book__intro.{view}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_each_defect_fails_its_check(tmp_path):
     (tmp_path / "bad.html").write_text(BAD)
     (tmp_path / "good.html").write_text(GOOD)
@@ -187,6 +188,7 @@ def test_noise_and_raw_tex_patterns():
         assert bt.RAW_TEX.search(text), text
 
 
+@pytest.mark.slow
 def test_tex_broken_by_a_string_escape_fails_the_math_check(tiny_book, tmp_path):
     """`\\tfrac12` in a Python string is TAB + "frac12": MathJax renders the letters "frac12"."""
     html = tmp_path / "html"

@@ -99,6 +99,7 @@ def test_a_qat_state_under_another_policy_size_or_checkpoint_is_refused(qat_stat
                  "--eval-data", "optdigits", "--quiet"]) == 0
 
 
+@pytest.mark.slow
 def test_an_old_qat_state_without_policy_needs_one(qat_state, tmp_path, capsys):
     tmp, _, _ = qat_state
     plain = tmp_path / "plain.pt"
@@ -106,6 +107,7 @@ def test_an_old_qat_state_without_policy_needs_one(qat_state, tmp_path, capsys):
     assert "--policy" in _error(["eval", "--checkpoint", CKPT, "--qat-state", plain], capsys)
 
 
+@pytest.mark.slow
 def test_torchvision_model_at_default_224_on_small_images_is_refused(tmp_path, capsys):
     folder = write_folder(tmp_path / "imgs", per_class=1)
     plain = tmp_path / "r18.pth"

@@ -95,6 +95,7 @@ def _max_diff(a: dict, b: dict) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_steps_of_one(tmp_path):
     one = _one_process(tmp_path / "one.pt", epochs=1)
     two = _two_processes(tmp_path / "two.pt", epochs=1)
@@ -108,6 +109,7 @@ def test_two_processes_take_the_steps_of_one(tmp_path):
     assert _max_diff(one["state"], _net().state_dict()) > 1e-3
 
 
+@pytest.mark.slow
 def test_state_is_written_by_rank_0_only_and_resumes_in_one_process(tmp_path):
     state = tmp_path / "run.state"
     _two_processes(tmp_path / "first.pt", epochs=1, state=state)

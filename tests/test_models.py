@@ -43,6 +43,7 @@ def test_mobilenetv1_is_cheaper_than_resnet20_and_builds_the_same_for_the_same_s
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_mobilenetv1_quantizes_and_learns_one_batch():
     torch.manual_seed(0)
     model = build("mobilenetv1")
