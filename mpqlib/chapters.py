@@ -56,7 +56,7 @@ POWER_RULE = 2.0  # the pre-registered rule: policy SD >= 2 x seed SD (book/meth
 
 MODEL_NAMES = {"resnet20": "ResNet-20", "resnet8": "ResNet-8", "mobilenetv1": "MobileNetV1", "resnet18": "ResNet-18"}
 
-HEAD_THRESHOLD = 0.9  # issue 10: the SEAM head must reach 90% of the linear probe's accuracy
+HEAD_THRESHOLD = 0.9  # the protocol: the SEAM head must reach 90% of the linear probe's accuracy
 FIG_WIDTH = 6.8      # inches: the 688 px text column at 100 dpi (the size a figure is shown at)
 DPI = 200            # drawn at twice the size it is shown at: sharp on phones and high-density screens
 # Colour-blind-safe discrete colours (Okabe and Ito): one per bit-width, and one per method.

@@ -484,7 +484,7 @@ def _check_block(name: str, block, fields: tuple[str, ...], models: set[str]) ->
 
 
 def validate_claims(doc: Mapping) -> None:
-    """Raise :class:`ConfigError` unless ``doc`` has the schema of issue 10:
+    """Raise :class:`ConfigError` unless ``doc`` has the schema of claims.json:
     ``{"claims": [{id, model, budget, estimate_pp, ci_low, ci_high, n, verdict, rule}],
     "power": {seed_sd_pp, policy_sd_pp}, "head": {seam_proxy_acc, linear_probe_acc}}``.
 

@@ -88,7 +88,7 @@ def test_config_file_and_flags_build_the_method_config(tmp_path):
     (["search", "--checkpoint", CKPT, "--budget", "lots"], "cannot read budget"),
     (["search", "--checkpoint", CKPT, "--arch", "resnet20"], "not 'resnet20'"),
     (["eval", "--checkpoint", "nowhere.pt"], "not found"),
-    # the bad inputs of issue 8, each one line
+    # bad inputs, each one line
     (["search", "--checkpoint", CKPT, "--method", "uniform", "--budget", "-5"], "positive"),
     (["search", "--checkpoint", CKPT, "--method", "uniform", "--budget=-1e9"], "positive"),
     (["search", "--checkpoint", CKPT, "--method", "uniform", "--budget", "-1e9"], "--budget=-5"),

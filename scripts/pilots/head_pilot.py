@@ -1,4 +1,4 @@
-"""Pilot: does the SEAM head fit the frozen features of the supernet? (issue 10, item 1)
+"""Pilot: does the SEAM head fit the frozen features of the supernet?
 
 On the MNIST proxy (240 images/class, ``search_data("mnist")``) and a held-out MNIST split (240
 images/class of the MNIST *test* set, disjoint from the proxy by construction), with the ResNet-20
