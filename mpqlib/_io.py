@@ -77,6 +77,17 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun the step that writes it") from e
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (a checkpoint's identity)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def torch_save(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write(path, lambda p: torch.save(obj, p))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import data as D
-from ._io import create_json, host, read_json
+from ._io import create_json, host, read_json, sha256_file
 from .config import Config
 from .errors import ConfigError
 
@@ -22,14 +22,6 @@ from .errors import ConfigError
 STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1}
 
 # --------------------------------------------------------------------------- hashing
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fingerprint(images: D.Images) -> dict:
     """Name, size and a hash of the tensor bytes: two data sets with the same fingerprint are the same."""
     h = hashlib.sha256(images.x.contiguous().numpy().tobytes())

@@ -7,7 +7,6 @@ step sizes, BN, biases), crop+flip augmentation, steps initialised on one calibr
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from torch import nn
 from . import data as D
 from .config import QATConfig
 from .errors import CheckpointError
+from ._io import sha256_file
 from .policy import Policy
 from .quant import quantize
 from .train import evaluate, fit, seed_everything
@@ -66,15 +66,6 @@ def qat(model: nn.Module, policy: Policy, train, test, cfg: QATConfig | None = N
 
 
 # --------------------------------------------------------------------------- the fine-tuned state
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 of a file's bytes (a checkpoint's identity in a QAT state)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_state(path: str | os.PathLike, qmodel: nn.Module, policy: Policy, input_size: tuple[int, ...],
                checkpoint: str | os.PathLike | None, record: dict | None = None) -> Path:
     """Write a fine-tuned quantized model with what it was trained with: ``{"state_dict", "meta"}``,
@@ -85,7 +76,7 @@ def save_state(path: str | os.PathLike, qmodel: nn.Module, policy: Policy, input
 
     meta = {"kind": "qat", "policy": policy.to_dict(), "input_size": [int(v) for v in tuple(input_size)[-3:]],
             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
-            "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+            "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None,
             **({"top1": round(float(record["top1"]), 2)} if record and "top1" in record else {})}
     return torch_save(path, {"state_dict": state_dict(qmodel), "meta": meta})
 
@@ -121,6 +112,6 @@ def check_state(meta: dict, path: str | os.PathLike, *, policy: Policy | None, p
                               f"{'x'.join(map(str, tuple(input_size)[-3:]))}: drop --input-size or pass "
                               f"--input-size {','.join(map(str, size))}")
     want = meta.get("checkpoint_sha256")
-    if want and checkpoint is not None and file_sha256(checkpoint) != want:
+    if want and checkpoint is not None and sha256_file(checkpoint) != want:
         raise CheckpointError(f"{path} was fine-tuned from another checkpoint than {checkpoint} (sha256 differs; it "
                               f"started from {meta.get('checkpoint')}): pass --checkpoint {meta.get('checkpoint')}")
