@@ -150,12 +150,22 @@ def _smoke(tmp: Path, workers: int) -> dict:
     return overrides
 
 
+def _untimed(doc):
+    """A result without its wall-clock fields (``seconds``, ``ilp_seconds``, ...): what was found,
+    not how long finding it took (the ILP's solve time differs by 0.1 ms between two runs)."""
+    if isinstance(doc, dict):
+        return {k: _untimed(v) for k, v in doc.items() if not k.endswith("seconds")}
+    if isinstance(doc, list):
+        return [_untimed(v) for v in doc]
+    return doc
+
+
 def _results(overrides: dict) -> dict:
     """What the study found, without what it took: policies, accuracies and claims."""
     res = Path(overrides["results_dir"])
     runs = json.loads((res / "runs.json").read_text())
     eff = json.loads((res / "efficiency.json").read_text())
-    return {"runs": runs, "policies": json.loads((res / "policies.json").read_text()),
+    return {"runs": _untimed(runs), "policies": _untimed(json.loads((res / "policies.json").read_text())),
             "claims": json.loads((res / "claims.json").read_text()),
             "correlation": json.loads((res / "correlation.json").read_text()),
             "efficiency": {part: {k: (e.get("top1"), e.get("bitops")) for k, e in eff.get(part, {}).items()}
