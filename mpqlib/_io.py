@@ -34,6 +34,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def atomic_write_bytes(path: str | os.PathLike, blob: bytes) -> Path:
+    """``blob`` into ``path`` atomically (a temporary file renamed into place)."""
+    return atomic_write(path, lambda tmp: tmp.write_bytes(blob))
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` atomically; a file that already holds exactly this text is left untouched
     (so regenerating a result that did not change changes no file, not even its time stamp)."""

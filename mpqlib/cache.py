@@ -19,7 +19,7 @@ from .config import Config
 from .errors import ConfigError
 
 # Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
-STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1}
+STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1, "train": 1}
 
 # --------------------------------------------------------------------------- hashing
 def fingerprint(images: D.Images) -> dict:

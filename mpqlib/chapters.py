@@ -150,10 +150,15 @@ def paper_fill() -> dict[str, str]:
             "proxy_s": fmt_pct(t["SEAM, proxy S"][0], 1), "proxy_c": fmt_pct(t["SEAM, proxy C"][0], 1)}
 
 
+TRANSFER_CLAIMS = ("proxy-vs-target", "second-proxy", "tuned-seam-vs-target", "proxy-vs-target-long",
+                   "disjoint-classes-vs-target")
+"""The tests of the paper's transfer claim (a proxy's policy matches the target search's)."""
+
+
 def bottom_line(doc: Mapping, eff: Mapping | None = None, pilot: Mapping | None = None) -> list[str]:
     """The book's bottom line in two or three plain sentences, computed from claims.json,
     efficiency.json and pilot.json: transfer (X of Y tests), cost against the paper's 297x, scale."""
-    transfer = [c for c in doc["claims"] if c["id"] in ("proxy-vs-target", "second-proxy")]
+    transfer = [c for c in doc["claims"] if c["id"] in TRANSFER_CLAIMS]
     matched = [c for c in transfer if c["verdict"].startswith("equivalent")]
     out = [f"**Transfer:** a policy searched on a proxy matched the search on the target (equivalent within "
            f"±{report.MARGIN_PP:g} pp) in {len(matched)} of {len(transfer)} tests"
@@ -1192,3 +1197,6 @@ class Chapter:
 
 __all__ = ["PAPER", "PAPER_ROWS", "LABELS", "CLAIM_TEXT", "PAPER_STANCE", "Chapter", "Observation", "setup_display", "glue",
            "fmt_pct", "fmt_ratio", "policy_label", "model_label", "budget_label", "CLAIMS"]
+
+
+from .chapter_objections import ObjectionsChapter  # noqa: E402  (chapter 7; it builds on Chapter above)

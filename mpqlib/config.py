@@ -98,6 +98,12 @@ def _type_name(tp: Any) -> str:
     return " or ".join(names) + (" or null" if type(None) in typing.get_args(tp) else "")
 
 
+def later_option(default: Any) -> Any:
+    """A config option added after results were cached: at ``default`` it is left out of
+    :meth:`Config.to_dict` (and so of every cache key), elsewhere it is written like any other."""
+    return dataclasses.field(default=default, metadata={"later": True})
+
+
 class Config:
     """Mixin of every config dataclass: type checks, ``replace``, ``to_dict``, ``from_dict``, ``key``."""
 
@@ -126,8 +132,12 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """Every option, except an option added after results were keyed by it (declared with
+        :func:`later_option`) while it is at its default: so adding one keeps every cache key."""
         d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        later = {f.name: f.default for f in dataclasses.fields(self) if f.metadata.get("later")}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
+                if not (k in later and v == later[k])}
 
     @classmethod
     def from_dict(cls, d: dict):
@@ -213,10 +223,15 @@ class SeamConfig(DifferentiableConfig):
     likelihood_weight: float = 0.01        # calibrated likewise: d_y sums over 64 z-scored dims
     normalise: bool = True                 # frozen z-score with the supernet's starting features
     covariance: typing.Literal["identity", "diagonal"] = "diagonal"
+    # 0: the likelihood term alone (no cross entropy over the margin logits): a point of the tuning grid
+    classification_weight: float = later_option(1.0)
 
     def validate(self) -> None:
         super().validate()
-        self._positive("margin", "likelihood_weight", allow_zero=True)
+        self._positive("margin", "likelihood_weight", "classification_weight", allow_zero=True)
+        if self.classification_weight == 0 and self.likelihood_weight == 0:
+            raise ConfigError("SeamConfig: classification_weight and likelihood_weight are both 0, so the head has "
+                              "no loss; keep one of them above 0")
 
 
 @dataclass(frozen=True)

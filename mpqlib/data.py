@@ -280,15 +280,84 @@ def proxy_subset(dataset, *, per_class: int | None = None, fraction: float | Non
     return Subset(_base(dataset), _base_indices(dataset, _balanced_index(y, k, per_class, seed)))
 
 
+def classes_of(data: Images, classes: "tuple[int, ...] | list[int]") -> Images:
+    """The images of ``classes`` only, relabelled 0..len(classes)-1 in the order given
+    (``fmnist[5-9]``: Fashion-MNIST's classes 5 to 9 as classes 0 to 4)."""
+    classes = [int(c) for c in classes]
+    bad = [c for c in classes if not 0 <= c < data.num_classes]
+    if bad or len(set(classes)) != len(classes) or not classes:
+        raise ConfigError(f"classes {classes} of {data.name}: give distinct classes in 0..{data.num_classes - 1}")
+    keep = torch.isin(data.y, torch.tensor(classes))
+    relabel = torch.full((data.num_classes,), -1, dtype=torch.long)
+    relabel[torch.tensor(classes)] = torch.arange(len(classes))
+    name = f"{data.name}[{classes[0]}-{classes[-1]}]" if classes == list(range(classes[0], classes[-1] + 1)) \
+        else f"{data.name}[{','.join(map(str, classes))}]"
+    return Images(name, data.x[keep], relabel[data.y[keep]], tuple(data.classes[c] for c in classes))
+
+
+def split_off(data: Images, per_class: int, seed: int = 0) -> tuple[Images, Images]:
+    """``(rest, held)``: ``per_class`` seeded images of each class held out, and everything else
+    (a validation split taken from a training set; the two never share an image)."""
+    k = data.num_classes
+    per_class = _per_class(k, data.counts(), data.name, per_class=per_class, fraction=None, size=None, total=len(data))
+    held = _balanced_index(data.y, k, per_class, seed)
+    mask = torch.ones(len(data), dtype=torch.bool)
+    mask[held] = False
+    return (data.subset(torch.nonzero(mask).flatten(), name=f"{data.name}-fit{len(data) - len(held)}"),
+            data.subset(held, name=f"{data.name}-val{len(held)}"))
+
+
+def noise(per_class: int, like: Images, seed: int = 0) -> Images:
+    """A proxy that carries no information: ``per_class`` x classes images of uniform noise over
+    the pixel range of ``like`` (normalised as ``like`` is), with labels in a seeded random order:
+    the negative control of the proxies (its labels cannot be learnt from its images)."""
+    if per_class < 1:
+        raise ConfigError(f"noise:{per_class}: need at least 1 image per class")
+    g = torch.Generator().manual_seed(seed)
+    k, shape = like.num_classes, tuple(like.x.shape[1:])
+    pixels = torch.randint(0, 256, (per_class * k, *shape), generator=g, dtype=torch.uint8)
+    labels = torch.arange(k).repeat_interleave(per_class)[torch.randperm(per_class * k, generator=g)]
+    return Images(f"noise-{per_class * k}", _normalise(pixels), labels, tuple(f"noise {c}" for c in range(k)))
+
+
+def classes_spec(base: str) -> tuple[str, tuple[int, ...] | None]:
+    """``fmnist[5-9]`` -> (``fmnist``, (5, 6, 7, 8, 9)); ``fmnist[0,2]`` -> (``fmnist``, (0, 2))."""
+    if not base.endswith("]") or "[" not in base:
+        return base, None
+    name, _, inner = base[:-1].partition("[")
+    try:
+        if "-" in inner:
+            lo, hi = (int(v) for v in inner.split("-"))
+            return name, tuple(range(lo, hi + 1))
+        return name, tuple(int(v) for v in inner.split(","))
+    except ValueError:
+        raise ConfigError(f"cannot read the classes of {base!r}: write NAME[LO-HI] or NAME[A,B,...], e.g. fmnist[5-9]") from None
+
+
 def search_data(spec: str, seed: int = 0, root: str | os.PathLike | None = None) -> Images:
     """Search data by name, as the command line and notebooks spell it.
 
     ``mnist`` (the main proxy: 240 MNIST training images per class, 4% of Fashion-MNIST train),
     ``optdigits`` (all 3,823 UCI training digits, upscaled), ``fmnist4`` (4% of Fashion-MNIST
     train, class-balanced: the same-distribution control), ``fmnist`` (all 60,000: the target),
-    or ``NAME:N`` for N images per class of ``mnist``/``fmnist``/``optdigits``.
+    or ``NAME:N`` for N images per class of ``mnist``/``fmnist``/``optdigits``. ``NAME[5-9]``
+    (also with ``:N``) keeps classes 5 to 9 of NAME, relabelled 0 to 4; ``noise:N`` is N images
+    per class of uniform noise with random labels (the negative control), shaped like Fashion-MNIST.
     """
     base, _, n = str(spec).partition(":")
+    name, classes = classes_spec(base)
+    if base == "noise":
+        if not n:
+            raise ConfigError("noise needs a size: noise:N for N images per class, e.g. noise:240")
+        try:
+            return noise(int(n), load("fmnist", "train", root), seed=seed)
+        except ValueError:
+            raise ConfigError(f"cannot read {spec!r}: noise:N takes a whole number of images per class") from None
+    if classes is not None:
+        if name not in DATASETS:
+            raise ConfigError(f"unknown search data {spec!r}; NAME in NAME[classes] is one of {', '.join(DATASETS)}")
+        full = classes_of(load(name, "train", root), classes)
+        return balanced_subset(full, per_class=int(n), seed=seed) if n else full
     if n:
         try:
             per_class = int(n)

@@ -281,7 +281,8 @@ class LGMLoss(nn.Module):
       -log N(z; mu_y, Sigma_y). The log-determinant is left out on purpose: it does not depend on
       the features, and with it a search could lower the loss by shrinking the features and
       letting the variances follow (-D * log c for a shrink by c);
-    - loss = classification + likelihood_weight * likelihood.
+    - loss = classification_weight * classification + likelihood_weight * likelihood
+      (``classification_weight`` 0: the likelihood term alone).
 
     ``forward(features, labels)`` applies the margin and returns ``(loss, logits)`` with the
     margin-free logits -d_k - 0.5 log|Sigma_k| for accuracy. ``logits(features)`` needs no labels.
@@ -301,9 +302,13 @@ class LGMLoss(nn.Module):
         covariance: str = "identity",
         log_var: torch.Tensor | None = None,
         normaliser: Normaliser | None = None,
+        classification_weight: float = 1.0,
     ):
         super().__init__()
         _check_sizes(num_classes, dim)
+        if classification_weight < 0:
+            raise ConfigError(f"classification_weight must be >= 0, not {classification_weight}")
+        self.classification_weight = float(classification_weight)
         if margin < 0:
             raise ConfigError(f"margin must be >= 0, not {margin}")
         if likelihood_weight < 0:
@@ -376,6 +381,8 @@ class LGMLoss(nn.Module):
         log_det = 0.5 * self.log_det()
         scale = 1 + self.margin * F.one_hot(labels, self.num_classes).to(d.dtype)
         loss = F.cross_entropy(-scale * d - log_det, labels)
+        if self.classification_weight != 1.0:
+            loss = self.classification_weight * loss
         if self.likelihood_weight:
             loss = loss + self.likelihood_weight * d.gather(1, labels[:, None]).mean()
         return loss, -d - log_det

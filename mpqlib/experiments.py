@@ -29,7 +29,7 @@ import torch
 from . import data as D
 from ._io import read_json, torch_save, write_json
 from .cache import STEP_VERSIONS, Cache, Missing, Overlay, Task, config_dict, fingerprint, sha256_file  # noqa: F401
-from .config import (Config, DifferentiableConfig, RandomConfig, SearchConfig,
+from .config import (Config, DifferentiableConfig, QATConfig, RandomConfig, SearchConfig,
                      UniformConfig)
 from .cost import Budget, CostModel, cost_model, exact_uniform
 from .errors import ConfigError, TrainingError
@@ -37,7 +37,7 @@ from .policy import Policy
 from .profiles import Profile, resolve
 from .qat import qat
 from .search import SearchResult, search
-from .study.facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES
+from .study.facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES, SEEDED_SINCE_V3
 from .train import load_checkpoint
 
 def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
@@ -50,12 +50,16 @@ class Experiments:
     """Cached access to every result the book shows, for one model of one profile."""
 
     def __init__(self, profile: Profile | str = "full", model: str | None = None, overrides: dict | None = None,
-                 **more):
+                 *, checkpoint: str | os.PathLike | None = None, classes: tuple[int, ...] | None = None, **more):
         self.p = resolve(profile, overrides, **more)
         self.model_name = model or next(iter(self.p.models))
         if self.p.threads:
             torch.set_num_threads(self.p.threads)
-        path = self.p.checkpoint(self.model_name)
+        # A model of a class subset of the target (the class-disjoint proxy's experiment): its
+        # target is ``fmnist[lo-hi]`` (train, test and the target search), its checkpoint given.
+        self.classes = tuple(classes) if classes else None
+        self.target = f"fmnist[{self.classes[0]}-{self.classes[-1]}]" if self.classes else "fmnist"
+        path = Path(checkpoint) if checkpoint is not None else self.p.checkpoint(self.model_name)
         self.model, self.meta = load_checkpoint(path)
         self.model.eval()
         self.checkpoint_sha256 = sha256_file(path)
@@ -89,7 +93,7 @@ class Experiments:
         if task.step == "search":
             self.run_search(*task.args)
         elif task.step == "qat":
-            self.qat(Policy.from_dict(task.args[0]), task.args[1])
+            self.qat(Policy.from_dict(task.args[0]), *task.args[1:])
         elif task.step == "proxy-metrics":
             self.proxy_metrics(Policy.from_dict(task.args[0]))
         elif task.step == "observation":
@@ -134,23 +138,49 @@ class Experiments:
         ``fmnist`` (all 60,000) or ``NAME:N`` (N images per class)."""
         p = self.p
         spec = {"proxy": f"{p.proxy}:{p.proxy_per_class}", "mnist": f"mnist:{p.proxy_per_class}",
-                "fmnist4": f"fmnist:{p.proxy_per_class}", "target": p.target_data,
-                "limpq": f"fmnist:{p.limpq_per_class}"}.get(spec, spec)
+                "fmnist4": f"fmnist:{p.proxy_per_class}", "target": self.on_target(p.target_data),
+                "limpq": f"fmnist:{p.limpq_per_class}", "noise": f"noise:{p.proxy_per_class}",
+                "disjoint": f"fmnist[{self._span(p.objections.disjoint_proxy_classes)}]:{p.proxy_per_class}"}.get(spec, spec)
         if spec not in self._data:
-            if spec.endswith("-heldout"):
-                base = {"proxy": p.proxy, "fmnist4": "fmnist"}.get(spec.removesuffix("-heldout"), spec.removesuffix("-heldout"))
-                self._data[spec] = D.balanced_subset(D.load(base, "test"), per_class=100, seed=0)
+            if spec in (f"{self.target}-fit", f"{self.target}-val"):  # the tuning's validation split of the train set
+                fit, val = D.split_off(self.data(self.target), self.p.objections.val_per_class, seed=0)
+                self._data[f"{self.target}-fit"], self._data[f"{self.target}-val"] = fit, val
+            elif spec == "noise-heldout":  # noise of another seed: held out as much as noise can be
+                self._data[spec] = D.noise(100, D.load("fmnist", "train"), seed=1)
+            elif spec.endswith("-heldout"):
+                base = {"proxy": p.proxy, "fmnist4": "fmnist",
+                        "disjoint": f"fmnist[{self._span(p.objections.disjoint_proxy_classes)}]"}.get(
+                    spec.removesuffix("-heldout"), spec.removesuffix("-heldout"))
+                name, classes = D.classes_spec(base)
+                test = D.load(name, "test")
+                self._data[spec] = D.balanced_subset(D.classes_of(test, classes) if classes else test, per_class=100, seed=0)
             else:
                 self._data[spec] = D.search_data(spec)
         return self._data[spec]
 
-    def test_set(self, name: str = "fmnist") -> D.Images:
-        """``name``'s test split; for the target, the profile's class-balanced share of it (``test_images``)."""
+    @staticmethod
+    def _span(classes) -> str:
+        return f"{classes[0]}-{classes[-1]}"
+
+    def on_target(self, spec: str) -> str:
+        """A Fashion-MNIST data spec restricted to this experiment's classes (``fmnist:50`` ->
+        ``fmnist[0-4]:50``); unchanged for the usual 10-class target."""
+        if not self.classes or not spec.startswith("fmnist"):
+            return spec
+        return self.target + spec[len("fmnist"):]
+
+    def test_set(self, name: str | None = None) -> D.Images:
+        """``name``'s test split (default: the target's); for the target, the profile's
+        class-balanced share of it (``test_images``)."""
+        name = name or self.target
         key = f"{name}-test"
         if key not in self._data:
-            test = D.load(name, "test")
-            if name == "fmnist" and self.p.test_images:
-                test = D.balanced_subset(test, size=self.p.test_images, seed=0)
+            base, classes = D.classes_spec(name)
+            test = D.load(base, "test")
+            if classes:
+                test = D.classes_of(test, classes)
+            if name == self.target and self.p.test_images:
+                test = D.balanced_subset(test, size=min(self.p.test_images, len(test)), seed=0)
             self._data[key] = test
         return self._data[key]
 
@@ -275,24 +305,32 @@ class Experiments:
                    search_data=res.record["search_data"])
 
     # ------------------------------------------------------------------ QAT
-    def qat_key_config(self, policy: Policy, seed: int) -> dict:
+    def qat_key_config(self, policy: Policy, seed: int, cfg: QATConfig | None = None, train: str | None = None,
+                       test: str | None = None) -> dict:
         return {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
                 "policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"], "seed": seed,
-                "qat": config_dict(self.p.qat), "train": self.fingerprint("fmnist"),
-                "test": self.fingerprint("fmnist-test")}
+                "qat": config_dict(cfg or self.p.qat), "train": self.fingerprint(train or self.target),
+                "test": self.fingerprint(test or f"{self.target}-test")}
 
-    def qat(self, policy: Policy, seed: int = 0) -> dict:
-        """QAT of the FP model under ``policy`` with QAT ``seed`` (cached); top-1 in percent."""
-        key_config = self.qat_key_config(policy, seed)
+    def qat(self, policy: Policy, seed: int = 0, cfg: QATConfig | None = None, train: str | None = None,
+            test: str | None = None) -> dict:
+        """QAT of the FP model under ``policy`` with QAT ``seed`` (cached); top-1 in percent. By
+        default the profile's recipe on the target's training images, scored on its test split;
+        ``cfg`` another recipe (the converged QAT), ``train``/``test`` other data specs (the
+        tuning trains on ``fmnist-fit`` and scores on ``fmnist-val``, never on the test set)."""
+        key_config = self.qat_key_config(policy, seed, cfg, train, test)
 
         def run() -> dict:
-            return {"record": self._train_qat(policy, seed)[1]}
+            return {"record": self._train_qat(policy, seed, cfg, train, test)[1]}
 
-        stored = self.step("qat", key_config, run, (policy.to_dict(), seed))
+        stored = self.step("qat", key_config, run, (policy.to_dict(), seed, cfg, train, test))
         return {**stored["record"], "cache_key": stored["key"]}
 
-    def _train_qat(self, policy: Policy, seed: int) -> tuple[torch.nn.Module, dict]:
-        return qat(self.model, policy, self.data("fmnist"), self.test_set(), self.p.qat, seed=seed,
+    def _train_qat(self, policy: Policy, seed: int, cfg: QATConfig | None = None, train: str | None = None,
+                   test: str | None = None) -> tuple[torch.nn.Module, dict]:
+        test = test or f"{self.target}-test"
+        score = self.test_set(test[:-5]) if test.endswith("-test") else self.data(test)
+        return qat(self.model, policy, self.data(train or self.target), score, cfg or self.p.qat, seed=seed,
                    progress=self.p.progress)
 
     def qat_model(self, policy: Policy, seed: int = 0) -> torch.nn.Module:
@@ -306,7 +344,7 @@ class Experiments:
         if not path.exists():
             qmodel, _ = self._train_qat(policy, seed)
             torch_save(path, qmodel.state_dict())
-        qmodel = quantize(self.model, policy, calibration=self.data("fmnist").x[:8])
+        qmodel = quantize(self.model, policy, calibration=self.data(self.target).x[:8])
         qmodel.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return qmodel.eval()
 
@@ -369,32 +407,42 @@ class Experiments:
 
     # ------------------------------------------------------------------ per-seed runs
     def runs(self, name: str, budget: str | int | None = None, search_seeds: Iterable[int] | None = None,
-             qat_seeds: Iterable[int] | None = None) -> list[dict]:
+             qat_seeds: Iterable[int] | None = None, *, label: str | None = None, changes: dict | None = None,
+             qat: tuple = ()) -> list[dict]:
         """Every (search seed, QAT seed) value of policy ``name`` at ``budget``: rows of runs.json.
-        While the pipeline plans, the runs whose steps are missing are left out (and noted)."""
+        While the pipeline plans, the runs whose steps are missing are left out (and noted).
+        ``label``: the rows' policy name (default ``name``); ``changes``: search options (a
+        tuned configuration); ``qat``: :meth:`qat`'s extra arguments (another recipe)."""
         if search_seeds is None:
-            search_seeds = self.p.search_seeds if name in SEARCH_SEEDED else (0,)
+            search_seeds = self.p.search_seeds if name in self.seeded() else (0,)
         budget = self.budget_of(budget)
         rows = []
         for s in search_seeds:
             try:
-                res = self.search(name, budget, s)
+                res = self.search(name, budget, s, **(changes or {}))
             except Missing:
                 continue
-            if res.record.get("cache_key"):
-                self.policies[res.record["cache_key"]] = {"model": self.model_name, "policy": name,
+            if res.record.get("cache_key"):  # one entry per search: a search shared by two labels keeps its own name
+                self.policies[res.record["cache_key"]] = {"model": self.model_name,
+                                                          "policy": (label or name) if changes else name,
                                                           "budget": self.budget_label(budget), "search_seed": int(s),
                                                           **res.policy.to_dict()}
             for q in (self.p.qat_seeds if qat_seeds is None else qat_seeds):
                 try:
-                    rec = self.qat(res.policy, q)
+                    rec = self.qat(res.policy, q, *qat)
                 except Missing:
                     continue
                 rows.append({"model": self.model_name, "budget": self.budget_label(budget),
-                             "budget_bitops": self.bitops_of(budget), "policy": name, "search_seed": int(s),
+                             "budget_bitops": self.bitops_of(budget), "policy": label or name, "search_seed": int(s),
                              "qat_seed": int(q), "top1": rec["top1"], "bitops": int(self.cost.bitops(res.policy)),
                              "search": res.record.get("cache_key"), "qat": rec["cache_key"]})
         return rows
+
+    def seeded(self) -> tuple[str, ...]:
+        """The searches that run every search seed under this profile's protocol version."""
+        if self.p.protocol_version >= 3:
+            return SEARCH_SEEDED
+        return tuple(n for n in SEARCH_SEEDED if n not in SEEDED_SINCE_V3)
 
     def random_runs(self, budget: str | int | None = None, n: int | None = None,
                     qat_seeds: Iterable[int] | None = None) -> list[dict]:
@@ -408,7 +456,7 @@ class Experiments:
         rows = [r for n in MAIN_POLICIES for r in self.runs(n)] + self.random_runs()
         extra = self.extra_seeds(rows)
         if extra:
-            rows += [r for n in SEARCH_SEEDED for r in self.runs(n, search_seeds=extra)]
+            rows += [r for n in self.seeded() if n in MAIN_POLICIES for r in self.runs(n, search_seeds=extra)]
         second = self.p.second_budget
         if second != self.budget_name:
             rows += [r for n in SECOND_POLICIES for r in self.runs(n, second)] + self.random_runs(second)
@@ -515,7 +563,7 @@ class Experiments:
         n_bn = min(self.p.bn_recalibration_images, len(proxy))
         key_config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
                       "policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"],
-                      "proxy": self.fingerprint("proxy"), "bn_images": n_bn, "test": self.fingerprint("fmnist-test")}
+                      "proxy": self.fingerprint("proxy"), "bn_images": n_bn, "test": self.fingerprint(f"{self.target}-test")}
 
         def compute() -> dict:
             q = quantize(self.model, policy, calibration=proxy.x[:128]).eval()

@@ -41,6 +41,33 @@ class Efficiency:
     qat_seeds: tuple[int, ...] = (0, 1)                   # QAT seeds behind each harness policy
 
 
+SEAM_GRID = tuple({"margin": m, "likelihood_weight": w} for m in (0.0, 0.1, 0.3, 1.0) for w in (0.01, 0.1, 1.0)) + (
+    {"margin": 0.0, "likelihood_weight": 1.0, "classification_weight": 0.0},)  # the likelihood term alone
+CE_GRID = tuple({"lr_arch": a, "lr_head": h} for a in (0.005, 0.01, 0.02, 0.05) for h in (0.003, 0.01, 0.03)) + (
+    {"head_prefit_steps": 0},)  # no head pre-fit
+
+
+@dataclass(frozen=True)
+class Objections:
+    """The objections of chapter 7 (book/method.md, protocol version 3): a tuned SEAM, a
+    converged QAT, proxies ordered by distance; all on one model at its main budget."""
+
+    on: str = "mobilenetv1"
+    val_per_class: int = 500                       # the validation split held out of the training images
+    seam_grid: tuple = SEAM_GRID                   # SeamConfig changes, one configuration each
+    ce_grid: tuple = CE_GRID                       # CEConfig changes
+    tuning_search_seeds: tuple[int, ...] = (0, 1, 2)
+    tuning_qat_seeds: tuple[int, ...] = (0, 1)
+    tie_pp: float = 0.05                           # a tie with the version-2 setting goes to it
+    long_epochs: tuple[int, ...] = (1, 2, 5, 10)
+    long_qat_seeds: tuple[int, ...] = (0, 1)
+    long_train_images: int | None = None           # None: all 60,000
+    plateau_pp: float = 0.2
+    disjoint_classes: tuple[int, ...] = (0, 1, 2, 3, 4)
+    disjoint_proxy_classes: tuple[int, ...] = (5, 6, 7, 8, 9)
+    disjoint_epochs: int | None = None             # None: the base checkpoint's own recipe
+
+
 @dataclass(frozen=True)
 class Profile:
     """Every setting of one run. Field names are the override keys of :func:`resolve`."""
@@ -78,10 +105,15 @@ class Profile:
     orthogonality: OrthogonalityConfig
     qat: QATConfig
     efficiency: Efficiency = field(default_factory=Efficiency)
+    objections: Objections = field(default_factory=Objections)
     # The protocol's one extension: where the proxy-vs-target CI is wider than +-ci_goal_pp, the
     # model's proxy searches (all four alike) also run these search seeds (book/method.md).
     ci_goal_pp: float = 0.3
     extra_search_seeds: tuple[int, ...] = ()
+    # The pre-registered protocol's version (book/method.md). 3: the target search, LIMPQ and HAWQ
+    # run every search seed too (and the extension's), and the objections of chapter 7 run;
+    # 2: those three once (seed 0), as the committed version-2 run did.
+    protocol_version: int = 3
     # Which model runs which part (a name not in ``models`` falls back to the first model):
     sweep_on: tuple[str, ...] = ("resnet20",)            # the budget sweep (the paper's ResNet-18 figure)
     correlation_on: tuple[str, ...] = ("mobilenetv1",)   # chapter 5 (allocation moves its accuracy most)
@@ -107,6 +139,10 @@ class Profile:
     def correlation_models(self) -> list[str]:
         """The models of chapter 5 (:attr:`correlation_on` within :attr:`models`)."""
         return self._pick(self.correlation_on)
+
+    def objections_model(self) -> str:
+        """The model of chapter 7's objections (:attr:`Objections.on`, else the first model)."""
+        return self._pick((self.objections.on,))[0]
 
     def efficiency_model(self) -> str:
         """The efficiency harness's model (:attr:`efficiency_on`, else the first model)."""
@@ -165,7 +201,7 @@ def _full() -> dict:
         limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=512),
         joint=JointConfig(), evaluation=EvaluationConfig(), orthogonality=OrthogonalityConfig(),
         qat=QATConfig(epochs=1, train_images=15000),
-        efficiency=Efficiency(), extra_search_seeds=(3, 4, 5),
+        efficiency=Efficiency(qat_seeds=(0, 1, 2)), extra_search_seeds=(3, 4, 5),  # v3: 3 QAT seeds behind each CI
     )
 
 
@@ -188,6 +224,9 @@ def _smoke() -> dict:
         orthogonality=OrthogonalityConfig(images=32),
         qat=QATConfig(epochs=1, train_images=500),
         efficiency=Efficiency(epochs_curve=(1, 2), proxy_sizes=(10, 20), qat_seeds=(0,)), extra_search_seeds=(),
+        objections=Objections(val_per_class=20, seam_grid=SEAM_GRID[3:5] + SEAM_GRID[-1:],
+                              ce_grid=CE_GRID[7:8] + CE_GRID[-1:], tuning_search_seeds=(0,), tuning_qat_seeds=(0,),
+                              long_epochs=(1, 2), long_qat_seeds=(0,), long_train_images=500, disjoint_epochs=1),
     )
 
 
@@ -207,13 +246,13 @@ def _override(name: str, current, value):
         if not isinstance(value, dict):
             raise ConfigError(f"override {name!r} takes a mapping of {type(current).__name__} options, not {value!r}")
         return current.replace(**value)
-    if isinstance(current, Efficiency):
+    if isinstance(current, (Efficiency, Objections)):
         if not isinstance(value, dict):
-            raise ConfigError(f"override 'efficiency' takes a mapping, not {value!r}")
-        unknown = set(value) - {f.name for f in dataclasses.fields(Efficiency)}
+            raise ConfigError(f"override {name!r} takes a mapping, not {value!r}")
+        unknown = set(value) - {f.name for f in dataclasses.fields(current)}
         if unknown:
-            raise ConfigError(f"efficiency has no option {', '.join(sorted(unknown))}")
-        return dataclasses.replace(current, **{k: tuple(v) for k, v in value.items()})
+            raise ConfigError(f"{name} has no option {', '.join(sorted(unknown))}")
+        return dataclasses.replace(current, **{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
     if isinstance(current, tuple):
         if isinstance(value, str):
             try:
@@ -256,4 +295,4 @@ def resolve(profile: "str | Profile" = "full", overrides: dict | None = None, **
     return Profile(**base)
 
 
-__all__ = ["PROFILES", "PILOT_BUDGETS", "Efficiency", "Profile", "resolve"]
+__all__ = ["PROFILES", "PILOT_BUDGETS", "SEAM_GRID", "CE_GRID", "Efficiency", "Objections", "Profile", "resolve"]

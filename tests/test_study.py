@@ -97,13 +97,13 @@ def test_the_readme_script_reads_the_claims_words_from_the_facts():
 
 
 # --------------------------------------------------------------------------- the pipeline
+V2 = {"protocol_version": 2, "efficiency": {"qat_seeds": [0, 1]}}  # the protocol of the committed full run
 @pytest.mark.slow
 def test_status_of_the_committed_full_run_has_nothing_to_compute_but_the_new_observation():
-    """Every step the committed full run computed is found under its old key (chapter 1's
-    observation is a step of its own, computed once where the QAT weights are)."""
+    """Every step the committed (protocol version 2) full run computed is found under its old key."""
     from mpqlib.study import status
 
-    plan, text = status("full", parts=("protocol", "sweep", "correlation", "efficiency", "claims"))
+    plan, text = status("full", V2, parts=("protocol", "sweep", "correlation", "efficiency", "claims"))
     assert plan.done and plan.cached > 400, text
 
 
@@ -123,7 +123,7 @@ def test_the_committed_full_results_regenerate_byte_identical_from_the_cache(tmp
     monkeypatch.setattr(Cache, "record", computed)
     for name in ("claims.json", "correlation.json", "efficiency.json"):  # written afresh (runs.json: merged)
         (results / name).unlink()
-    plan = ensure("full", {"results_dir": str(results), "cache_dir": str(ROOT / "cache" / "full")},
+    plan = ensure("full", {"results_dir": str(results), "cache_dir": str(ROOT / "cache" / "full"), **V2},
                   parts=("protocol", "sweep", "correlation", "efficiency", "claims"))
     assert plan.done
     assert _files(ROOT / "cache" / "full") == before[0]

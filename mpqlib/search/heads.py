@@ -81,7 +81,7 @@ def build_head(cfg, feats: torch.Tensor, labels: torch.Tensor, num_classes: int)
     if kind == "lgm":
         head = LGMLoss(num_classes, feats.shape[1], getattr(cfg, "margin", 0.1), getattr(cfg, "likelihood_weight", 0.01),
                        means=centroids(normaliser(feats), labels), covariance=getattr(cfg, "covariance", "diagonal"),
-                       normaliser=normaliser)
+                       normaliser=normaliser, classification_weight=getattr(cfg, "classification_weight", 1.0))
     else:
         head = LinearCEHead(num_classes, feats.shape[1], normaliser=normaliser)
         nn.init.zeros_(head.fc.weight)  # a convex fit: start from zero, independent of the RNG

@@ -3,7 +3,7 @@ they run (:mod:`.engine`) and its command group (``mpq study``, :mod:`.cli`)."""
 
 import importlib
 
-PARTS = ("pilot", "protocol", "sweep", "correlation", "efficiency", "observation", "claims")
+PARTS = ("pilot", "protocol", "sweep", "correlation", "efficiency", "observation", "objections", "claims")
 """The parts of the study; a chapter asks for the ones it shows. The pilot runs whenever the profile
 takes its main budget from it and pilot.json is missing."""
 

@@ -23,9 +23,13 @@ _WORKER: dict[tuple[str, str], Experiments] = {}  # per process: one Experiments
 
 def compute(p: Profile, task: Task) -> list[dict]:
     """Compute ``task`` under profile ``p`` in this process; the new cache records it made."""
+    from . import objections
+
+    if task.step == "train":  # the class-subset model of chapter 7: a model, not an Experiments step
+        return [{"model_name": task.model, "stored": objections.train_record(p)}]
     ident = (repr(p), task.model)
     if ident not in _WORKER:
-        ex = Experiments(p, task.model)
+        ex = objections.experiments(p, task.model)
         ex.cache = Overlay(ex.cache.root)
         _WORKER[ident] = ex
     ex = _WORKER[ident]
@@ -62,7 +66,7 @@ def executor(p: Profile, workers: int | None = None, cluster: str | None = None)
 
         def execute(tasks: list[Task]) -> Iterator[dict]:
             # Longest first: searches before QAT runs, so the last wave is not one long step.
-            order = sorted(tasks, key=lambda t: {"observation": 0, "search": 1, "qat": 2}.get(t.step, 3))
+            order = sorted(tasks, key=lambda t: {"train": 0, "observation": 0, "search": 1, "qat": 2}.get(t.step, 3))
             futures = [client.submit(compute, profile, t, key=f"{t.step}-{t.model}-{t.key}", retries=2, pure=False)
                        for t in order]
             for future in as_completed(futures):

@@ -71,9 +71,15 @@ POLICY_FACTS: tuple[PolicyFact, ...] = (
     PolicyFact("seam-optdigits", "seam", "optdigits", True, "SEAM, optdigits proxy"),
     PolicyFact("seam-fmnist4", "seam", "fmnist4", True, "SEAM, small Fashion-MNIST subset"),
     PolicyFact("ce-mnist", "ce", "proxy", True, "CE head, MNIST proxy"),
-    PolicyFact("target-fmnist", "target", "target", False, "search on the target"),
-    PolicyFact("limpq-fmnist", "limpq", "limpq", False, "LIMPQ"),
-    PolicyFact("hawq-fmnist", "hawq", "fmnist", False, "HAWQ"),
+    # Both sides of a claim carry seeds (protocol version 3): the target search, LIMPQ and HAWQ
+    # (the seed of its image sample) run every search seed too.
+    PolicyFact("target-fmnist", "target", "target", True, "search on the target"),
+    PolicyFact("limpq-fmnist", "limpq", "limpq", True, "LIMPQ"),
+    PolicyFact("hawq-fmnist", "hawq", "fmnist", True, "HAWQ"),
+    # Chapter 7's proxies: no information at all; other classes of the target's own domain
+    # (searched for the model of the target's other classes, mpqlib.study.objections)
+    PolicyFact("seam-noise", "seam", "noise", True, "SEAM, noise proxy (random labels)"),
+    PolicyFact("seam-disjoint", "seam", "disjoint", True, "SEAM, Fashion-MNIST classes 5-9 proxy"),
     # uniform at the budget's own (w, a): equal BitOps
     PolicyFact("uniform", None, None, False, "uniform"),
     PolicyFact("joint-fmnist", "joint", "target", False, "joint weights + bits (FracBits class)", harness=True),
@@ -88,13 +94,18 @@ POLICIES = {f.name: (f.config, f.data) for f in POLICY_FACTS if not f.harness}
 HARNESS = {f.name: (f.config, f.data) for f in POLICY_FACTS if f.harness}
 """The efficiency harness's extra classes of search (chapter 4)."""
 SEARCH_SEEDED = tuple(f.name for f in POLICY_FACTS if f.seeded)
-"""Proxy searches get every search seed of the profile; the others run once (seed 0)."""
+"""Searches that get every search seed of the profile; the others run once (seed 0)."""
+SEEDED_SINCE_V3 = ("target-fmnist", "limpq-fmnist", "hawq-fmnist")
+"""Seeded from protocol version 3 on (both sides of a claim carry seeds); once in version 2."""
 MAIN_POLICIES = ("seam-mnist", "seam-optdigits", "seam-fmnist4", "ce-mnist", "target-fmnist", "limpq-fmnist",
                  "hawq-fmnist", "uniform")
 """The policies behind the claims at the main budget."""
 SECOND_POLICIES = ("seam-mnist", "target-fmnist", "uniform")
 """The few kept at the second budget."""
-LABELS = {**{f.name: f.label for f in POLICY_FACTS if not f.harness}, "random": "random policies"}
+LABELS = {**{f.name: f.label for f in POLICY_FACTS if not f.harness}, "random": "random policies",
+          "seam-mnist-tuned": "SEAM tuned, MNIST proxy", "ce-mnist-tuned": "CE head tuned, MNIST proxy",
+          "seam-mnist-long": "SEAM, MNIST (converged QAT)", "target-fmnist-long": "search on the target (converged QAT)",
+          "uniform-long": "uniform (converged QAT)"}
 """Reader's names of the policies (the tables show these, the code uses the keys)."""
 
 
@@ -150,6 +161,30 @@ CLAIM_FACTS: tuple[ClaimFact, ...] = (
     ClaimFact("fmnist4-control", "seam-fmnist4", "seam-mnist", "difference",
               "a proxy of the same size drawn from the target, minus MNIST",
               "SEAM on Fashion-MNIST 4% vs SEAM on MNIST", "no claim (a diagnostic)", NO_CLAIM),
+    # Chapter 7: the objections (protocol version 3)
+    ClaimFact("tuned-seam-vs-target", "seam-mnist-tuned", "target-fmnist", "equivalence",
+              "SEAM with its settings tuned on a validation split matches the search on the target (±{margin} pp)",
+              "tuned SEAM vs target search", "same accuracy as a search on the target (abstract)", "the abstract",
+              **_stance("equivalent", "different")),
+    ClaimFact("tuned-seam-vs-ce", "seam-mnist-tuned", "ce-mnist-tuned", "difference",
+              "tuned SEAM beats the tuned cross-entropy ablation", "tuned SEAM vs tuned CE",
+              "the large-margin terms make the policy transfer (abstract)", "the abstract",
+              **_stance("better", "worse")),
+    ClaimFact("proxy-vs-target-long", "seam-mnist-long", "target-fmnist-long", "equivalence",
+              "after QAT to its plateau, SEAM on MNIST matches the search on the target (±{margin} pp)",
+              "SEAM vs target search, converged QAT", "same accuracy as a search on the target (abstract)",
+              "the abstract", **_stance("equivalent", "different")),
+    ClaimFact("seam-vs-uniform-long", "seam-mnist-long", "uniform-long", "difference",
+              "after QAT to its plateau, SEAM beats uniform precision", "SEAM vs uniform, converged QAT",
+              "{seam_uniform}, Table 2", "Table 2", **_stance("better", "worse")),
+    ClaimFact("noise-control", "seam-mnist", "seam-noise", "difference",
+              "MNIST carries information for the search: SEAM on MNIST minus SEAM on noise with random labels",
+              "SEAM on MNIST vs SEAM on noise (negative control)", "no claim (a control)", NO_CLAIM),
+    ClaimFact("disjoint-classes-vs-target", "seam-disjoint", "target-fmnist", "equivalence",
+              "for a model of Fashion-MNIST classes 0-4, a proxy of classes 5-9 matches the search on the target "
+              "(±{margin} pp)", "SEAM on other classes vs target search",
+              "a proxy with other classes gives the same accuracy (abstract)", "the abstract",
+              **_stance("equivalent", "different")),
 )
 
 CLAIMS = {c.id: (c.a, c.b, c.rule) for c in CLAIM_FACTS}
@@ -173,5 +208,5 @@ def paper_ratio_text() -> str:
 
 
 __all__ = ["NO_CLAIM", "PAPER", "PAPER_HOURS", "PAPER_ROWS", "PolicyFact", "POLICY_FACTS", "POLICIES", "HARNESS",
-           "SEARCH_SEEDED", "MAIN_POLICIES", "SECOND_POLICIES", "LABELS", "ClaimFact", "CLAIM_FACTS", "CLAIMS",
+           "SEARCH_SEEDED", "SEEDED_SINCE_V3", "MAIN_POLICIES", "SECOND_POLICIES", "LABELS", "ClaimFact", "CLAIM_FACTS", "CLAIMS",
            "CLAIM_TEXT", "PAPER_STANCE", "CLAIM_LABELS", "CLAIM_WHERE", "paper_ratio_text"]

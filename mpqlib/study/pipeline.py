@@ -24,14 +24,17 @@ from typing import Callable, Iterable, Mapping
 
 from .._io import write_json
 from ..errors import ConfigError
+from ..cache import Cache
 from ..experiments import Experiments, Missing, Task
+from . import objections
 from .runs import claims_file, efficiency_plan, efficiency_run, pilot
 from ..profiles import Profile, resolve
 
 
 from . import PARTS
 CHAPTER_PARTS = {1: ("observation",), 2: ("protocol",), 3: ("protocol", "sweep", "claims"),
-                 4: ("efficiency",), 5: ("correlation",), 6: ("protocol", "sweep", "claims")}
+                 4: ("efficiency",), 5: ("correlation",), 6: ("protocol", "sweep", "claims"),
+                 7: ("protocol", "objections", "claims")}
 
 
 @dataclass
@@ -70,7 +73,7 @@ class Study:
 
     def ex(self, model: str) -> Experiments:
         if model not in self._ex:
-            self._ex[model] = Experiments(self.p, model)
+            self._ex[model] = objections.experiments(self.p, model)
         return self._ex[model]
 
     def cache_root(self) -> Path:
@@ -111,6 +114,8 @@ class Study:
                     part("correlation", lambda e=ex: self._correlation_steps(e))
                 if "observation" in self.parts and model == next(iter(self.p.models)):
                     part("observation", ex.observation)
+                if "objections" in self.parts and model == self.p.objections_model() and self.p.protocol_version >= 3:
+                    part("objections", lambda e=ex: objections.walk(e, missing))
             if "efficiency" in self.parts:
                 part("efficiency", lambda: self._efficiency_steps(self.ex(self.p.efficiency_model())))
         finally:
@@ -159,6 +164,11 @@ class Study:
         if "efficiency" in self.parts:
             efficiency_run(self.p)
             written.append(self.p.path("efficiency.json"))
+        if "objections" in self.parts and self.p.protocol_version >= 3:
+            ex = self.ex(self.p.objections_model())
+            objections.walk(ex, None)
+            objections.summary(ex)
+            written += [self.p.path("runs.json"), self.p.path("objections.json")]
         if "claims" in self.parts:
             claims_file(self.p)
             written.append(self.p.path("claims.json"))
@@ -254,7 +264,7 @@ def run(profile: Profile | str = "full", overrides: Mapping | str | None = None,
                 log(f"computing {len(plan.missing)} steps: "
                     + ", ".join(f"{n} {k}" for k, n in Counter(t.step for t in plan.missing.values()).items()))
             for record in execute(list(plan.missing.values())):
-                study.ex(record["model_name"]).cache.put(record["stored"])
+                Cache(study.cache_root() / record["model_name"]).put(record["stored"])
     study.finish()
     return plan
 
@@ -267,7 +277,10 @@ def ensure(profile: Profile | str = "full", overrides: Mapping | str | None = No
     """What a chapter's first cell calls: the study's ``parts`` (or those ``chapter`` shows)
     computed where steps are missing (only those steps; on ``workers`` local processes, default
     ``$MPQ_WORKERS``, else here), nothing at all where everything is cached. Parts already
-    ensured in this process are not walked again (None)."""
+    ensured in this process are not walked again (None); with ``$MPQ_READ_ONLY`` set nothing is
+    walked or computed (None): the chapters show what the study's files hold."""
+    if os.environ.get("MPQ_READ_ONLY"):  # a reader's chapters read what the study computed, nothing more
+        return None
     p = resolve(profile, overrides)
     wanted = set(CHAPTER_PARTS[chapter] if chapter is not None else parts)
     done = _ENSURED.setdefault(repr(p), set())

@@ -12,6 +12,7 @@ from .._io import write_json
 from ..experiments import Experiments, load_runs, save_runs
 from ..profiles import Profile, resolve
 from ..search import SearchResult
+from .objections import disjoint_name, experiments
 
 def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
     """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.report checks the schema)."""
@@ -27,6 +28,10 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
         power[model] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
         head[model] = ex.head_accuracy()
         budgets[model] = ex.budget_name
+    derived = disjoint_name(p)
+    if any(r["model"] == derived for r in rows):  # chapter 7's class-subset model: its claims under the base model
+        for c in experiments(p, derived).claims(rows):
+            claims.append({**c, "model": p.objections_model(), "experiment": derived})
     return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets)
 
 
