@@ -8,7 +8,7 @@ import numpy as np
 
 from . import report
 from ._io import read_json
-from .chapters import FIG_WIDTH, Chapter, claim_label, glue, model_label, policy_label, stance_text
+from .chapters import FIG_WIDTH, Chapter, claim_label, ensure, glue, model_label, policy_label, stance_text
 
 OBJECTION_CLAIMS = ("tuned-seam-vs-target", "tuned-seam-vs-ce", "proxy-vs-target-long", "seam-vs-uniform-long",
                     "noise-control", "disjoint-classes-vs-target")
@@ -188,4 +188,4 @@ def _seeds(seeds) -> str:
         ", ".join(map(str, seeds))
 
 
-__all__ = ["OBJECTION_CLAIMS", "ObjectionsChapter", "config_text"]
+__all__ = ["OBJECTION_CLAIMS", "ObjectionsChapter", "config_text", "ensure"]

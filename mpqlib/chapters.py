@@ -1197,6 +1197,3 @@ class Chapter:
 
 __all__ = ["PAPER", "PAPER_ROWS", "LABELS", "CLAIM_TEXT", "PAPER_STANCE", "Chapter", "Observation", "setup_display", "glue",
            "fmt_pct", "fmt_ratio", "policy_label", "model_label", "budget_label", "CLAIMS"]
-
-
-from .chapter_objections import ObjectionsChapter  # noqa: E402  (chapter 7; it builds on Chapter above)

@@ -351,15 +351,12 @@ def train_data(args, size):
 def with_workers(data, args, cfg):
     """``data`` in a DataLoader whose ``--workers`` processes decode images (the order stays the
     seeded :class:`~mpqlib.data.ShuffledBatches` of ``cfg``'s batch size and seed); as it is without."""
-    from torch.utils.data import DataLoader
-
     from . import data as D
 
     if not args.workers:
         return data
     seed = cfg.seed if hasattr(cfg, "seed") else args.seed  # QATConfig has none: `mpq qat --seed`
-    batches = D.ShuffledBatches(len(data), cfg.batch_size, seed=seed)
-    return DataLoader(data, batch_sampler=batches, num_workers=args.workers, pin_memory=args.device.type == "cuda")
+    return D.as_loader(data, cfg.batch_size, seed=seed, num_workers=args.workers, pin_memory=args.device.type == "cuda")
 
 
 def eval_data(args, size):

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
 
+from .study.facts import PROXY_PER_CLASS
 from .errors import ConfigError, DataError
 
 # Fashion-MNIST training-set statistics: every dataset fed to the target model uses them.
@@ -369,9 +370,9 @@ def search_data(spec: str, seed: int = 0, root: str | os.PathLike | None = None)
             raise ConfigError(f"{spec!r}: need at least 1 image per class (e.g. {base}:50)")
         return balanced_subset(load(base, "train", root), per_class=per_class, seed=seed)
     if spec == "mnist":
-        return balanced_subset(load("mnist", "train", root), per_class=240, seed=seed)
+        return balanced_subset(load("mnist", "train", root), per_class=PROXY_PER_CLASS, seed=seed)
     if spec == "fmnist4":
-        return balanced_subset(load("fmnist", "train", root), per_class=240, seed=seed)
+        return balanced_subset(load("fmnist", "train", root), per_class=PROXY_PER_CLASS, seed=seed)
     if spec in ("fmnist", "optdigits"):
         return load(spec, "train", root)
     raise ConfigError(f"unknown search data {spec!r}; choose mnist, optdigits, fmnist4, fmnist, or NAME:N (e.g. mnist:50)")
@@ -632,7 +633,8 @@ class _BatchView(Dataset):
 
 
 def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0, sampler: Sampler | None = None,
-              drop_last: bool = False, num_workers: int = 0, max_batches: int | None = None) -> DataLoader:
+              drop_last: bool = False, num_workers: int = 0, max_batches: int | None = None,
+              pin_memory: bool = False) -> DataLoader:
     """The one place mpqlib builds loaders: batches of ``(images, labels)`` from ``data``.
 
     ``data`` is an :class:`Images`, any map-style dataset returning ``(image tensor, int
@@ -661,7 +663,8 @@ def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 
         batches = _Batches(sampler, batch_size, drop_last)
     if max_batches is not None:
         batches = _Capped(batches, max_batches)
-    return DataLoader(_BatchView(data), sampler=batches, batch_size=None, num_workers=num_workers)
+    return DataLoader(_BatchView(data), sampler=batches, batch_size=None, num_workers=num_workers,
+                      pin_memory=pin_memory)
 
 
 def in_order(data, batch_size: int = 1000) -> DataLoader:

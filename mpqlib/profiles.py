@@ -24,6 +24,7 @@ from pathlib import Path
 from .config import (CEConfig, Config, EvaluationConfig, HawqConfig, JointConfig, LimpqConfig, OrthogonalityConfig,
                      QATConfig, SeamConfig, TargetConfig)
 from .errors import ConfigError
+from .study.facts import PROXY_PER_CLASS
 
 PROFILES = ("smoke", "full")
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +92,6 @@ class Profile:
     proxy_per_class: int
     target_data: str                  # the target search's data
     limpq_per_class: int              # LIMPQ's share of the target data
-    hawq_images: int
     bn_recalibration_images: int      # chapter 5: BatchNorm statistics re-estimated on the proxy
     n_points: int                     # chapter 1: images per dataset for metrics and t-SNE
     test_images: int | None           # QAT top-1 on a class-balanced subset of the 10,000 test images (None: all)
@@ -195,7 +195,7 @@ def _full() -> dict:
         sweep_budgets=("w3a2", "w2a4", "w3a3", "w4a4"),
         search_seeds=(0, 1, 2), qat_seeds=(0, 1, 2, 3), sweep_qat_seeds=(0, 1, 2, 3),
         n_random=8, n_correlation=30, correlation_qat_seeds=(0, 1), bootstrap=2000,
-        proxy="mnist", proxy_per_class=240, target_data="fmnist", limpq_per_class=600, hawq_images=512,
+        proxy="mnist", proxy_per_class=PROXY_PER_CLASS, target_data="fmnist", limpq_per_class=600,
         bn_recalibration_images=2400, n_points=1000, test_images=None,
         seam=SeamConfig(epochs=8), ce=CEConfig(epochs=8), target=TargetConfig(epochs=2),
         limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=512),
@@ -215,7 +215,7 @@ def _smoke() -> dict:
         budget="w3a2", sweep_budgets=("w2a4", "w3a3"),
         search_seeds=(0, 1), qat_seeds=(0, 1), sweep_qat_seeds=(0,),
         n_random=3, n_correlation=6, correlation_qat_seeds=(0, 1), bootstrap=200,
-        proxy_per_class=20, target_data="fmnist:50", limpq_per_class=20, hawq_images=64,
+        proxy_per_class=20, target_data="fmnist:50", limpq_per_class=20,
         bn_recalibration_images=200, n_points=200, test_images=2000,
         seam=SeamConfig(epochs=1), ce=CEConfig(epochs=1),
         target=TargetConfig(epochs=1), limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=64, iters=2),

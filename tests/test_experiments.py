@@ -61,7 +61,7 @@ def tiny(tmp_path_factory):
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("exp")
     return dict(cache_dir=str(tmp / "cache"), results_dir=str(tmp / "results"), proxy_per_class=5,
-                target_data="fmnist:5", limpq_per_class=5, hawq_images=16, qat={"train_images": 100}, test_images=500,
+                target_data="fmnist:5", limpq_per_class=5, qat={"train_images": 100}, test_images=500,
                 n_random=2, search_seeds=[0], qat_seeds=[0, 1])
 
 

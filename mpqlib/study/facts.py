@@ -14,6 +14,10 @@ from typing import Any
 
 NO_CLAIM = "the paper makes no such claim"
 
+PROXY_PER_CLASS = 240
+"""The paper's 4% proxy at this scale: 240 images per class x 10 classes = 4% of Fashion-MNIST's
+60,000 training images (``mnist`` and ``fmnist4`` in :func:`mpqlib.data.search_data`)."""
+
 
 # --------------------------------------------------------------------------- the paper's numbers
 PAPER: dict[str, Any] = {
@@ -207,6 +211,6 @@ def paper_ratio_text() -> str:
     return f"{PAPER['joint_over_seam']:g}x"
 
 
-__all__ = ["NO_CLAIM", "PAPER", "PAPER_HOURS", "PAPER_ROWS", "PolicyFact", "POLICY_FACTS", "POLICIES", "HARNESS",
+__all__ = ["NO_CLAIM", "PROXY_PER_CLASS", "PAPER", "PAPER_HOURS", "PAPER_ROWS", "PolicyFact", "POLICY_FACTS", "POLICIES", "HARNESS",
            "SEARCH_SEEDED", "SEEDED_SINCE_V3", "MAIN_POLICIES", "SECOND_POLICIES", "LABELS", "ClaimFact", "CLAIM_FACTS", "CLAIMS",
            "CLAIM_TEXT", "PAPER_STANCE", "CLAIM_LABELS", "CLAIM_WHERE", "paper_ratio_text"]
