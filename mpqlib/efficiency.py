@@ -39,9 +39,13 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
     "joint_epochs": {"value": 30, "why": "paper silent on FracBits' schedule; FracBits learns the bits during a "
                                          "quantization-aware training run on all of ImageNet, taken as 30 epochs "
                                          "(see implied_joint_epochs for the value that gives the paper's 297x)"},
-    "limpq_share": {"value": 0.10, "why": "paper silent; LIMPQ's indicator training on a 10% class-balanced share "
-                                          "of the target, as in this reproduction (600 images per class)"},
-    "limpq_epochs": {"value": 1, "why": "paper silent; one indicator-training epoch, as in this reproduction"},
+    "limpq_share": {"value": 0.98, "why": "LIMPQ's own recipe (github.com/1hunters/LIMPQ, "
+                                          "indicators_pretraining/config_resnet18.yaml): the ImageNet training set "
+                                          "less a 2% validation split (val_split 0.02)"},
+    "limpq_epochs": {"value": 5, "why": "LIMPQ's own recipe (the same file): epochs 5"},
+    "limpq_trains_weights": {"value": True, "why": "LIMPQ's own recipe (the same file): freeze_weights False, so "
+                                                   "its passes cost what a supernet step with trained weights costs "
+                                                   "(the unfrozen / frozen ratio); this reproduction freezes them"},
     "limpq_passes": {"value": 6, "why": "LIMPQ: every batch runs each uniform bit-width (5 candidates) plus one "
                                         "random mix; counted in the per-pass cost here"},
     "evaluation_candidates": {"value": 100, "why": "evaluation-based searches (HAQ/AutoQ-style loops) score on the "
@@ -54,7 +58,8 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
                                              "separate held-out scoring from training in the measured seconds"},
     "per_image_transfers": {"value": True, "why": "the ratios between per-image costs measured on the small "
                                                   "model here (frozen vs unfrozen supernet, QAT, LIMPQ pass) are taken "
-                                                  "to hold for MobileNetV1 / ResNet-18 at 224 x 224"},
+                                                  "to hold for MobileNetV1 / ResNet-18 at 224 x 224, except where a "
+                                                  "GPU measured that architecture at 224 x 224 (its own ratios)"},
 }
 """Every number of the projection the paper does not give, with the reason it was chosen."""
 
@@ -142,7 +147,7 @@ def _lean(lean) -> dict:
 
 def efficiency_table(methods: Mapping[str, Mapping], *, search_length: Mapping[str, Mapping] | None = None,
                      proxy_size: Mapping[str, Mapping] | None = None, lean=None, projection: bool = True,
-                     path: str | os.PathLike | None = None, **about) -> dict:
+                     gpu_steps: list[Mapping] | None = None, path: str | os.PathLike | None = None, **about) -> dict:
     """``results/efficiency.json`` from the measured ``methods`` (NAME -> ``{"record", "top1": [per
     QAT seed], "bitops"}`` or a record with ``top1``), optionally the search-length and proxy-size
     curves (same entries), the start-up / memory benchmark ``lean``, and the ImageNet projection
@@ -165,7 +170,7 @@ def efficiency_table(methods: Mapping[str, Mapping], *, search_length: Mapping[s
         per_image = per_image_seconds(methods)
         own = about.get("model")  # the harness ran this architecture itself (at 28 x 28): its costs are its own
         per_arch = {own: {k: v for k, v in per_image.items() if k != "missing"}} if own in ARCHS else None
-        out["imagenet"] = imagenet_projection(per_image, per_arch=per_arch)
+        out["imagenet"] = imagenet_projection(per_image, per_arch=per_arch, gpu_steps=gpu_steps)
     if path is not None:
         write_json(path, out)
     return out
@@ -218,8 +223,35 @@ def per_image_seconds(methods: Mapping[str, Mapping], assumptions: Mapping[str, 
     return out
 
 
+# A GPU step of benchmarks/bench_gpu_steps.py standing for each kind of per-image cost.
+GPU_KINDS = {"frozen": "search", "unfrozen": "joint", "finetune": "qat", "forward": "eval"}  # SEAM: the harness's ratio
+GPU_ARCHS = {"resnet18": "resnet18", "mobilenet_v2": None}  # its name there -> ARCHS (None: not projected)
+
+
+def gpu_per_arch(per_image: Mapping[str, Any], gpu_steps: list[Mapping]) -> tuple[dict, dict]:
+    """Per-image costs of the architectures a GPU measured at 224 x 224 (``gpu_steps``: files of
+    benchmarks/bench_gpu_steps.py), in the harness's units: the harness's frozen-search cost times
+    the GPU's ratio of each step to its search step (a kind the GPU did not measure, LIMPQ's pass,
+    keeps the harness's ratio). Returns (costs per arch, where each came from)."""
+    base = per_image.get("frozen")
+    out, source = {}, {}
+    if base is None:
+        return out, source
+    for g in gpu_steps:
+        for name, m in (g.get("models") or {}).items():
+            arch = GPU_ARCHS.get(name)
+            st = m.get("steps") or {}
+            if arch not in ARCHS or "search" not in st:
+                continue
+            ref = st["search"]["ms_per_step"]
+            out[arch] = {kind: base * st[step]["ms_per_step"] / ref for kind, step in GPU_KINDS.items() if step in st}
+            source[arch] = f"measured on {g.get('device', 'a GPU')} at {g.get('size', 224)} x {g.get('size', 224)}"
+    return out, source
+
+
 def imagenet_projection(per_image: Mapping[str, Any], assumptions: Mapping[str, Any] | None = None,
-                        per_arch: Mapping[str, Mapping[str, float]] | None = None) -> dict:
+                        per_arch: Mapping[str, Mapping[str, float]] | None = None,
+                        gpu_steps: list[Mapping] | None = None) -> dict:
     """Projected ImageNet search costs relative to SEAM on its 4% proxy, for each of :data:`ARCHS`.
 
     cost(method) = images x epochs x seconds per image; ``per_image`` from
@@ -230,11 +262,14 @@ def imagenet_projection(per_image: Mapping[str, Any], assumptions: Mapping[str, 
     out = {"paper": PAPER, "assumptions": {k: {"value": a[k], "why": ASSUMPTIONS[k]["why"]} for k in a},
            "per_image_seconds": {k: v for k, v in per_image.items() if k != "missing"},
            "missing": dict(per_image.get("missing", {})), "archs": {}}
+    gpu, gpu_source = gpu_per_arch(per_image, gpu_steps or [])
     for arch in ARCHS:
-        costs = {**{k: v for k, v in per_image.items() if k != "missing"}, **(per_arch or {}).get(arch, {})}
+        own = (per_arch or {}).get(arch)
+        costs = {**{k: v for k, v in per_image.items() if k != "missing"}, **(own or gpu.get(arch, {}))}
         out["archs"][arch] = _project(costs, a)
-        out["archs"][arch]["per_image_from"] = "measured on this architecture (its 28 x 28 version)" if arch in (per_arch or {}) else \
-            "the model measured here (assumption per_image_transfers)"
+        out["archs"][arch]["per_image_from"] = (
+            "measured on this architecture (its 28 x 28 version)" if own else gpu_source.get(arch)
+            or "the model measured here (assumption per_image_transfers)")
     return out
 
 
@@ -263,6 +298,8 @@ def _project(costs: Mapping[str, float], a: Mapping[str, Any]) -> dict:
     methods, ratios, factors = {}, {}, {}
     for name, (images, epochs, kind) in work.items():
         c = costs.get(kind)
+        if name == "limpq" and c is not None and a.get("limpq_trains_weights") and costs.get("frozen") and costs.get("unfrozen"):
+            c = c * costs["unfrozen"] / costs["frozen"]  # its recipe trains the weights with the indicators
         methods[name] = {"images": round(images), "epochs": epochs, "cost_kind": kind,
                          "seconds_per_image": c, "seconds": None if c is None else images * epochs * c}
     ref = methods[REFERENCE]
@@ -276,7 +313,8 @@ def _project(costs: Mapping[str, float], a: Mapping[str, Any]) -> dict:
         ratio = m["seconds"] / ref["seconds"]
         data = m["images"] / ref["images"]
         passes = m["epochs"] / ref["epochs"]
-        frozen = costs["unfrozen"] / costs["frozen"] if name == "joint" and costs.get("frozen") else 1.0
+        trains = name == "joint" or (name == "limpq" and a.get("limpq_trains_weights"))
+        frozen = costs["unfrozen"] / costs["frozen"] if trains and costs.get("frozen") and costs.get("unfrozen") else 1.0
         ratios[key] = _sig(ratio)
         factors[key] = {"data_size": _sig(data), "epochs": _sig(passes), "frozen_backbone": _sig(frozen),
                         "method": _sig(ratio / (data * passes * frozen))}

@@ -114,8 +114,12 @@ def test_projection_factors_multiply_to_the_ratio(methods):
     assert mb["ratios"]["joint/seam"] == pytest.approx(25 * 30 / 8 * 2, rel=1e-3)
     # the FracBits epochs that would give the paper's 297x
     assert mb["implied_joint_epochs"] == pytest.approx(30 * 297 / (25 * 30 / 8 * 2), abs=0.1)
-    # limpq: 10% / 4% data, 6 passes, 0.8 per-image cost
-    assert mb["ratios"]["limpq/seam"] == pytest.approx(2.5 * 6 / 8 * 0.8, rel=1e-3)
+    # limpq by its own recipe: 98% / 4% data, 5 epochs x 6 passes / 8, 0.8 per-image cost, weights
+    # trained with the indicators (the unfrozen / frozen factor 2)
+    assert mb["ratios"]["limpq/seam"] == pytest.approx(0.98 / 0.04 * 5 * 6 / 8 * 0.8 * 2, rel=1e-3)
+    assert mb["factors"]["limpq/seam"]["frozen_backbone"] == pytest.approx(2)
+    frozen_limpq = E.imagenet_projection(E.per_image_seconds(methods), {"limpq_trains_weights": False})
+    assert frozen_limpq["archs"]["mobilenetv1"]["ratios"]["limpq/seam"] == pytest.approx(mb["ratios"]["limpq/seam"] / 2)
     assert mb["paper_ratios"] == {"joint/seam": 297.0, "limpq/seam": [3.4, 4.25]}
     assert mb["ratios"]["orthogonality/seam"] < 1e-3
 
@@ -142,3 +146,15 @@ def test_table_with_curves(methods):
     assert out["proxy_size"]["10"]["seconds"] == 80.0
     assert out["profile"] == "smoke" and out["model"] == "resnet8"
     assert out["imagenet"]["archs"]["mobilenetv1"]["ratios"]["joint/seam"] > 100
+
+
+def test_an_architecture_a_gpu_measured_keeps_its_own_ratios(methods):
+    """ResNet-18's ratios come from its GPU step times at 224 px, not from the harness's model."""
+    gpu = {"device": "NVIDIA H200", "size": 224, "models": {"resnet18": {"steps": {
+        "search": {"ms_per_step": 100.0}, "joint": {"ms_per_step": 300.0}, "qat": {"ms_per_step": 40.0},
+        "eval": {"ms_per_step": 10.0}}}}}
+    p = E.imagenet_projection(E.per_image_seconds(methods), gpu_steps=[gpu])
+    r18, mb = p["archs"]["resnet18"], p["archs"]["mobilenetv1"]
+    assert r18["factors"]["joint/seam"]["frozen_backbone"] == pytest.approx(3)
+    assert mb["factors"]["joint/seam"]["frozen_backbone"] == pytest.approx(2)
+    assert "H200" in r18["per_image_from"] and "assumption" in mb["per_image_from"]
