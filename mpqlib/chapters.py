@@ -898,14 +898,22 @@ class Chapter:
         import pandas as pd
 
         rows = []
+        fp = eff.get("fp_train_seconds")
         for name, m in eff["methods"].items():
             why = (eff.get("contention") or {}).get(name)
+            whole = self.pipeline_seconds(fp, m)
             rows.append({"method": self.EFF_NAMES.get(name, name), "top-1": fmt_pct(m.get("top1_mean")),
                          "95% CI": report.fmt_ci(m["ci_low"], m["ci_high"]).replace(" pp", "").replace("+", "")
                          if m.get("ci_low") is not None else "n/a",
                          "BitOps": report.fmt_bitops(m["bitops"]) if m.get("bitops") else "n/a",
                          "search time": report.fmt_seconds(m["seconds"]) if m.get("seconds") is not None else "n/a",
+                         "whole pipeline": report.fmt_seconds(whole) if whole is not None else "n/a",
                          "measured alone": "no (contended)" if why else "yes"})
+        seam_m = eff["methods"].get("seam", {})
+        whole = self.pipeline_seconds(fp, seam_m)
+        glue("eff_pipeline", (f"{seam_m['seconds'] / whole:.0%} of SEAM's whole pipeline (full-precision training "
+                              f"{report.fmt_seconds(fp)}, search, QAT {report.fmt_seconds(seam_m['qat_seconds'])})")
+             if whole else "not measured in this run")
         paper = {"joint/seam": fmt_ratio(PAPER["joint_over_seam"]),
                  "limpq/seam": "{:g}-{:g}x".format(*PAPER["limpq_over_seam"])}
         rat = []
@@ -935,8 +943,19 @@ class Chapter:
              else "not measured in this run")
         seam = eff["methods"].get("seam", {})
         glue("eff_seam_seconds", report.fmt_seconds(seam["seconds"]) if seam.get("seconds") is not None else "n/a")
+        glue("eff_all_rows", "; ".join(
+            f"{self.EFF_NAMES.get(n, n)} {measured(f'{n}/seam') if n != 'seam' else '1x'} at "
+            f"{fmt_pct(m.get('top1_mean'))}" for n, m in eff["methods"].items()))
         glue("eff_seam_top1", fmt_pct(seam.get("top1_mean")))
         return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(rat))
+
+    @staticmethod
+    def pipeline_seconds(fp: float | None, m: Mapping) -> float | None:
+        """Full-precision training + the search + one QAT run (mean over seeds): what a user pays
+        for a policy, of which the search is the part the paper's cost ratios compare."""
+        if fp is None or m.get("seconds") is None or m.get("qat_seconds") is None:
+            return None
+        return fp + m["seconds"] + m["qat_seconds"]
 
     def show_cost_accuracy(self, eff: dict) -> None:
         """Search cost (log) against the QAT top-1 of the policy found, with 95% CIs; one marker per
@@ -1040,10 +1059,33 @@ class Chapter:
         glue("proj_implied_epochs", f"about {implied:.0f}" if implied else "n/a")
         share = (proj.get("assumptions") or {}).get("proxy_share", {}).get("value")
         glue("proj_proxy_share", f"{share:.0%}" if share is not None else "n/a")
+        glue("proj_verdict", self.cost_verdict(mb))
         missing = proj.get("missing") or {}
         glue("proj_missing", ", ".join(missing) + " (their projections are n/a; the reasons are in efficiency.json)"
              if missing else "none")
         return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(fac))
+
+    @staticmethod
+    def cost_verdict(ratios: Mapping) -> str:
+        """The cost claim judged on the projection: each of the paper's ratios against ours (within a
+        factor of 2 counts as agreeing; the projection rests on stated assumptions, not on runs)."""
+        parts = []
+        for key, paper, who in (("joint/seam", (PAPER["joint_over_seam"],) * 2, "joint (FracBits class)"),
+                                ("limpq/seam", PAPER["limpq_over_seam"], "LIMPQ")):
+            ours = ratios.get(key)
+            if ours is None:
+                parts.append(f"{who}: not projected")
+                continue
+            lo, hi = paper
+            if lo / 2 <= ours <= hi * 2:
+                word = "agrees within a factor of 2 with"
+            elif ours < lo:
+                word = f"is {lo / ours:.1f} times below"
+            else:
+                word = f"is {ours / hi:.1f} times above"
+            paper_text = fmt_ratio(lo) if lo == hi else f"{lo:g}-{hi:g}x"
+            parts.append(f"{who} over SEAM, projected {fmt_ratio(ours)}, {word} the paper's {paper_text}")
+        return "; ".join(parts)
 
     def transfer_table(self, eff: dict):
         """The per-image ratios the projection carries to ImageNet (assumption per_image_transfers),

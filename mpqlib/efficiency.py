@@ -64,7 +64,7 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
 """Every number of the projection the paper does not give, with the reason it was chosen."""
 
 ARCHS = ("mobilenetv1", "resnet18")
-METHOD_KEYS = ("seconds", "images", "epochs", "peak_mb", "top1_mean", "ci_low", "ci_high", "bitops")
+METHOD_KEYS = ("seconds", "images", "epochs", "peak_mb", "top1_mean", "ci_low", "ci_high", "bitops", "qat_seconds")
 REFERENCE = "seam"
 
 
@@ -95,9 +95,11 @@ def method_row(entry: Mapping) -> dict:
     """One row of ``methods``: the search's cost and its policy's QAT top-1 (mean, 95% CI)."""
     rec = _record(entry)
     top1_mean, ci_low, ci_high = top1_summary(entry.get("top1", rec.get("top1")))
+    qat = [s for s in entry.get("qat_seconds") or [] if s is not None]
     return {"seconds": rec.get("seconds"), "images": rec.get("images"), "epochs": rec.get("epochs"),
             "peak_mb": rec.get("peak_memory_mb", rec.get("peak_mb")), "top1_mean": top1_mean, "ci_low": ci_low,
-            "ci_high": ci_high, "bitops": entry.get("bitops", rec.get("bitops"))}
+            "ci_high": ci_high, "bitops": entry.get("bitops", rec.get("bitops")),
+            "qat_seconds": round(float(np.mean(qat)), 1) if qat else None}
 
 
 def contention_of(entry: Mapping) -> str | None:

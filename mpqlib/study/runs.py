@@ -106,13 +106,15 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
 
     return efficiency.efficiency_table(**parts, lean=lean if lean.exists() else None,
                                        gpu_steps=[read_json(f) for f in p.gpu_step_files()],
-                                       path=p.path("efficiency.json"), profile=p.name, model=ex.model_name)
+                                       path=p.path("efficiency.json"), profile=p.name, model=ex.model_name,
+                                       fp_train_seconds=ex.meta.get("train_seconds"))
 
 
 def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
     """A search's cost record with its policy's QAT top-1 per seed."""
-    top = [ex.qat(res.policy, s)["top1"] for s in seeds]
-    return {"record": res.record, "policy": res.policy.to_dict(), "top1": top, "qat_seeds": list(seeds),
+    recs = [ex.qat(res.policy, s) for s in seeds]
+    return {"record": res.record, "policy": res.policy.to_dict(), "top1": [r["top1"] for r in recs],
+            "qat_seconds": [r.get("seconds") for r in recs], "qat_seeds": list(seeds),
             "bitops": int(ex.cost.bitops(res.policy))}
 
 
