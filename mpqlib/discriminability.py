@@ -220,8 +220,11 @@ def _check_batch(features: torch.Tensor, labels: torch.Tensor | None, dim: int) 
 
 
 def _check_sizes(num_classes: int, dim: int) -> None:
-    if num_classes < 2 or dim < 1:
-        raise ConfigError(f"need num_classes >= 2 and dim >= 1, got {num_classes} and {dim}")
+    if num_classes < 2:
+        raise ConfigError(f"the data have {num_classes} class: a discriminative head separates classes, so the "
+                          "proxy needs at least 2 (give a proxy with two or more labelled classes)")
+    if dim < 1:
+        raise ConfigError(f"the features have {dim} dimensions: the head needs at least 1")
 
 
 class Normaliser(nn.Module):

@@ -125,11 +125,12 @@ class Policy:
         known = set(quantizable(model))
         unknown = sorted(set(self.all_bits) - known)
         if unknown:
-            raise PolicyError(f"policy names layers the model ({type(model).__name__}) does not have: {unknown}; "
-                              f"its conv/linear layers are {quantizable(model)[:4]}...")
+            raise PolicyError(f"policy names {len(unknown)} layer(s) the model ({type(model).__name__}) does not have "
+                              f"({_few(unknown)}): was it searched for another model? Its layers are "
+                              f"{_few(quantizable(model))}")
         missing = [n for n in searchable if n not in self.bits]
         if missing:
-            raise PolicyError(f"policy gives no bits for searchable layers {missing}")
+            raise PolicyError(f"policy gives no bits for {len(missing)} searchable layer(s) ({_few(missing)})")
         misplaced = sorted(set(self.bits) & set(fixed))
         if misplaced:
             raise PolicyError(f"{misplaced} are fixed layers (first conv / last FC); put them under 'fixed', not 'bits'")
@@ -154,6 +155,9 @@ class Policy:
         if not isinstance(d, dict) or "bits" not in d:
             raise PolicyError("not a policy: expected a JSON object with 'schema_version' and 'bits'")
         version = d.get("schema_version")
+        if version is None:
+            raise PolicyError(f"the policy has no 'schema_version'; add \"schema_version\": {SCHEMA_VERSION} "
+                              "(the layout this mpqlib writes) or write the policy anew with Policy.save")
         if version != SCHEMA_VERSION:
             raise PolicyError(f"policy schema version {version!r} is not supported (this mpqlib reads {SCHEMA_VERSION})")
         provenance = d.get("provenance", {})
@@ -192,3 +196,11 @@ class Policy:
 
     def table(self) -> list[dict]:
         return [{"layer": n, "w_bits": w, "a_bits": a, "fixed": n in self.fixed} for n, (w, a) in self.all_bits.items()]
+
+
+def _few(names, k: int = 3) -> str:
+    """The first ``k`` of ``names`` and how many more: error messages stay one short line."""
+    names = list(names)
+    shown = ", ".join(repr(n) for n in names[:k])
+    return shown + (f" and {len(names) - k} more" if len(names) > k else "")
+

@@ -120,3 +120,26 @@ def test_unreadable_or_missing_policy_files(tmp_path):
     assert "delete" not in str(info.value)
     with pytest.raises(PolicyError, match="does not exist"):
         Policy.load(tmp_path / "absent.json")
+
+
+def test_policy_messages_are_one_short_complete_line():
+    """A policy for another model names a few of its layers and how many more, not all of them;
+    a policy without schema_version says what to add."""
+    r18 = torchvision.models.resnet18(num_classes=10)
+    wrong = Policy.uniform(r18, 4)
+    with pytest.raises(PolicyError) as e:
+        wrong.validate(resnet20())
+    msg = str(e.value)
+    assert len(msg) < 400 and "\n" not in msg and "more" in msg and "another model" in msg
+    doc = Policy.uniform(resnet20(), 4).to_dict()
+    del doc["schema_version"]
+    with pytest.raises(PolicyError, match="no 'schema_version'; add"):
+        Policy.from_dict(doc)
+
+
+def test_a_one_class_proxy_is_refused_in_words():
+    from mpqlib.discriminability import LGMLoss
+    from mpqlib.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="needs at least 2"):
+        LGMLoss(1, 512)
