@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from mpqlib import data as D
+from _helpers import free_port
 
 TOL = 1e-5
 
@@ -74,14 +74,8 @@ def _worker(rank: int, world: int, port: int, out: str, epochs: int, state: str 
         tdist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_processes(out: Path, epochs: int, state: Path | None = None) -> dict:
-    mp.spawn(_worker, args=(2, _free_port(), str(out), epochs, str(state) if state else None), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out), epochs, str(state) if state else None), nprocs=2, join=True)
     return torch.load(out, weights_only=True)
 
 

@@ -18,7 +18,6 @@ with batches, features, pre-fitted head and first gradients equal to 2e-5).
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
+from _helpers import free_port
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -94,19 +94,13 @@ def _worker(rank: int, world: int, port: int, folder: str, out: str) -> None:
         tdist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_one_and_two_processes_agree_on_an_image_folder_with_batchnorm(tmp_path):
     from test_cli_safety import write_folder
 
     folder = str(write_folder(tmp_path / "imgs", per_class=6))
     _run(folder, str(tmp_path / "one"))
-    mp.spawn(_worker, args=(2, _free_port(), folder, str(tmp_path / "two")), nprocs=2)
+    mp.spawn(_worker, args=(2, free_port(), folder, str(tmp_path / "two")), nprocs=2)
     one = torch.load(tmp_path / "one.0", weights_only=True)
     two = [torch.load(tmp_path / f"two.{r}", weights_only=True) for r in (0, 1)]
     # the same global batches, each split in two halves: the head sees the same images and labels
