@@ -908,6 +908,7 @@ class Chapter:
                          "BitOps": report.fmt_bitops(m["bitops"]) if m.get("bitops") else "n/a",
                          "search time": report.fmt_seconds(m["seconds"]) if m.get("seconds") is not None else "n/a",
                          "whole pipeline": report.fmt_seconds(whole) if whole is not None else "n/a",
+                         "memory (MB)": self.memory_text(m),
                          "measured alone": "no (contended)" if why else "yes"})
         seam_m = eff["methods"].get("seam", {})
         whole = self.pipeline_seconds(fp, seam_m)
@@ -948,6 +949,14 @@ class Chapter:
             f"{fmt_pct(m.get('top1_mean'))}" for n, m in eff["methods"].items()))
         glue("eff_seam_top1", fmt_pct(seam.get("top1_mean")))
         return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(rat))
+
+    @staticmethod
+    def memory_text(m: Mapping) -> str:
+        """The process's peak resident memory during the search, and what the search itself added
+        to what the process already held (recorded from protocol version 3 on)."""
+        if m.get("peak_mb") is None:
+            return "n/a"
+        return f"{m['peak_mb']:,.0f}" + (f" (+{m['added_mb']:,.0f})" if m.get("added_mb") is not None else "")
 
     @staticmethod
     def pipeline_seconds(fp: float | None, m: Mapping) -> float | None:

@@ -64,7 +64,8 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
 """Every number of the projection the paper does not give, with the reason it was chosen."""
 
 ARCHS = ("mobilenetv1", "resnet18")
-METHOD_KEYS = ("seconds", "images", "epochs", "peak_mb", "top1_mean", "ci_low", "ci_high", "bitops", "qat_seconds")
+METHOD_KEYS = ("seconds", "images", "epochs", "peak_mb", "top1_mean", "ci_low", "ci_high", "bitops", "qat_seconds",
+               "added_mb")
 REFERENCE = "seam"
 
 
@@ -99,7 +100,9 @@ def method_row(entry: Mapping) -> dict:
     return {"seconds": rec.get("seconds"), "images": rec.get("images"), "epochs": rec.get("epochs"),
             "peak_mb": rec.get("peak_memory_mb", rec.get("peak_mb")), "top1_mean": top1_mean, "ci_low": ci_low,
             "ci_high": ci_high, "bitops": entry.get("bitops", rec.get("bitops")),
-            "qat_seconds": round(float(np.mean(qat)), 1) if qat else None}
+            "qat_seconds": round(float(np.mean(qat)), 1) if qat else None,
+            "added_mb": (round(rec["peak_memory_mb"] - rec["start_memory_mb"], 1)
+                         if rec.get("start_memory_mb") is not None and rec.get("peak_memory_mb") is not None else None)}
 
 
 def contention_of(entry: Mapping) -> str | None:

@@ -107,7 +107,8 @@ class Meter:
         self.threads = torch.get_num_threads()
         self.load_start = load_1min()
         self.load_max = self.load_start
-        self.peak, self._stop = rss_bytes(), threading.Event()
+        self.start_rss = rss_bytes()
+        self.peak, self._stop = self.start_rss, threading.Event()
         self._cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
         if self._cuda:
             torch.cuda.reset_peak_memory_stats()
@@ -171,5 +172,8 @@ class Meter:
                 "load_start": r2(self.load_start), "load_end": r2(self.load_end), "load_max": r2(self.load_max),
                 "runqueue_share": None if self.runqueue_share is None else round(self.runqueue_share, 4),
                 "peak_memory_mb": round(self.peak_mb, 1),
+                # what the process held when the block began (data, model, earlier work): the peak
+                # minus this is what the block itself added
+                "start_memory_mb": round(self.start_rss / 2 ** 20, 1),
                 "cuda_peak_mb": None if self.cuda_peak is None else round(self.cuda_peak / 2 ** 20, 1),
                 "contended": self.contended, "contention": self.contention}
