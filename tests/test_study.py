@@ -147,10 +147,14 @@ def _files(root: Path) -> dict[str, tuple[str, int]]:
 COMPARED = ("protocol", "sweep", "claims")
 
 
+# Scheduling is what is compared, not the size: one search seed, two random policies, one sweep budget.
+SMALL = {"search_seeds": [0], "n_random": 2, "sweep_budgets": ["w2a4"]}
+
+
 def _smoke(tmp: Path, workers: int) -> dict:
     from mpqlib.study import run
 
-    overrides = {"cache_dir": str(tmp / "cache"), "results_dir": str(tmp / "results")}
+    overrides = {**SMALL, "cache_dir": str(tmp / "cache"), "results_dir": str(tmp / "results")}
     run("smoke", overrides, parts=COMPARED, workers=workers, log=None)
     return overrides
 
@@ -195,7 +199,7 @@ def test_smoke_study_on_two_workers_equals_one_and_chapters_then_change_nothing(
     two = _smoke(tmp_path / "two", workers=2)
     a, b = _results(one), _results(two)
     assert a["runs"] == b["runs"] and a["policies"] == b["policies"] and a["claims"] == b["claims"]
-    assert len(a["runs"]["runs"]) > 20
+    assert len(a["runs"]["runs"]) > 15
 
     # Executing what the chapters execute, on the cached run: nothing is computed, no file changes.
     before = _files(tmp_path / "two")

@@ -242,7 +242,9 @@ def long_runs(ex: Experiments, epochs: int) -> list[dict]:
 def proxies(ex: Experiments, dex: Experiments | None) -> list[dict]:
     """SEAM on noise (``seam-noise``, same model and size as the MNIST proxy) and, on the
     class-subset model ``dex``, SEAM on the disjoint classes against the target search."""
-    rows = ex.runs("seam-noise")
+    # SEAM on MNIST and the target search too (the protocol's own runs, the same cached steps):
+    # the proxy ladder and the noise control compare against them, so the part stands on its own
+    rows = ex.runs("seam-noise") + ex.runs("seam-mnist") + ex.runs("target-fmnist")
     if dex is not None:
         rows += dex.runs("seam-disjoint") + dex.runs("target-fmnist")
     return rows
