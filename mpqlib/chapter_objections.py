@@ -100,7 +100,7 @@ class ObjectionsChapter(Chapter):
                 if r["mean"] is not None:
                     ax.plot(i, r["mean"], "D" if r["default"] else "o", color=color, ms=6)
             ax.set_xticks(range(len(rows)), [config_text(r["config"]) for r in rows], rotation=70, ha="right",
-                          fontsize=7)
+                          fontsize=9)
             ax.set_title(label)
         axes[0].set_ylabel("validation top-1 (%)")
         fig.suptitle("dots: one search seed x QAT seed; large: mean (diamond: the earlier setting)", fontsize=9)
@@ -157,7 +157,7 @@ class ObjectionsChapter(Chapter):
         ax.axvline(0, color="C7", lw=0.8)
         for lim in (-report.MARGIN_PP, report.MARGIN_PP):
             ax.axvline(lim, color="C2", ls=":", lw=0.8)
-        ax.set_yticks(y, [r["proxy"] for r in rows], fontsize=8)
+        ax.set_yticks(y, [r["proxy"] for r in rows], fontsize=9)
         ax.set_xlabel("SEAM on the proxy minus the target search (pp, 95% CI); dotted: ±margin")
         plt.show()
 

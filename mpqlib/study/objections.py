@@ -281,11 +281,10 @@ def summary(ex: Experiments) -> dict:
     dex = experiments(ex.p, disjoint_name(ex.p))
     ladder = []
     budget = ex.budget_name
-    for label, e, policy in (("Fashion-MNIST 4% (same classes)", ex, "seam-fmnist4"),
-                             ("Fashion-MNIST classes 5-9 (other classes, same domain)", dex, "seam-disjoint"),
-                             ("MNIST (digits)", ex, "seam-mnist"), ("optdigits (digits, another source)", ex,
-                                                                      "seam-optdigits"),
-                             ("noise, random labels (no information)", ex, "seam-noise")):
+    for label, e, policy in (("F-MNIST 4%, same classes", ex, "seam-fmnist4"),
+                             ("F-MNIST, other classes", dex, "seam-disjoint"),
+                             ("MNIST digits", ex, "seam-mnist"), ("optdigits", ex, "seam-optdigits"),
+                             ("noise, random labels", ex, "seam-noise")):
         table = e.table(rows, budget)
         try:
             c = report.claim(f"ladder-{policy}", e.model_name, budget, table, policy, "target-fmnist", "difference",
