@@ -291,9 +291,31 @@ def classes_of(data: Images, classes: "tuple[int, ...] | list[int]") -> Images:
     keep = torch.isin(data.y, torch.tensor(classes))
     relabel = torch.full((data.num_classes,), -1, dtype=torch.long)
     relabel[torch.tensor(classes)] = torch.arange(len(classes))
-    name = f"{data.name}[{classes[0]}-{classes[-1]}]" if classes == list(range(classes[0], classes[-1] + 1)) \
-        else f"{data.name}[{','.join(map(str, classes))}]"
-    return Images(name, data.x[keep], relabel[data.y[keep]], tuple(data.classes[c] for c in classes))
+    return Images(with_classes(data.name, classes), data.x[keep], relabel[data.y[keep]],
+                  tuple(data.classes[c] for c in classes))
+
+
+def with_classes(name: str, classes) -> str:
+    """The spec of ``name``'s ``classes``: ``fmnist[0-4]`` for a run of classes, else ``fmnist[0,2]``."""
+    classes = [int(c) for c in classes]
+    if classes == list(range(classes[0], classes[-1] + 1)):
+        return f"{name}[{classes[0]}-{classes[-1]}]"
+    return f"{name}[{','.join(map(str, classes))}]"
+
+
+def on_classes(spec: str, classes) -> str:
+    """A Fashion-MNIST spec restricted to ``classes`` (``fmnist:50`` -> ``fmnist[0-4]:50``);
+    unchanged without classes or for another dataset."""
+    if not classes or not spec.startswith("fmnist"):
+        return spec
+    return with_classes("fmnist", classes) + spec[len("fmnist"):]
+
+
+def load_split(spec: str, split: str = "train", root: str | os.PathLike | None = None) -> Images:
+    """:func:`load` of ``NAME`` or ``NAME[classes]`` (those classes only, relabelled from 0)."""
+    name, classes = classes_spec(spec)
+    data = load(name, split, root)
+    return classes_of(data, classes) if classes else data
 
 
 def split_off(data: Images, per_class: int, seed: int = 0) -> tuple[Images, Images]:
@@ -347,28 +369,24 @@ def search_data(spec: str, seed: int = 0, root: str | os.PathLike | None = None)
     """
     base, _, n = str(spec).partition(":")
     name, classes = classes_spec(base)
-    if base == "noise":
-        if not n:
-            raise ConfigError("noise needs a size: noise:N for N images per class, e.g. noise:240")
-        try:
-            return noise(int(n), load("fmnist", "train", root), seed=seed)
-        except ValueError:
-            raise ConfigError(f"cannot read {spec!r}: noise:N takes a whole number of images per class") from None
-    if classes is not None:
-        if name not in DATASETS:
-            raise ConfigError(f"unknown search data {spec!r}; NAME in NAME[classes] is one of {', '.join(DATASETS)}")
-        full = classes_of(load(name, "train", root), classes)
-        return balanced_subset(full, per_class=int(n), seed=seed) if n else full
+    per_class = None
     if n:
         try:
             per_class = int(n)
         except ValueError:
             raise ConfigError(f"cannot read {spec!r}: NAME:N takes a whole number of images per class, e.g. mnist:50") from None
-        if base not in DATASETS:
-            raise ConfigError(f"unknown search data {spec!r}; NAME in NAME:N is one of {', '.join(DATASETS)}")
         if per_class < 1:
-            raise ConfigError(f"{spec!r}: need at least 1 image per class (e.g. {base}:50)")
-        return balanced_subset(load(base, "train", root), per_class=per_class, seed=seed)
+            raise ConfigError(f"{spec!r}: need at least 1 image per class (e.g. {name}:50)")
+    if base == "noise":
+        if per_class is None:
+            raise ConfigError("noise needs a size: noise:N for N images per class, e.g. noise:240")
+        return noise(per_class, load("fmnist", "train", root), seed=seed)
+    if per_class is not None or classes is not None:
+        if name not in DATASETS:
+            raise ConfigError(f"unknown search data {spec!r}; NAME in NAME:N or NAME[classes] is one of "
+                              f"{', '.join(DATASETS)}")
+        full = load_split(base, "train", root)
+        return balanced_subset(full, per_class=per_class, seed=seed) if per_class else full
     if spec == "mnist":
         return balanced_subset(load("mnist", "train", root), per_class=PROXY_PER_CLASS, seed=seed)
     if spec == "fmnist4":

@@ -298,13 +298,21 @@ def _sig(x: float, digits: int = 5) -> float:
     return float(f"{x:.{digits}g}")
 
 
+def _backbone(name: str, costs: Mapping[str, float], a: Mapping[str, Any]) -> float:
+    """The unfrozen / frozen per-image cost for a method that trains the weights too (joint; LIMPQ
+    by its own recipe, ``limpq_trains_weights``), else 1."""
+    trains = name == "joint" or (name == "limpq" and a.get("limpq_trains_weights"))
+    return costs["unfrozen"] / costs["frozen"] if trains and costs.get("frozen") and costs.get("unfrozen") else 1.0
+
+
 def _project(costs: Mapping[str, float], a: Mapping[str, Any]) -> dict:
     work = _work(a)
     methods, ratios, factors = {}, {}, {}
+    backbone = {name: _backbone(name, costs, a) for name in work}
     for name, (images, epochs, kind) in work.items():
         c = costs.get(kind)
-        if name == "limpq" and c is not None and a.get("limpq_trains_weights") and costs.get("frozen") and costs.get("unfrozen"):
-            c = c * costs["unfrozen"] / costs["frozen"]  # its recipe trains the weights with the indicators
+        if c is not None and kind != "unfrozen" and backbone[name] != 1.0:  # LIMPQ's recipe trains the weights
+            c = c * costs["unfrozen"] / costs["frozen"]
         methods[name] = {"images": round(images), "epochs": epochs, "cost_kind": kind,
                          "seconds_per_image": c, "seconds": None if c is None else images * epochs * c}
     ref = methods[REFERENCE]
@@ -318,8 +326,7 @@ def _project(costs: Mapping[str, float], a: Mapping[str, Any]) -> dict:
         ratio = m["seconds"] / ref["seconds"]
         data = m["images"] / ref["images"]
         passes = m["epochs"] / ref["epochs"]
-        trains = name == "joint" or (name == "limpq" and a.get("limpq_trains_weights"))
-        frozen = costs["unfrozen"] / costs["frozen"] if trains and costs.get("frozen") and costs.get("unfrozen") else 1.0
+        frozen = backbone[name]
         ratios[key] = _sig(ratio)
         factors[key] = {"data_size": _sig(data), "epochs": _sig(passes), "frozen_backbone": _sig(frozen),
                         "method": _sig(ratio / (data * passes * frozen))}

@@ -58,7 +58,7 @@ class Experiments:
         # A model of a class subset of the target (the class-disjoint proxy's experiment): its
         # target is ``fmnist[lo-hi]`` (train, test and the target search), its checkpoint given.
         self.classes = tuple(classes) if classes else None
-        self.target = f"fmnist[{self.classes[0]}-{self.classes[-1]}]" if self.classes else "fmnist"
+        self.target = D.with_classes("fmnist", self.classes) if self.classes else "fmnist"
         path = Path(checkpoint) if checkpoint is not None else self.p.checkpoint(self.model_name)
         self.model, self.meta = load_checkpoint(path)
         self.model.eval()
@@ -140,7 +140,7 @@ class Experiments:
         spec = {"proxy": f"{p.proxy}:{p.proxy_per_class}", "mnist": f"mnist:{p.proxy_per_class}",
                 "fmnist4": f"fmnist:{p.proxy_per_class}", "target": self.on_target(p.target_data),
                 "limpq": f"fmnist:{p.limpq_per_class}", "noise": f"noise:{p.proxy_per_class}",
-                "disjoint": f"fmnist[{self._span(p.objections.disjoint_proxy_classes)}]:{p.proxy_per_class}"}.get(spec, spec)
+                "disjoint": f"{self.disjoint_proxy()}:{p.proxy_per_class}"}.get(spec, spec)
         if spec not in self._data:
             if spec in (f"{self.target}-fit", f"{self.target}-val"):  # the tuning's validation split of the train set
                 fit, val = D.split_off(self.data(self.target), self.p.objections.val_per_class, seed=0)
@@ -148,26 +148,25 @@ class Experiments:
             elif spec == "noise-heldout":  # noise of another seed: held out as much as noise can be
                 self._data[spec] = D.noise(100, D.load("fmnist", "train"), seed=1)
             elif spec.endswith("-heldout"):
-                base = {"proxy": p.proxy, "fmnist4": "fmnist",
-                        "disjoint": f"fmnist[{self._span(p.objections.disjoint_proxy_classes)}]"}.get(
+                base = {"proxy": p.proxy, "fmnist4": "fmnist", "disjoint": self.disjoint_proxy()}.get(
                     spec.removesuffix("-heldout"), spec.removesuffix("-heldout"))
-                name, classes = D.classes_spec(base)
-                test = D.load(name, "test")
-                self._data[spec] = D.balanced_subset(D.classes_of(test, classes) if classes else test, per_class=100, seed=0)
+                self._data[spec] = D.balanced_subset(D.load_split(base, "test"), per_class=100, seed=0)
             else:
                 self._data[spec] = D.search_data(spec)
         return self._data[spec]
 
-    @staticmethod
-    def _span(classes) -> str:
-        return f"{classes[0]}-{classes[-1]}"
+    def disjoint_proxy(self) -> str:
+        """The class-disjoint proxy's classes of Fashion-MNIST (``fmnist[5-9]``)."""
+        return D.with_classes("fmnist", self.p.objections.disjoint_proxy_classes)
 
     def on_target(self, spec: str) -> str:
         """A Fashion-MNIST data spec restricted to this experiment's classes (``fmnist:50`` ->
         ``fmnist[0-4]:50``); unchanged for the usual 10-class target."""
-        if not self.classes or not spec.startswith("fmnist"):
-            return spec
-        return self.target + spec[len("fmnist"):]
+        return D.on_classes(spec, self.classes)
+
+    def images(self, spec: str) -> D.Images:
+        """The images of a data spec: ``NAME-test`` a test split (:meth:`test_set`), else :meth:`data`."""
+        return self.test_set(spec[:-5]) if spec.endswith("-test") else self.data(spec)
 
     def test_set(self, name: str | None = None) -> D.Images:
         """``name``'s test split (default: the target's); for the target, the profile's
@@ -175,10 +174,7 @@ class Experiments:
         name = name or self.target
         key = f"{name}-test"
         if key not in self._data:
-            base, classes = D.classes_spec(name)
-            test = D.load(base, "test")
-            if classes:
-                test = D.classes_of(test, classes)
+            test = D.load_split(name, "test")
             if name == self.target and self.p.test_images:
                 test = D.balanced_subset(test, size=min(self.p.test_images, len(test)), seed=0)
             self._data[key] = test
@@ -186,7 +182,7 @@ class Experiments:
 
     def fingerprint(self, spec: str) -> dict:
         if spec not in self._fingerprints:
-            self._fingerprints[spec] = fingerprint(self.test_set(spec[:-5]) if spec.endswith("-test") else self.data(spec))
+            self._fingerprints[spec] = fingerprint(self.images(spec))
         return self._fingerprints[spec]
 
     # ------------------------------------------------------------------ searches
@@ -328,8 +324,7 @@ class Experiments:
 
     def _train_qat(self, policy: Policy, seed: int, cfg: QATConfig | None = None, train: str | None = None,
                    test: str | None = None) -> tuple[torch.nn.Module, dict]:
-        test = test or f"{self.target}-test"
-        score = self.test_set(test[:-5]) if test.endswith("-test") else self.data(test)
+        score = self.images(test or f"{self.target}-test")
         return qat(self.model, policy, self.data(train or self.target), score, cfg or self.p.qat, seed=seed,
                    progress=self.p.progress)
 

@@ -57,11 +57,8 @@ def _training(p: Profile) -> tuple[Cache, dict, Callable[[], dict]]:
                       weight_decay=meta["weight_decay"], seed=meta.get("seed", 0))
     classes = o.disjoint_classes
     name = disjoint_name(p)
-    probe = Experiments.__new__(Experiments)  # only for the data specs of a class subset
-    probe.classes, probe.target = tuple(classes), f"fmnist[{classes[0]}-{classes[-1]}]"
-    train_spec = probe.on_target(p.target_data)
-    train = D.search_data(train_spec)
-    test = D.classes_of(D.load("fmnist", "test"), classes)
+    train = D.search_data(D.on_classes(p.target_data, classes))
+    test = D.load_split(D.with_classes("fmnist", classes), "test")
     key_config = {"model": name, "arch": meta["arch"], "train_config": config_dict(cfg),
                   "train": fingerprint(train), "test": fingerprint(test)}
 
@@ -251,8 +248,10 @@ def proxies(ex: Experiments, dex: Experiments | None) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- the whole part
-def walk(ex: Experiments, plan: dict | None) -> list[dict]:
-    """Every step of the objections (the pipeline's part ``objections``); their rows of runs.json."""
+def walk(ex: Experiments, plan: dict | None) -> dict:
+    """Every step of the objections (the pipeline's part ``objections``): their rows of runs.json
+    (saved unless planning), the tuning and the QAT curve, and the class-subset experiment (None
+    while its model is missing)."""
     rows: list[dict] = []
     tuned = tuning(ex)
     rows += tuned_runs(ex, tuned)
@@ -268,17 +267,19 @@ def walk(ex: Experiments, plan: dict | None) -> list[dict]:
     ex.save(rows)
     if dex is not None:
         dex.save([])  # its policies into policies.json (rows already merged above)
-    return rows
+    return {"rows": rows, "tuning": tuned, "long_qat": longq, "disjoint": dex}
 
 
 def summary(ex: Experiments) -> dict:
-    """objections.json: the grid's validation scores and choices, the QAT plateau curve and the
+    """The part's results once every step is cached: its rows into runs.json (:func:`walk`) and
+    objections.json: the grid's validation scores and choices, the QAT plateau curve and the
     proxy ladder (each proxy's SEAM minus the target search, with its CI)."""
     from .. import report
     from ..experiments import load_runs
 
+    walked = walk(ex, None)
     rows = load_runs(ex.p)
-    dex = experiments(ex.p, disjoint_name(ex.p))
+    dex = walked["disjoint"]
     ladder = []
     budget = ex.budget_name
     for label, e, policy in (("F-MNIST 4%, same classes", ex, "seam-fmnist4"),
@@ -293,7 +294,7 @@ def summary(ex: Experiments) -> dict:
             continue
         ladder.append({"proxy": label, "policy": policy, "model": e.model_name, **{k: c[k] for k in (
             "estimate_pp", "ci_low", "ci_high", "a_units", "b_units")}})
-    doc = {"model": ex.model_name, "budget": budget, "tuning": tuning(ex), "long_qat": long_qat(ex),
+    doc = {"model": ex.model_name, "budget": budget, "tuning": walked["tuning"], "long_qat": walked["long_qat"],
            "ladder": ladder, "disjoint": {"model": dex.model_name, "classes": list(ex.p.objections.disjoint_classes),
                                           "proxy_classes": list(ex.p.objections.disjoint_proxy_classes),
                                           "fp_top1": dex.meta.get("top1")}}

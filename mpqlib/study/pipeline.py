@@ -165,9 +165,7 @@ class Study:
             efficiency_run(self.p)
             written.append(self.p.path("efficiency.json"))
         if "objections" in self.parts and self.p.protocol_version >= 3:
-            ex = self.ex(self.p.objections_model())
-            objections.walk(ex, None)
-            objections.summary(ex)
+            objections.summary(self.ex(self.p.objections_model()))
             written += [self.p.path("runs.json"), self.p.path("objections.json")]
         if "claims" in self.parts:
             claims_file(self.p)

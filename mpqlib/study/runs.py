@@ -8,7 +8,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .._io import write_json
+from .._io import read_json, write_json
 from ..experiments import Experiments, load_runs, save_runs
 from ..profiles import Profile, resolve
 from ..search import SearchResult
@@ -102,8 +102,6 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
     parts = {part: {k: _measured(ex, ex.search(name, remeasure=remeasure, **kw), seeds) for k, (name, kw) in plan.items()}
              for part, plan in efficiency_plan(p, ex).items()}
     lean = p.path(f"lean-{ex.model_name}.json")
-    from .._io import read_json
-
     return efficiency.efficiency_table(**parts, lean=lean if lean.exists() else None,
                                        gpu_steps=[read_json(f) for f in p.gpu_step_files()],
                                        path=p.path("efficiency.json"), profile=p.name, model=ex.model_name,
