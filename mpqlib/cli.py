@@ -716,6 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="mpq", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=_positive_int("--threads"), default=None,
                    help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--as-processes", type=_positive_int("--as-processes"), default=1, metavar="N",
+                   help="train, search or QAT in one process as N torchrun processes would: each global batch in "
+                        "N shares, their gradients summed in rank order; with --threads 1 a search takes "
+                        "the steps of `torchrun --nproc_per_node=N` exactly (default 1)")
     p.add_argument("--root", default=None,
                    help="data folder: new, empty or made by mpq (default: $MPQLIB_DATA or ~/.cache/mpqlib/data)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -813,7 +817,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         check_root(args.root)
         args.device = dist.init_from_env(args.device)
-        code = args.func(args)
+        with dist.emulate(args.as_processes):
+            code = args.func(args)
         dist.shutdown()
         return code
     except MpqlibError as e:

@@ -10,6 +10,10 @@ turns them into a process group (NCCL on CUDA, gloo on the CPU). From then on:
 * :func:`mpqlib.train.fit` wraps the model in ``DistributedDataParallel`` (optionally with
   SyncBatchNorm, CUDA only) or, when the optimiser also holds parameters outside the model (a
   search head), averages the gradients by hand; it sums loss and accuracy over the ranks;
+* one process can compute as N would (:func:`emulate`, ``mpq ... --as-processes N``): every
+  global batch is cut into the same N shares, their gradients summed in rank order and
+  averaged, so with the threads of each of those processes (torchrun gives each one) a search
+  in one process takes the steps of N processes to the last bit (checked for N = 2);
 * files are written by rank 0 only, followed by a barrier (:func:`main_process_writes`), and
   state dicts never carry DDP's ``module.`` prefix, so a run saved by N processes resumes in
   one and the other way round.
@@ -31,6 +35,37 @@ from ._group import active, rank, world  # noqa: F401  (this module's API too)
 from .errors import ConfigError
 
 PREFIX = "module."
+_EMULATED = 1
+
+
+def shares() -> int:
+    """How many equal shares every global batch's gradient is summed from: the number of
+    processes under torchrun, or the number :func:`emulate` set in one process (else 1)."""
+    return world() if active() else _EMULATED
+
+
+@contextlib.contextmanager
+def emulate(processes: int) -> Iterator[None]:
+    """Within the block one process computes as ``processes`` processes would under torchrun.
+
+    Floating-point sums depend on their order, and Adam's first steps turn a rounding-level
+    difference of a near-zero gradient into a whole step: a search of N processes, each summing
+    the gradient of its share of a batch, therefore drifts away from one process that sums the
+    whole batch at once. Inside this block :func:`mpqlib.train.fit` cuts each global batch into
+    the same ``processes`` shares, runs them one after another, sums their gradients in rank
+    order and averages them, as the all-reduce does.
+    """
+    global _EMULATED
+    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+        raise ConfigError(f"the number of emulated processes must be an integer >= 1, not {processes!r}")
+    if active() and processes not in (1, world()):
+        raise ConfigError(f"--as-processes {processes} under torchrun with {world()} processes: "
+                          "emulate processes in one process only (leave --as-processes out under torchrun)")
+    saved, _EMULATED = _EMULATED, 1 if active() else processes
+    try:
+        yield
+    finally:
+        _EMULATED = saved
 
 
 def is_main() -> bool:

@@ -79,6 +79,12 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
     if state_path is not None and Path(state_path).exists():
         start = _resume(state_path, model, optimizer, scheduler, history, device, settings)
     net, outside = _parallel(model, optimizer, device, sync_bn)
+    parts = 1 if dist.active() else dist.shares()  # one process computing as `parts` would
+    if parts > 1:
+        sampler = loader.batch_sampler if isinstance(loader.batch_sampler, D.ShuffledBatches) else loader.sampler
+        if getattr(sampler, "batch_size", 0) % parts:
+            raise ConfigError(f"batch size {getattr(sampler, 'batch_size', None)} does not split evenly over {parts} "
+                              f"emulated processes: choose a multiple of {parts} (the batch size is the global one)")
     samplers = [s for s in (loader.sampler, loader.batch_sampler) if hasattr(s, "set_epoch")]
     for epoch in range(start, epochs):
         for s in samplers:
@@ -92,19 +98,31 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
             if augment:
                 x = _augment_share(x, g)
             buffers = [b.clone() for b in model.buffers()]  # BatchNorm statistics before this batch
-            loss, logits = step(net, x, y)
-            batch_totals = _batch_totals(loss, logits, y)
-            if not torch.isfinite(batch_totals[0]):
-                with torch.no_grad():
-                    for b, saved in zip(model.buffers(), buffers):
-                        b.copy_(saved)
-                raise TrainingError(f"{desc}: the loss is not finite ({batch_totals[0].item()}) at epoch {epoch + 1}, "
-                                    f"batch {batch + 1}: look for NaN or inf in the input data, or lower the "
-                                    "learning rate; weights and BatchNorm statistics keep their last finite values, nothing is saved")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            shares = _shares(x, y, parts)
+            if not shares:  # fewer images than processes: N processes take no step here either
+                continue
+            batch_totals, first = torch.zeros(3, dtype=torch.float64, device=device), None
+            for part, (xs, ys) in enumerate(shares):
+                loss, logits = step(net, xs, ys)
+                part_totals = _batch_totals(loss, logits, ys)
+                if not torch.isfinite(part_totals[0]):
+                    _copy(model.buffers(), buffers)
+                    raise TrainingError(f"{desc}: the loss is not finite ({part_totals[0].item()}) at epoch {epoch + 1}, "
+                                        f"batch {batch + 1}: look for NaN or inf in the input data, or lower the "
+                                        "learning rate; weights and BatchNorm statistics keep their last finite values, nothing is saved")
+                loss.backward()
+                batch_totals += part_totals
+                if part == 0 and parts > 1:
+                    first = [b.clone() for b in model.buffers()]
+            trained = [p for group in optimizer.param_groups for p in group["params"]]
+            if first is not None:  # N processes keep rank 0's statistics (DDP broadcasts its buffers)
+                _copy(model.buffers(), first)
+                for p in trained:
+                    if p.grad is not None:
+                        p.grad /= parts
             if outside:
-                dist.average_gradients(p for group in optimizer.param_groups for p in group["params"])
+                dist.average_gradients(trained)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -122,6 +140,21 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
                 if writer:
                     torch_save(state_path, state)
     return history
+
+
+def _shares(x: torch.Tensor, y: torch.Tensor, parts: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``parts`` equal shares of a global batch that ``parts`` processes would take (the
+    images that do not split evenly left out, as :class:`mpqlib.data.ShuffledBatches` does)."""
+    if parts == 1:
+        return [(x, y)]
+    share = len(x) // parts
+    return [(x[r * share:(r + 1) * share], y[r * share:(r + 1) * share]) for r in range(parts) if share]
+
+
+@torch.no_grad()
+def _copy(targets, sources) -> None:
+    for t, s in zip(targets, sources):
+        t.copy_(s)
 
 
 def _batch_totals(loss: torch.Tensor, logits: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor:
