@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import report
+from . import display, report
 from ._io import read_json
-from .chapters import FIG_WIDTH, Chapter, claim_label, ensure, glue, model_label, policy_label, stance_text
+from .chapters import Chapter, ensure
+from .display import FIG_WIDTH, model_label, policy_label
+from .verdicts import claim_label, stance_text
 
 OBJECTION_CLAIMS = ("tuned-seam-vs-target", "tuned-seam-vs-ce", "proxy-vs-target-long", "seam-vs-uniform-long",
                     "noise-control", "disjoint-classes-vs-target")
@@ -37,33 +39,33 @@ class ObjectionsChapter(Chapter):
         """objections.json, its numbers glued for the text; None (every number "pending") where
         the study has not computed the part (``mpq study run --profile full`` does)."""
         o = self.p.objections
-        glue("obj_tie", f"{o.tie_pp:g} pp")
-        glue("obj_plateau_pp", f"{o.plateau_pp:g} pp")
+        display.glue("obj_tie", f"{o.tie_pp:g} pp")
+        display.glue("obj_plateau_pp", f"{o.plateau_pp:g} pp")
         path = self.p.path("objections.json")
         if not path.exists():
             for name in self.GLUED:
-                glue(name, self.PENDING)
+                display.glue(name, self.PENDING)
             print(f"{path.name} does not exist yet: the objections part of the study has not been run "
                   f"(`mpq study run --profile {self.p.name}`); the protocol is fixed on the method page.")
             return None
         doc = read_json(path)
-        glue("obj_model", model_label(doc["model"]))
-        glue("obj_budget", doc["budget"].upper())
+        display.glue("obj_model", model_label(doc["model"]))
+        display.glue("obj_budget", doc["budget"].upper())
         t = doc["tuning"]
-        glue("obj_val", f"{t['validation']['images']:,} images ({t['validation']['per_class']} per class)")
-        glue("obj_tuning_seeds", f"search seeds {_seeds(t['search_seeds'])} x QAT seeds {_seeds(t['qat_seeds'])}")
+        display.glue("obj_val", f"{t['validation']['images']:,} images ({t['validation']['per_class']} per class)")
+        display.glue("obj_tuning_seeds", f"search seeds {_seeds(t['search_seeds'])} x QAT seeds {_seeds(t['qat_seeds'])}")
         for m in ("seam", "ce"):
             chosen = t["chosen"].get(m)
-            glue(f"obj_{m}_n", str(len(t["grid"].get(m, []))))
-            glue(f"obj_{m}_chosen", "not decided (runs missing)" if chosen is None else config_text(chosen))
+            display.glue(f"obj_{m}_n", str(len(t["grid"].get(m, []))))
+            display.glue(f"obj_{m}_chosen", "not decided (runs missing)" if chosen is None else config_text(chosen))
             spread = [r["mean"] for r in t["grid"].get(m, []) if r["mean"] is not None]
-            glue(f"obj_{m}_spread", f"{min(spread):.2f}–{max(spread):.2f}%" if spread else "n/a")
+            display.glue(f"obj_{m}_spread", f"{min(spread):.2f}–{max(spread):.2f}%" if spread else "n/a")
         lq = doc["long_qat"]
-        glue("obj_plateau", "not reached (runs missing)" if lq["plateau_epochs"] is None
-             else f"{lq['plateau_epochs']} epoch{'s' if lq['plateau_epochs'] > 1 else ''}")
-        glue("obj_long_images", "all 60,000" if lq["train_images"] is None else f"{lq['train_images']:,}")
-        glue("obj_ladder", self.ladder_words(doc))
-        glue("obj_fp_disjoint", f"{doc['disjoint']['fp_top1']:.2f}%" if doc["disjoint"].get("fp_top1") else "n/a")
+        display.glue("obj_plateau", "not reached (runs missing)" if lq["plateau_epochs"] is None
+                     else f"{lq['plateau_epochs']} epoch{'s' if lq['plateau_epochs'] > 1 else ''}")
+        display.glue("obj_long_images", "all 60,000" if lq["train_images"] is None else f"{lq['train_images']:,}")
+        display.glue("obj_ladder", self.ladder_words(doc))
+        display.glue("obj_fp_disjoint", f"{doc['disjoint']['fp_top1']:.2f}%" if doc["disjoint"].get("fp_top1") else "n/a")
         return doc
 
     # ------------------------------------------------------------------ tuning
@@ -176,7 +178,7 @@ class ObjectionsChapter(Chapter):
         if not rows:
             print("none of chapter 7's claims has runs in this profile yet")
             return None
-        glue("obj_claims_n", str(len(rows)))
+        display.glue("obj_claims_n", str(len(rows)))
         return self.table(pd.DataFrame(rows), caption="Chapter 7's claims: a − b within QAT seeds; units: search seeds "
                                                       "(or policies) behind each side.",
                           nowrap=("difference (pp, 95% CI)",))

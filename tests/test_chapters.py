@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from mpqlib import chapters as C
+from mpqlib import display
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -67,10 +68,23 @@ def test_opens_with_paper_and_closes_with_conclusion(path):
 
 
 def _glued_keys() -> tuple[set[str], set[str]]:
-    src = "".join((REPO / "mpqlib" / f).read_text() for f in ("chapters.py", "chapter_objections.py"))
+    """Every key the chapters glue: the Chapter base (chapters.py) and each chapter's module
+    (chapter_observation.py, ..., chapter_objections.py)."""
+    files = sorted((REPO / "mpqlib").glob("chapter*.py"))
+    assert {"chapters.py", "chapter_observation.py", "chapter_search.py", "chapter_qat.py", "chapter_efficiency.py",
+            "chapter_discriminability.py", "chapter_claims.py", "chapter_objections.py"} <= {f.name for f in files}
+    src = "".join(f.read_text() for f in files)
     literal = set(re.findall(r'glue\("([a-z0-9_]+)"', src))
     prefixes = set(re.findall(r'glue\(f"([a-z0-9_]+)\{', src))
     return literal, prefixes
+
+
+def test_chapters_glue_through_the_display_module():
+    """Replacing ``display.glue`` (as the tests below do) reaches every value a chapter glues: no
+    chapter module calls ``glue`` under a name of its own."""
+    for f in sorted((REPO / "mpqlib").glob("chapter*.py")):
+        assert not re.findall(r"(?<![\w.])glue\(", f.read_text()), f"{f.name} calls glue, not display.glue"
+        assert "display.glue(" in f.read_text(), f.name
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -235,7 +249,7 @@ def test_claims_tables_put_the_paper_beside_ours():
 
 def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatch):
     glued = {}
-    monkeypatch.setattr(C, "glue", lambda name, value: glued.setdefault(name, value))
+    monkeypatch.setattr(display, "glue", lambda name, value: glued.setdefault(name, value))
     ch = C.Chapter("smoke")
     verdicts = {"positive-control": "better", "proxy-vs-target": "different", "seam-vs-ce": "within noise",
                 "seam-vs-uniform": "worse", "seam-vs-limpq": "better", "seam-vs-hawq": "within noise",
@@ -299,7 +313,7 @@ def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatc
            for b, g in (("w3a2", 6.0), ("w4a4", 16.0)) for n, t in (("seam-mnist", 90.0), ("target-fmnist", 90.5),
                                                                     ("uniform", 89.5))]
     monkeypatch.setattr(ch, "sweep_points", lambda model=None: pts)
-    monkeypatch.setattr(C, "glue", lambda name, value: value)
+    monkeypatch.setattr(display, "glue", lambda name, value: value)
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
     ch.show_sweep("resnet8")

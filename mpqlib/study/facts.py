@@ -1,7 +1,7 @@
 """The study's facts, each written once: its claims, its policies and the paper's numbers.
 
 Everything else reads them from here: :mod:`mpqlib.experiments` (which policies run, which
-claims are tested), :mod:`mpqlib.chapters` (their words and the paper's stance),
+claims are tested), :mod:`mpqlib.verdicts` (their words and the paper's stance),
 ``claims.json``, the README's results block and the book's first page. The old names
 (``experiments.CLAIMS``, ``chapters.CLAIM_TEXT``, ``chapters.PAPER_STANCE``, ``chapters.LABELS``,
 ``chapters.PAPER``, ``efficiency.PAPER``, ``scripts/readme_results.LABELS``) are views of these.
