@@ -19,6 +19,13 @@ user's images) or a ``DataLoader``. :func:`as_loader` is the one place batches a
 order, or a caller's sampler such as a ``DistributedSampler``); :func:`labels_of`,
 :func:`num_classes`, :func:`take` (a calibration batch) and :func:`proxy_subset` (a
 class-balanced proxy of any labelled dataset) read only what they need, never all images.
+
+The names live in three files, each importing only the ones below it: :mod:`mpqlib.images`
+(:class:`Images`, :data:`MEAN` / :data:`STD` and what is read of any dataset: labels, classes,
+names, shapes, the checks that a model fits them), :mod:`mpqlib.loaders` (batches:
+:func:`as_loader`, :func:`in_order`, :func:`take`, :class:`ShuffledBatches`, :func:`augment`)
+and this module (staging, the built-in datasets, subsets and proxies, image folders), which
+re-exports the other two: ``mpqlib.data`` is the one module to import.
 """
 
 from __future__ import annotations
@@ -27,19 +34,20 @@ import gzip
 import hashlib
 import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import Subset
 
 from .study.facts import PROXY_PER_CLASS
 from .errors import ConfigError, DataError
+from .images import MEAN, STD, Images, _base, _base_indices, describe, labels_of, num_classes
 
-# Fashion-MNIST training-set statistics: every dataset fed to the target model uses them.
-MEAN, STD = 0.2860, 0.3530
+# Re-exported: the data API is mpqlib.data's (see above).
+from .images import check_fits, check_labels, check_model_takes, native_size, sample_shape  # noqa: F401
+from .loaders import ShuffledBatches, as_loader, augment, in_order, loader, take  # noqa: F401
 
 FASHION_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 _IDX = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -151,39 +159,6 @@ def _decompress(src: Path, dest: Path, digest: str, hint: str) -> None:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-@dataclass
-class Images(Dataset):
-    """A labelled image set in memory: ``x`` (N, C, H, W) float32 normalised, ``y`` (N,) int64.
-
-    The in-memory convenience for small data; a map-style dataset like any other (``images[i]``
-    is ``(x[i], y[i])``), and the loaders index whole batches of it at once."""
-
-    name: str
-    x: torch.Tensor
-    y: torch.Tensor
-    classes: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, index):
-        return self.x[index], self.y[index]
-
-    @property
-    def targets(self) -> torch.Tensor:
-        return self.y
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def subset(self, index: torch.Tensor, name: str | None = None) -> "Images":
-        return Images(name or self.name, self.x[index], self.y[index], self.classes)
-
-    def counts(self) -> list[int]:
-        return torch.bincount(self.y, minlength=self.num_classes).tolist()
 
 
 def _normalise(x_uint8: torch.Tensor) -> torch.Tensor:
@@ -396,322 +371,6 @@ def search_data(spec: str, seed: int = 0, root: str | os.PathLike | None = None)
     raise ConfigError(f"unknown search data {spec!r}; choose mnist, optdigits, fmnist4, fmnist, or NAME:N (e.g. mnist:50)")
 
 
-# --------------------------------------------------------------------------- any dataset: labels, names
-def _unloaded(data):
-    """The dataset a DataLoader reads (through :func:`as_loader`'s batch view), else ``data``."""
-    if isinstance(data, DataLoader):
-        data = data.dataset
-    return data.data if isinstance(data, _BatchView) else data
-
-
-def _base(data):
-    """The dataset underneath a DataLoader and any nesting of Subsets."""
-    data = _unloaded(data)
-    while isinstance(data, Subset):
-        data = data.dataset
-    return data
-
-
-def _base_indices(data, index: torch.Tensor) -> list[int]:
-    """Indices into :func:`_base` of ``data`` for positions ``index`` of ``data``."""
-    data = _unloaded(data)
-    index = torch.as_tensor(index, dtype=torch.long)
-    while isinstance(data, Subset):
-        index = torch.as_tensor(data.indices, dtype=torch.long)[index]
-        data = data.dataset
-    return index.tolist()
-
-
-def labels_of(data) -> torch.Tensor:
-    """The int64 labels of every item of ``data`` (an :class:`Images`, a dataset, a DataLoader),
-    in item order. Read from ``.targets`` / ``.y`` where the dataset has them (ImageFolder,
-    torchvision's datasets), else by reading every item once."""
-    data = _unloaded(data)
-    if isinstance(data, Subset):
-        return labels_of(data.dataset)[torch.as_tensor(data.indices, dtype=torch.long)]
-    for attr in ("y", "targets"):
-        t = getattr(data, attr, None)
-        if t is not None:
-            return torch.as_tensor(t, dtype=torch.long)
-    return torch.tensor([int(_item(data, i)[1]) for i in range(len(data))], dtype=torch.long)
-
-
-def num_classes(data) -> int:
-    """How many classes ``data`` has: its ``classes`` where it names them, else max label + 1."""
-    base = _base(data)
-    classes = getattr(base, "classes", None)
-    if classes is not None:
-        return len(classes)
-    return int(labels_of(data).max()) + 1
-
-
-def describe(data) -> str:
-    """A short name of ``data`` for records: ``mnist-200``, ``imagefolder:/data/proxy-400``, ..."""
-    if data is None:
-        return "none"
-    if isinstance(data, Images):
-        return data.name
-    if isinstance(data, DataLoader):
-        return describe(_unloaded(data))
-    if isinstance(data, Subset):
-        return f"{describe(_base(data))}-{len(data)}"
-    name = getattr(data, "name", None)
-    if isinstance(name, str):
-        return name
-    root = getattr(data, "root", None)
-    return f"{type(data).__name__.lower()}:{root}" if root is not None else type(data).__name__
-
-
-def _item(data, i: int) -> tuple[torch.Tensor, int]:
-    item = data[i]
-    if not isinstance(item, (tuple, list)) or len(item) < 2:
-        raise DataError(f"{describe(data)}[{i}] is {type(item).__name__}, not an (image, label) pair; "
-                        "a dataset for mpqlib returns (image tensor, int label)")
-    x, y = item[0], item[1]
-    if not isinstance(x, torch.Tensor):
-        raise DataError(f"{describe(data)}[{i}] holds a {type(x).__name__} image, not a tensor; "
-                        "give the dataset a transform ending in ToTensor() (see mpqlib.data.imagefolder)")
-    return x, y
-
-
-def sample_shape(data) -> tuple[int, ...]:
-    """The (C, H, W) shape of one image of ``data``."""
-    if isinstance(data, Images):
-        return tuple(data.x.shape[1:])
-    base = _unloaded(data)
-    if len(base) == 0:
-        raise DataError(f"{describe(data)} holds no images")
-    return tuple(_item(base, 0)[0].shape)
-
-
-def check_fits(data, input_size: tuple[int, ...] | None) -> tuple[int, ...]:
-    """The model's input size (1, C, H, W): ``input_size`` when it agrees with ``data``'s images,
-    taken from the images when ``input_size`` is None; a mismatch is a :class:`DataError` naming
-    ``--input-size``."""
-    shape = sample_shape(data)
-    if input_size is None:
-        return (1, *shape)
-    want = tuple(int(v) for v in input_size)
-    want = want if len(want) == 4 else (1, *want)
-    if tuple(want[1:]) != shape:
-        raise DataError(f"{describe(data)} holds images of shape {'x'.join(map(str, shape))} (C x H x W) but the "
-                        f"model is set up for {'x'.join(map(str, want[1:]))}; pass --input-size "
-                        f"{','.join(map(str, shape))} (input_size=) or resize the images (imagefolder(path, input_size=...))")
-    return want
-
-
-@torch.no_grad()
-def check_model_takes(model: torch.nn.Module, input_size: tuple[int, ...], data=None) -> None:
-    """Run ``model`` once on a zero batch of ``input_size``; a model that cannot take images of
-    that shape (channels, size) is a :class:`DataError` naming ``--input-size``."""
-    param = next(model.parameters(), None)
-    x = torch.zeros(tuple(input_size), device=param.device if param is not None else "cpu")
-    was = model.training
-    try:
-        model.eval()
-        model(x)
-    except RuntimeError as e:
-        where = f"{describe(data)}'s images" if data is not None else "images"
-        raise DataError(f"{type(model).__name__} cannot run on {where} of shape {'x'.join(map(str, input_size[1:]))} "
-                        f"(C x H x W): {str(e).splitlines()[0]}; pass the --input-size C,H,W the model takes "
-                        "(input_size=) and resize the images to it (imagefolder(path, input_size=...))") from None
-    finally:
-        model.train(was)
-
-
-def check_labels(data, classes: int, fix: str) -> None:
-    """Every label of ``data`` must be a class of a model with ``classes`` outputs (0..classes-1);
-    otherwise a :class:`DataError` saying so and ``fix``."""
-    y = labels_of(data)
-    if len(y) and (int(y.max()) >= classes or int(y.min()) < 0):
-        raise DataError(f"{describe(data)} has labels {int(y.min())}..{int(y.max())} but the model has {classes} "
-                        f"classes (labels 0..{classes - 1}): {fix}")
-
-
-def native_size(data) -> tuple[int, int] | None:
-    """(height, width) of the first image file of an image folder as stored on disk, before any
-    resizing; None for data that are not read from image files."""
-    samples = getattr(_base(data), "samples", None)
-    if not samples:
-        return None
-    from PIL import Image
-
-    try:
-        with Image.open(samples[0][0]) as im:
-            w, h = im.size
-    except OSError:
-        return None
-    return h, w
-
-
-# --------------------------------------------------------------------------- loaders
-class ShuffledBatches(Sampler):
-    """Yields index tensors of whole batches, reshuffled per epoch from ``seed + epoch``.
-
-    Under ``torchrun`` (or with explicit ``rank``/``world``) ``batch_size`` is the *global*
-    batch: the one-process order is cut into batches of ``batch_size`` and rank r takes the
-    r-th of ``world`` equal slices of each, so N processes step through exactly the batches one
-    process does (``batch_size`` must divide by ``world``; the last few images of an epoch that
-    do not split evenly are left out). ``rank``/``world`` default to
-    :func:`mpqlib.distributed.rank` / :func:`~mpqlib.distributed.world` (0 and 1 without a
-    process group).
-    """
-
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
-                 rank: int | None = None, world: int | None = None, drop_last: bool = False):
-        from . import _group
-
-        rank = _group.rank() if rank is None else rank
-        world = _group.world() if world is None else world
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
-        if not 0 <= rank < world:
-            raise ConfigError(f"rank must be in 0..{world - 1}, not {rank}")
-        if batch_size % world:
-            raise ConfigError(f"the global batch size {batch_size} does not split evenly over {world} processes; "
-                              f"choose a multiple of {world}")
-        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
-        self.rank, self.world, self.drop_last, self.epoch = rank, world, drop_last, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        if self.shuffle:
-            idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
-        else:
-            idx = torch.arange(self.n)
-        for start in range(0, self.n, self.batch_size):
-            glob = idx[start:start + self.batch_size]
-            if self.drop_last and len(glob) < self.batch_size:
-                return
-            share = len(glob) // self.world
-            if share:
-                yield glob[self.rank * share:(self.rank + 1) * share]
-
-    def __len__(self) -> int:
-        full, tail = divmod(self.n, self.batch_size)
-        return full + (1 if tail >= self.world and not self.drop_last else 0)
-
-
-class _Batches(Sampler):
-    """Groups an index sampler (a ``DistributedSampler``, say) into batches; forwards ``set_epoch``."""
-
-    def __init__(self, sampler: Sampler, batch_size: int, drop_last: bool):
-        self.sampler, self.batches = sampler, BatchSampler(sampler, batch_size, drop_last)
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-    def __iter__(self):
-        for b in self.batches:
-            yield torch.as_tensor(b, dtype=torch.long)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class _Capped(Sampler):
-    """At most ``total`` batches of ``batches`` in all, counted across epochs (``max_batches``)."""
-
-    def __init__(self, batches: Sampler, total: int):
-        self.batches, self.left = batches, total
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.batches, "set_epoch"):
-            self.batches.set_epoch(epoch)
-
-    def __iter__(self):
-        for b in self.batches:
-            if self.left <= 0:
-                return
-            self.left -= 1
-            yield b
-
-    def __len__(self) -> int:
-        return min(len(self.batches), self.left)
-
-
-class _BatchView(Dataset):
-    """Reads a whole batch per index list: tensors indexed at once for :class:`Images`, items
-    stacked for any other dataset (so that loader workers each build whole batches)."""
-
-    def __init__(self, data):
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if isinstance(self.data, Images):
-            return self.data.x[index], self.data.y[index]
-        items = [_item(self.data, int(i)) for i in index]
-        return torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items], dtype=torch.long)
-
-
-def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0, sampler: Sampler | None = None,
-              drop_last: bool = False, num_workers: int = 0, max_batches: int | None = None,
-              pin_memory: bool = False) -> DataLoader:
-    """The one place mpqlib builds loaders: batches of ``(images, labels)`` from ``data``.
-
-    ``data`` is an :class:`Images`, any map-style dataset returning ``(image tensor, int
-    label)`` (``ImageFolder`` with a transform, ``Subset``, ...) or a ``DataLoader``, which is
-    returned as it is (the caller built it: its batch size, sampler and workers stand).
-    Images are read batch by batch, never all at once. Without ``sampler`` the order is
-    :class:`ShuffledBatches` from ``seed`` (the same seed, the same batches); ``sampler`` may
-    yield whole index batches (:class:`ShuffledBatches`, a ``BatchSampler``) or single indices
-    (a ``DistributedSampler``: grouped into ``batch_size`` batches here). The loader's
-    ``sampler`` has ``set_epoch`` so that the training loop reshuffles every epoch.
-    ``max_batches`` ends the loader after that many batches in all, over every epoch (runs
-    compared at equal optimiser steps).
-    """
-    if isinstance(data, DataLoader):
-        return data
-    if not isinstance(data, Dataset) and not hasattr(data, "__getitem__"):
-        raise DataError(f"cannot read batches from a {type(data).__name__}; give an Images, a map-style "
-                        "torch Dataset returning (image, label), or a DataLoader")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
-    if sampler is None:
-        batches = ShuffledBatches(len(data), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    elif isinstance(sampler, (ShuffledBatches, _Batches)):
-        batches = sampler
-    else:
-        batches = _Batches(sampler, batch_size, drop_last)
-    if max_batches is not None:
-        batches = _Capped(batches, max_batches)
-    return DataLoader(_BatchView(data), sampler=batches, batch_size=None, num_workers=num_workers,
-                      pin_memory=pin_memory)
-
-
-def in_order(data, batch_size: int = 1000) -> DataLoader:
-    """Every item of ``data`` once, in item order (the order of :func:`labels_of`), in every
-    process: for evaluation and feature extraction. A DataLoader is read through its dataset."""
-    workers = data.num_workers if isinstance(data, DataLoader) else 0
-    data = _unloaded(data)
-    return as_loader(data, batch_size, sampler=ShuffledBatches(len(data), batch_size, shuffle=False, rank=0, world=1),
-                     num_workers=workers)
-
-
-def loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 0,
-           sampler: Sampler | None = None) -> DataLoader:
-    """:func:`as_loader` under its former name."""
-    return as_loader(data, batch_size, shuffle=shuffle, seed=seed, sampler=sampler)
-
-
-def take(data, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` seeded random images and labels of ``data`` (a calibration batch), on the CPU.
-
-    Reads only those ``n`` items; a DataLoader gives the items of its dataset."""
-    base = _unloaded(data)
-    total = len(base)
-    if total == 0:
-        raise DataError(f"{describe(data)} holds no images")
-    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n]
-    return _BatchView(base)[idx]
-
-
 def read_image(path: str):
     """An image file as an RGB PIL image; a file that cannot be decoded (corrupt, truncated, not an
     image) is a :class:`DataError` naming it: mpqlib refuses such a file rather than skip it, so
@@ -769,23 +428,3 @@ def imagefolder(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 224, 
     ds.name = f"imagefolder:{path}"
     ds.crop = crop
     return ds
-
-
-def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random crop after zero padding (in normalised units of black) and random horizontal flip.
-
-    The offsets and flip mask (3 numbers per image) are drawn with ``generator`` on its own
-    device (the training loop's is a CPU generator) and moved to ``x``'s device, so the same seed
-    gives the same augmentation on a CPU and a GPU; the image arithmetic runs on ``x``'s device."""
-    b, c, h, w = x.shape
-    dev = x.device
-    bg = (0.0 - MEAN) / STD
-    padded = F.pad(x, (pad, pad, pad, pad), value=bg)
-    gdev = generator.device
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(dev)
-    flip = (torch.rand(b, generator=generator, device=gdev) < 0.5).to(dev)
-    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]
-    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]
-    out = padded[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None], rows, cols]
-    return torch.where(flip[:, None, None, None], out.flip(-1), out)
