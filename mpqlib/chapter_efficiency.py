@@ -74,12 +74,32 @@ class EfficiencyMixin:
         display.glue("eff_memory", f"{fmt_ratio(mem, 2)} the peak of a full-precision training step" if mem is not None
                      else "not measured in this run")
         seam = eff["methods"].get("seam", {})
+        display.glue("eff_memory_note", self.memory_note(eff))
         display.glue("eff_seam_seconds", report.fmt_seconds(seam["seconds"]) if seam.get("seconds") is not None else "n/a")
         display.glue("eff_all_rows", "; ".join(
             f"{self.EFF_NAMES.get(n, n)} {measured(f'{n}/seam') if n != 'seam' else '1x'} at "
             f"{fmt_pct(m.get('top1_mean'))}" for n, m in eff["methods"].items()))
         display.glue("eff_seam_top1", fmt_pct(seam.get("top1_mean")))
         return self.table(pd.DataFrame(rows)), self.table(pd.DataFrame(rat))
+
+    @staticmethod
+    def memory_note(eff: Mapping) -> str:
+        """Why SEAM's peak is what it is: its own increase where recorded, else its shorter
+        searches (a search's memory does not grow with its epochs: it repeats the same batches)."""
+        seam = eff["methods"].get("seam", {})
+        if seam.get("peak_mb") is None:
+            return ""
+        if seam.get("added_mb") is not None:
+            return (f"SEAM's search itself added {seam['added_mb']:,.0f} MB to the {seam['peak_mb'] - seam['added_mb']:,.0f} MB "
+                    "its process held before it.")
+        shorter = [v["peak_mb"] for k, v in eff.get("search_length", {}).items()
+                   if k.startswith("seam@") and int(k.split("@")[1]) < (seam.get("epochs") or 0) and v.get("peak_mb")]
+        if not shorter or seam["peak_mb"] <= 1.2 * max(shorter):
+            return ""
+        return (f"SEAM's {seam['peak_mb']:,.0f} MB is such a case: the same search for fewer epochs peaked at "
+                f"{min(shorter):,.0f}-{max(shorter):,.0f} MB (the search-length rows below), and a search's memory does not "
+                "grow with its epochs (each repeats the same batches), so the rest was held by its process before the "
+                "search began.")
 
     @staticmethod
     def memory_text(m: Mapping) -> str:

@@ -323,3 +323,17 @@ def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatc
     our_seam = next(l for l in ours.get_lines() if l.get_marker() == "o").get_color()
     paper_seam = next(l for l in paper.get_lines() if l.get_marker() == "D").get_color()
     assert our_seam != paper_seam
+
+
+def test_memory_note_explains_a_peak_by_the_shorter_searches_or_the_recorded_increase():
+    from mpqlib.chapter_efficiency import EfficiencyMixin
+
+    eff = {"methods": {"seam": {"peak_mb": 4063.2, "epochs": 8, "added_mb": None}},
+           "search_length": {"seam@1": {"peak_mb": 1567.5}, "seam@4": {"peak_mb": 1519.8}, "seam@8": {"peak_mb": 4063.2},
+                             "target@1": {"peak_mb": 900.0}}}
+    note = EfficiencyMixin.memory_note(eff)
+    assert "4,063 MB" in note and "1,520-1,568 MB" in note
+    eff["methods"]["seam"]["added_mb"] = 310.0
+    assert EfficiencyMixin.memory_note(eff).startswith("SEAM's search itself added 310 MB to the 3,753 MB")
+    eff["methods"]["seam"].update(added_mb=None, peak_mb=1600.0)  # no larger than its shorter searches: nothing to explain
+    assert EfficiencyMixin.memory_note(eff) == ""
