@@ -217,7 +217,7 @@ def shard(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
     that the shares stay equal). Loaders with another sampler (a user's own
     ``DistributedSampler``, say) are returned as they are.
     """
-    from .data import ShuffledBatches
+    from .loaders import ShuffledBatches, worker_options
 
     as_batch_sampler = isinstance(loader.batch_sampler, ShuffledBatches)
     s = loader.batch_sampler if as_batch_sampler else loader.sampler
@@ -228,12 +228,7 @@ def shard(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
                           f"choose a multiple of {world()} (the batch size is the global one)")
     split = ShuffledBatches(s.n, s.batch_size, shuffle=s.shuffle, seed=s.seed, rank=rank(),
                             world=world(), drop_last=s.drop_last)
-    common = {"num_workers": loader.num_workers, "pin_memory": loader.pin_memory}
-    if loader.num_workers:
-        # Loader workers start from a fresh forkserver, not by forking this process: it already
-        # runs the process group's threads, and a fork of a multi-threaded process can deadlock
-        # on a lock one of them held. Persistent, so they start once per loader, not per epoch.
-        common.update(multiprocessing_context="forkserver", persistent_workers=True)
+    common = {"pin_memory": loader.pin_memory, **worker_options(loader.num_workers)}
     if as_batch_sampler:  # a loader of single items collated into batches (image folders with workers)
         return torch.utils.data.DataLoader(loader.dataset, batch_sampler=split, collate_fn=loader.collate_fn, **common)
     return torch.utils.data.DataLoader(loader.dataset, sampler=split, batch_size=None, **common)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
+from . import _group
 from .errors import ConfigError, DataError
 from .images import MEAN, STD, _BatchView, _unloaded, describe
 
@@ -136,8 +137,23 @@ def as_loader(data, batch_size: int = 128, *, shuffle: bool = True, seed: int = 
         batches = _Batches(sampler, batch_size, drop_last)
     if max_batches is not None:
         batches = _Capped(batches, max_batches)
-    return DataLoader(_BatchView(data), sampler=batches, batch_size=None, num_workers=num_workers,
-                      pin_memory=pin_memory)
+    return DataLoader(_BatchView(data), sampler=batches, batch_size=None, pin_memory=pin_memory,
+                      **worker_options(num_workers))
+
+
+def worker_options(num_workers: int) -> dict:
+    """DataLoader keywords for ``num_workers`` loader processes, started safely in this process.
+
+    Inside a process group the workers start from a fresh forkserver, never by forking this
+    process: it already runs the group's threads (gloo, queue feeders), and a fork copies their
+    locks in whatever state they are, so a worker can wait forever on a lock no thread will
+    release (seen as a rank waiting for its first batch while the other waits in an all-reduce).
+    Persistent, so they start once per loader, not once per epoch. One process forks as usual.
+    """
+    options = {"num_workers": num_workers}
+    if num_workers and _group.active():
+        options.update(multiprocessing_context="forkserver", persistent_workers=True)
+    return options
 
 
 def in_order(data, batch_size: int = 1000) -> DataLoader:
@@ -187,4 +203,4 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
 
 
-__all__ = ["ShuffledBatches", "as_loader", "in_order", "loader", "take", "augment"]
+__all__ = ["ShuffledBatches", "as_loader", "in_order", "loader", "take", "augment", "worker_options"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -148,8 +149,18 @@ def _torchrun(tmp_path: Path, *argv: str) -> tuple[str, list[str]]:
     log = tmp_path / f"writes-{argv[0]}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(hooks), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]), "MPQ_WRITE_LOG": str(log),
            "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "mpqlib.cli", *argv,
-                          "--device", "cpu", "--quiet"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=360)
+    # its own session, so that a hang is ended whole: torchrun, its ranks and their loader workers
+    # (which hold the output pipes open), and the stacks faulthandler printed become the failure
+    proc = subprocess.Popen([str(TORCHRUN), "--standalone", "--nproc_per_node=2", "-m", "mpqlib.cli", *argv,
+                             "--device", "cpu", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"torchrun {argv[0]} hung for 300 s; the stacks of its processes:\n{err[-6000:]}")
+    run = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert run.returncode == 0, run.stderr[-3000:]
     return run.stdout, log.read_text().split("\n")[:-1] if log.exists() else []
 
@@ -194,3 +205,20 @@ def test_torchrun_search_matches_one_process_and_qat_writes_once(tmp_path):
     assert sorted(writes) == ["0 q.json", "0 q.pt"] and "top-1" in stdout
     state = torch.load(tmp_path / "q.pt", weights_only=True)["state_dict"]
     assert not any(k.startswith("module.") for k in state)
+
+
+def test_loader_workers_start_from_a_forkserver_inside_a_process_group(monkeypatch):
+    """Under torchrun a forked worker can inherit a lock held by one of the group's threads and
+    wait forever (measured: 1 torchrun train in about 6 hung); the loader the CLI builds there
+    starts its workers from a forkserver. One process keeps the default (fork)."""
+    from mpqlib import _group
+
+    data = D.search_data("fmnist:2", seed=0)
+    alone = D.as_loader(data, 10, num_workers=1)
+    assert alone.multiprocessing_context is None and not alone.persistent_workers
+    monkeypatch.setattr(_group, "active", lambda: True)
+    monkeypatch.setattr(_group, "world", lambda: 2)
+    monkeypatch.setattr(_group, "rank", lambda: 0)
+    in_group = D.as_loader(data, 10, num_workers=1)  # its ShuffledBatches already split over 2 ranks
+    assert in_group.multiprocessing_context.get_start_method() == "forkserver" and in_group.persistent_workers
+    assert D.as_loader(data, 10).num_workers == 0  # no workers, nothing to start
