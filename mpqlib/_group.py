@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 
 def active() -> bool:
     """True inside an initialised process group of more than one process."""
@@ -19,4 +21,11 @@ def world() -> int:
     return dist.get_world_size() if active() else 1
 
 
-__all__ = ["active", "rank", "world"]
+def check_split(batch_size: int, processes: int, kind: str = "") -> None:
+    """A global batch must cut into ``processes`` equal shares (``kind``: "emulated " in one process)."""
+    if batch_size % processes:
+        raise ConfigError(f"the global batch size {batch_size} does not split evenly over {processes} {kind}processes: "
+                          f"choose a multiple of {processes}")
+
+
+__all__ = ["active", "rank", "world", "check_split"]

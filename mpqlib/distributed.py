@@ -31,11 +31,17 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._group import active, rank, world  # noqa: F401  (this module's API too)
+from ._group import active, check_split, rank, world  # noqa: F401  (this module's API too)
 from .errors import ConfigError
 
 PREFIX = "module."
 _EMULATED = 1
+
+
+def emulated() -> int:
+    """How many processes this one process computes as (:func:`emulate`); 1 under torchrun,
+    where every process takes its own share."""
+    return 1 if active() else _EMULATED
 
 
 def shares() -> int:
@@ -223,9 +229,7 @@ def shard(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
     s = loader.batch_sampler if as_batch_sampler else loader.sampler
     if not active() or not isinstance(s, ShuffledBatches) or s.world > 1:
         return loader
-    if s.batch_size % world():
-        raise ConfigError(f"batch size {s.batch_size} does not split evenly over {world()} processes: "
-                          f"choose a multiple of {world()} (the batch size is the global one)")
+    check_split(s.batch_size, world())
     split = ShuffledBatches(s.n, s.batch_size, shuffle=s.shuffle, seed=s.seed, rank=rank(),
                             world=world(), drop_last=s.drop_last)
     common = {"pin_memory": loader.pin_memory, **worker_options(loader.num_workers)}

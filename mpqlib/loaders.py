@@ -32,17 +32,13 @@ class ShuffledBatches(Sampler):
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, seed: int = 0,
                  rank: int | None = None, world: int | None = None, drop_last: bool = False):
-        from . import _group
-
         rank = _group.rank() if rank is None else rank
         world = _group.world() if world is None else world
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
         if not 0 <= rank < world:
             raise ConfigError(f"rank must be in 0..{world - 1}, not {rank}")
-        if batch_size % world:
-            raise ConfigError(f"the global batch size {batch_size} does not split evenly over {world} processes; "
-                              f"choose a multiple of {world}")
+        _group.check_split(batch_size, world)
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world, self.drop_last, self.epoch = rank, world, drop_last, 0
 

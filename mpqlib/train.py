@@ -79,12 +79,10 @@ def fit(model: nn.Module, loader, optimizer: torch.optim.Optimizer, *,
     if state_path is not None and Path(state_path).exists():
         start = _resume(state_path, model, optimizer, scheduler, history, device, settings)
     net, outside = _parallel(model, optimizer, device, sync_bn)
-    parts = 1 if dist.active() else dist.shares()  # one process computing as `parts` would
+    parts = dist.emulated()  # one process computing as `parts` would
     if parts > 1:
         sampler = loader.batch_sampler if isinstance(loader.batch_sampler, D.ShuffledBatches) else loader.sampler
-        if getattr(sampler, "batch_size", 0) % parts:
-            raise ConfigError(f"batch size {getattr(sampler, 'batch_size', None)} does not split evenly over {parts} "
-                              f"emulated processes: choose a multiple of {parts} (the batch size is the global one)")
+        dist.check_split(getattr(sampler, "batch_size", 0), parts, "emulated ")
     samplers = [s for s in (loader.sampler, loader.batch_sampler) if hasattr(s, "set_epoch")]
     for epoch in range(start, epochs):
         for s in samplers:

@@ -163,8 +163,8 @@ def test_emulated_processes_are_checked():
         with dist.emulate(0):
             pass
     with dist.emulate(3):
-        assert dist.shares() == 3
-    assert dist.shares() == 1
+        assert dist.shares() == dist.emulated() == 3
+    assert dist.shares() == dist.emulated() == 1
 
 
 def test_one_process_as_two_needs_a_batch_that_splits(tmp_path):
@@ -175,7 +175,7 @@ def test_one_process_as_two_needs_a_batch_that_splits(tmp_path):
 
     net = nn.Linear(4, 2)
     images = D.Images("t", torch.randn(12, 4), torch.randint(0, 2, (12,)), ("a", "b"))
-    with dist.emulate(2), pytest.raises(ConfigError, match="batch size 5 does not split evenly over 2"):
+    with dist.emulate(2), pytest.raises(ConfigError, match="batch size 5 does not split evenly over 2 emulated processes"):
         T.fit(net, D.as_loader(images, 5), torch.optim.SGD(net.parameters(), lr=0.1), epochs=1, progress=False)
 
 
