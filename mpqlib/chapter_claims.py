@@ -7,7 +7,7 @@ from __future__ import annotations
 from . import display, report
 from ._io import read_json
 from .display import budget_label, model_label
-from .verdicts import claim_label, claim_stance, claims_rows
+from .verdicts import claim_caveat, claim_label, claim_stance, claims_rows
 
 
 class ClaimsMixin:
@@ -20,8 +20,7 @@ class ClaimsMixin:
         CI), the verdict with its stance, and the caveat of an underpowered model on every row."""
         import pandas as pd
 
-        pilot_path = self.p.path("pilot.json")
-        pilot = read_json(pilot_path) if pilot_path.exists() else None
+        pilot = self.pilot()
         out = {}
         for m in dict.fromkeys(c["model"] for c in doc["claims"]):
             rows = [{k: v for k, v in r.items() if k != "id"} for r in claims_rows(doc, m, pilot)]
@@ -34,9 +33,14 @@ class ClaimsMixin:
 
     def claims_summary(self, doc: dict) -> None:
         """Glue the sentences of the closing section: what was and was not reproduced."""
+        pilot = self.pilot()
+
         def names(stance):
-            return "; ".join(f"{model_label(c['model'])}, {claim_label(c['id'])} ({c['verdict']})"
-                             for c in doc["claims"] if self.stance(c) == stance) or "none"
+            def one(c):
+                caveat = claim_caveat(doc, c, pilot, short=True)
+                return f"{model_label(c['model'])}, {claim_label(c['id'])} ({c['verdict']}" + \
+                    (f"; {caveat})" if caveat else ")")
+            return "; ".join(one(c) for c in doc["claims"] if self.stance(c) == stance) or "none"
 
         display.glue("claims_yes", names("supports"))
         display.glue("claims_no", names("contradicts"))
@@ -60,7 +64,7 @@ class ClaimsMixin:
             p = pw[m]
             return (f"policy SD {report.fmt_pp(p['policy_sd_pp'], sign=False)} against seed SD "
                     f"{report.fmt_pp(p['seed_sd_pp'], sign=False)} in the protocol run; "
-                    + self.power_verdict(m, pc.get(m)))
+                    + self.power_verdict(m, pc.get(m), p.get("ratio")))
         display.glue("claims_power", self.joined(power, pmodels) if pmodels else "n/a")
 
 

@@ -38,11 +38,28 @@ class DiscriminabilityMixin:
             "ptq": f"{corr['spearman'].get('ptq_top1_target', {}).get('rho', math.nan):+.2f}",
             "bits": f"{corr['spearman'].get('mean_bits', {}).get('rho', math.nan):+.2f}",
             "ceiling": f"{nc['ceiling']:.2f}" if nc else "n/a",
-            "verdict": "supported (its CI lies above zero)" if fr.get("ci_low", -1) > 0 else
-                       "not supported (its CI reaches zero or below)"}
+            "verdict": self.corr_verdict(corr["spearman"])}
         return self.table(pd.DataFrame(rows), {"Spearman": "{:+.2f}"},
                           caption=f"{model_label(corr['model'])}: {corr['n_policies']} policies at "
                                   f"{budget_label(corr['budget'])}")
+
+    @staticmethod
+    def corr_verdict(spearman: dict) -> str:
+        """The assumption (the proxy's Fisher ratio predicts top-1 after QAT) in the words its CI
+        allows: "supported" only where the CI lies above zero, "contradicted" where it lies below,
+        "not shown" where it reaches zero; and, where a trivial predictor (target top-1 before QAT,
+        mean bits) ranks the policies better, that predictor is named."""
+        fr = spearman.get("fisher_ratio", {})
+        lo, hi = fr.get("ci_low", math.nan), fr.get("ci_high", math.nan)
+        words = ("supported (its CI lies above zero)" if lo > 0 else
+                 "contradicted (its CI lies below zero)" if hi < 0 else
+                 "not shown (its CI reaches zero)")
+        rho = fr.get("rho", math.nan)
+        better = [f"{name} ({spearman[k]['rho']:+.2f})" for k, name in
+                  (("ptq_top1_target", "the target top-1 before fine-tuning"), ("mean_bits", "the mean bits"))
+                  if k in spearman and math.isfinite(rho) and spearman[k].get("rho", -math.inf) > rho]
+        return words + (f"; {' and '.join(better)} rank{'s' if len(better) == 1 else ''} the policies better"
+                        if better else "")
 
     def correlation_summary(self) -> None:
         """Glue chapter 5's sentences after :meth:`correlation_table` ran for every model."""

@@ -10,12 +10,7 @@ from . import display, report
 from ._io import read_json
 from .chapters import Chapter, ensure
 from .display import FIG_WIDTH, model_label, policy_label
-from .verdicts import claim_label, stance_text
-
-OBJECTION_CLAIMS = ("tuned-seam-vs-target", "tuned-seam-vs-ce", "proxy-vs-target-long", "seam-vs-uniform-long",
-                    "noise-control", "disjoint-classes-vs-target")
-"""The claims chapter 7 tests (mpqlib.study.facts), in the order the chapter shows them."""
-
+from .verdicts import OBJECTION_CLAIMS, claim_caveat, claim_label, stance_text
 
 def config_text(config: dict) -> str:
     """A grid configuration in words: ``m 0.1, λ 0.01``; ``likelihood only``; ``no head pre-fit``."""
@@ -39,6 +34,7 @@ class ObjectionsChapter(Chapter):
         """objections.json, its numbers glued for the text; None (every number "pending") where
         the study has not computed the part (``mpq study run --profile full`` does)."""
         o = self.p.objections
+        display.glue("obj_premise", self.premise())
         display.glue("obj_tie", f"{o.tie_pp:g} pp")
         display.glue("obj_plateau_pp", f"{o.plateau_pp:g} pp")
         path = self.p.path("objections.json")
@@ -61,12 +57,19 @@ class ObjectionsChapter(Chapter):
             spread = [r["mean"] for r in t["grid"].get(m, []) if r["mean"] is not None]
             display.glue(f"obj_{m}_spread", f"{min(spread):.2f}–{max(spread):.2f}%" if spread else "n/a")
         lq = doc["long_qat"]
-        display.glue("obj_plateau", "not reached (runs missing)" if lq["plateau_epochs"] is None
-                     else f"{lq['plateau_epochs']} epoch{'s' if lq['plateau_epochs'] > 1 else ''}")
+        display.glue("obj_plateau", self.plateau_words(lq))
         display.glue("obj_long_images", "all 60,000" if lq["train_images"] is None else f"{lq['train_images']:,}")
         display.glue("obj_ladder", self.ladder_words(doc))
         display.glue("obj_fp_disjoint", f"{doc['disjoint']['fp_top1']:.2f}%" if doc["disjoint"].get("fp_top1") else "n/a")
         return doc
+
+    def premise(self) -> str:
+        """What chapters 3 and 6 found for the transfer claim (SEAM on MNIST vs the target search),
+        per model, with CI, verdict and stance: the finding this chapter's objections answer."""
+        path = self.p.path("claims.json")
+        found = [c for c in read_json(path)["claims"] if c["id"] == "proxy-vs-target"] if path.exists() else []
+        return "; ".join(f"{model_label(c['model'])} {report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} "
+                         f"({c['verdict']}: {stance_text(c)})" for c in found) or "not run yet"
 
     # ------------------------------------------------------------------ tuning
     def tuning_table(self, doc: dict | None):
@@ -109,6 +112,24 @@ class ObjectionsChapter(Chapter):
         plt.show()
 
     # ------------------------------------------------------------------ converged QAT
+    @staticmethod
+    def plateau_words(lq: dict) -> str:
+        """The QAT length the plateau rule chose, in words that say whether a plateau was shown: the
+        rule takes the longest length when no shorter one comes within the tolerance, and that
+        length is then the longest measured, not a plateau. A point rule on the mean over QAT
+        seeds, without a CI."""
+        e = lq.get("plateau_epochs")
+        if e is None:
+            return "not decided (runs missing)"
+        n = len(lq.get("qat_seeds") or [])
+        rule = f"a point rule on the mean of {n} QAT seed{'s' if n != 1 else ''}, without a CI"
+        epochs = sorted(int(x) for x in lq["epochs"])
+        if e == epochs[-1] and len(epochs) > 1:
+            return (f"no plateau shown within {e} epochs (the {epochs[-2]}-epoch mean still differs from the "
+                    f"{e}-epoch mean by more than {lq['plateau_pp']:g} pp for a policy), so the comparisons run "
+                    f"at {e} epochs, the longest measured ({rule})")
+        return f"{e} epoch{'s' if e > 1 else ''} ({rule})"
+
     def show_plateau(self, doc: dict | None) -> None:
         if doc is None:
             return None
@@ -135,11 +156,24 @@ class ObjectionsChapter(Chapter):
     # ------------------------------------------------------------------ proxies
     @staticmethod
     def ladder_words(doc: dict) -> str:
+        """The proxies in their order of distance (closest first), each with SEAM's difference to the
+        target search, then whether the differences follow that order: each step where they do not is
+        named, and so is each where the two CIs overlap (the order is then not resolved)."""
         rows = doc.get("ladder") or []
         if not rows:
             return "not measured yet"
-        order = sorted(rows, key=lambda r: -r["estimate_pp"])
-        return "; ".join(f"{r['proxy']} {report.fmt_diff(r['estimate_pp'], r['ci_low'], r['ci_high'])}" for r in order)
+        text = "; ".join(f"{r['proxy']} {report.fmt_diff(r['estimate_pp'], r['ci_low'], r['ci_high'])}" for r in rows)
+        if len(rows) < 2:
+            return text
+        pairs = list(zip(rows, rows[1:]))
+        against = [f"{b['proxy']} above {a['proxy']}" for a, b in pairs if b["estimate_pp"] > a["estimate_pp"]]
+        overlap = [f"{a['proxy']} / {b['proxy']}" for a, b in pairs
+                   if not (a["ci_low"] > b["ci_high"] or b["ci_low"] > a["ci_high"])]
+        text += (". The estimates " + ("fall with distance at every step" if not against else
+                                       "do not follow the distance order: " + ", ".join(against)))
+        if overlap:
+            text += f"; the CIs overlap (order not resolved) for {', '.join(overlap)}"
+        return text
 
     def show_ladder(self, doc: dict | None) -> None:
         """Each proxy's SEAM policy minus the target search (95% CI), from the closest proxy to no information."""
@@ -168,13 +202,15 @@ class ObjectionsChapter(Chapter):
         import pandas as pd
 
         doc = doc or self.claims()
+        pilot = self.pilot()
         rows = []
         for cid in OBJECTION_CLAIMS:
             for c in (c for c in doc["claims"] if c["id"] == cid):
                 rows.append({"claim": claim_label(cid), "model": model_label(c["model"]),
                              "difference (pp, 95% CI)": report.fmt_diff(c["estimate_pp"], c["ci_low"], c["ci_high"]),
                              "units a / b": f"{c.get('a_units', '?')} / {c.get('b_units', '?')}",
-                             "verdict": f"{c['verdict']}: {stance_text(c)}"})
+                             "verdict": f"{c['verdict']}: {stance_text(c)}",
+                             "caveat": claim_caveat(doc, c, pilot, short=True) or "—"})
         if not rows:
             print("none of chapter 7's claims has runs in this profile yet")
             return None

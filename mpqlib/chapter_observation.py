@@ -73,7 +73,10 @@ class ObservationMixin:
         up = [(a, b) for a, b in zip(steps, steps[1:]) if margin[b] >= margin[a]]
         if not up:
             return "falls with every step down in bits"
-        return ("falls from FP to W2A2 overall, but not at every step: "
+        first, last = steps[0], steps[-1]
+        overall = (f"falls from {first} to {last} overall" if margin[last] < margin[first] else
+                   f"does not fall from {first} to {last} ({fmt_num(margin[last])} against {fmt_num(margin[first])})")
+        return (f"{overall}, but not at every step: "
                 + ", ".join(f"{b} keeps {fmt_num(margin[b])} against {a}'s {fmt_num(margin[a])}" for a, b in up))
 
     def observation_tables(self, obs: Observation):

@@ -10,9 +10,10 @@ import numpy as np
 
 from . import display, report
 from ._io import read_json
+from .errors import ConfigError
 from .display import FIG_WIDTH, METHOD_COLOURS, budget_label, fmt_pct, fmt_ratio, model_label, policy_label
 from .study.facts import PAPER, PAPER_ROWS
-from .verdicts import claim_label
+from .verdicts import POWER_RULE, claim_label
 
 
 class QATMixin:
@@ -47,7 +48,7 @@ class QATMixin:
                           nowrap=("95% CI", "vs uniform", "BitOps"),
                           caption=f"{model_label(model)} at {budget_label(ex.budget_name)} "
                                   f"({report.fmt_bitops(ex.budget)} BitOps); full precision "
-                                  f"{fmt_pct(ex.meta['top1'])}")
+                                  f"{fmt_pct(ex.meta['top1'])}" + self._caveat_caption(model))
 
     def qat_summary(self, doc: dict) -> None:
         """Glue chapter 3's sentences from claims.json (every model)."""
@@ -94,7 +95,13 @@ class QATMixin:
             out.append(row)
         return self.table(pd.DataFrame(out), nowrap=("paper top-1", "paper vs uniform", "ours vs uniform"),
                           caption=f"{model_label(model)} at {budget_label(self.ex(model).budget_name)}: each row "
-                                  "of the paper's Table 2 (MobileNetV1 on ImageNet) beside our policy in the same role")
+                                  "of the paper's Table 2 (MobileNetV1 on ImageNet) beside our policy in the same role"
+                                  + self._caveat_caption(model))
+
+    def _caveat_caption(self, model: str) -> str:
+        """" (underpowered: ...)" for the caption of a table comparing ``model``'s policies, or ""."""
+        caveat = self.model_caveat(model)
+        return f" ({caveat})" if caveat else ""
 
     def sweep_points(self, model: str | None = None) -> list[dict]:
         """Per sweep budget and policy: mean BitOps and top-1 with 95% CI (report.mean_ci)."""
@@ -153,11 +160,26 @@ class QATMixin:
         plt.show()
         seam = [q for q in pts if q["policy"] == "seam-mnist"]
         unif = {q["budget"]: q for q in pts if q["policy"] == "uniform"}
-        gains = [(q["budget"], q["top1"] - unif[q["budget"]]["top1"]) for q in seam if q["budget"] in unif]
+        gains = [(q["budget"], self.sweep_gain(model, q["budget"])) for q in seam if q["budget"] in unif]
         display.glue("sweep_model", model_label(model))
         display.glue("sweep_budgets", ", ".join(budget_label(b) for b in self.p.sweep_budgets))
-        display.glue("sweep_gain", "; ".join(f"{budget_label(b)} {report.fmt_pp(g)}" for b, g in gains) if gains else "n/a")
+        display.glue("sweep_gain", "; ".join(f"{budget_label(b)} {g}" for b, g in gains) if gains else "n/a")
         display.glue("sweep_seeds", str(len(self.p.sweep_qat_seeds)))
+
+    def sweep_gain(self, model: str, budget: str) -> str:
+        """SEAM minus uniform at one sweep budget: the paired difference within QAT seeds with its 95%
+        CI and verdict ("+0.12 [-0.10, +0.30] pp, within noise"); the mean difference, labelled as
+        such, where one QAT seed leaves nothing to pair over."""
+        rows = self.model_rows(model, budget)
+        if not (len(self.matrix(rows, "seam-mnist")) and len(self.matrix(rows, "uniform"))):
+            return "not run"
+        try:
+            d = report.paired_difference(rows, "seam-mnist", "uniform", n_boot=self.p.bootstrap)
+        except ConfigError:  # a single run per side: no CI
+            a, b = self.matrix(rows, "seam-mnist"), self.matrix(rows, "uniform")
+            return f"{report.fmt_pp(float(np.nanmean(a) - np.nanmean(b)))} (one run each, no CI)"
+        return (f"{report.fmt_diff(d.estimate, d.ci_low, d.ci_high)}, "
+                f"{report.verdict(d.estimate, (d.ci_low, d.ci_high), 'difference')}")
 
     def power_rows(self) -> list[dict]:
         """Seed SD and policy SD (random policies) per model and budget: the pilot's budgets where
@@ -232,16 +254,20 @@ class QATMixin:
         display.glue("control_text", "; ".join(f"{model_label(m)}: {report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} "
                                                f"({c['verdict']})"
                                                for m, c in pc.items()) or "not run")
-        display.glue("control_power", self.joined(lambda m: self.power_verdict(m, pc.get(m)), list(pc) or None))
+        display.glue("control_power", self.joined(
+            lambda m: self.power_verdict(m, pc.get(m), (doc.get("power", {}).get(m) or {}).get("ratio")),
+            list(pc) or None))
 
     @staticmethod
     def controls(doc: dict) -> dict[str, dict]:
         """The positive-control claim of claims.json, by model."""
         return {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
 
-    def power_verdict(self, model: str, control: dict | None) -> str:
-        """Both power checks of ``model`` in words: the pilot's rule (policy SD >= 2x seed SD) and the
-        positive control of the protocol run; where they disagree the sentence says so."""
+    def power_verdict(self, model: str, control: dict | None, run_ratio: float | None = None) -> str:
+        """The power checks of ``model`` in words: the pilot's rule (policy SD >= 2x seed SD), the
+        positive control of the protocol run and, given, the protocol run's own ratio; where they
+        disagree the sentence says so. The caveat follows :func:`mpqlib.verdicts.power_caveat`'s
+        rule: a ratio below 2 in the pilot or in the run."""
         pilot = self.p.path("pilot.json")
         doc = read_json(pilot) if pilot.exists() else {}
         main = self.ex(model).budget_name
@@ -258,7 +284,16 @@ class QATMixin:
         if ratio is not None and passed != powered:
             control_words += (" nevertheless" if passed else "") + \
                 "; read its other claims with the pilot's verdict in mind"
-        return f"{pilot_words}, {control_words}"
+        text = f"{pilot_words}, {control_words}"
+        if run_ratio is not None:
+            text += (f"; the protocol run's ratio {fmt_ratio(run_ratio)} "
+                     + ("misses" if run_ratio < POWER_RULE else "meets") + " the rule")
+            pilot_misses = ratio is not None and ratio < POWER_RULE
+            if run_ratio < POWER_RULE and not pilot_misses:
+                text += ", so every verdict of this model carries the underpowered caveat"
+            elif run_ratio >= POWER_RULE and pilot_misses:
+                text += ", but the pilot's miss keeps the underpowered caveat on every verdict"
+        return text
 
 
 __all__ = ["QATMixin"]

@@ -169,6 +169,15 @@ class SearchMixin:
             return math.nan
         return report.spearman(a, b)
 
+    @staticmethod
+    def head_verdict(ratios: dict[str, float]) -> str:
+        """Whether the head reaches :data:`HEAD_THRESHOLD` of the probe, model by model where they
+        differ: "reaches", "does not reach", "reaches (on ResNet-20, not on MobileNetV1)"."""
+        ok = {m: bool(math.isfinite(r) and r >= HEAD_THRESHOLD) for m, r in ratios.items()}
+        yes, no = [m for m, v in ok.items() if v], [m for m, v in ok.items() if not v]
+        return "reaches" if not no else "does not reach" if not yes else \
+            f"reaches (on {', '.join(yes)}, not on {', '.join(no)})"
+
     def head_fit(self):
         """SEAM's L-GM head and a linear probe on the same frozen features (held-out proxy split),
         per model: the head must reach >= 90% of the probe."""
@@ -190,8 +199,7 @@ class SearchMixin:
             return f"{fmt_pct(r['SEAM head'], 1)} against {fmt_pct(r['linear probe'], 1)} ({ratio})"
 
         display.glue("head_text", self.joined(text))
-        ok = all(math.isfinite(r) and r >= HEAD_THRESHOLD for r in df["head / probe"])
-        display.glue("head_verdict", "reaches" if ok else "does not reach")
+        display.glue("head_verdict", self.head_verdict(dict(zip(df["model"], df["head / probe"]))))
         display.glue("head_threshold", f"{HEAD_THRESHOLD:.0%}")
         pct = lambda v: fmt_pct(v, 1)  # noqa: E731  (head_report gives percent)
         return self.table(df, {"SEAM head": pct, "linear probe": pct, "head / probe": "{:.0%}",

@@ -148,6 +148,17 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
         ensure(self.p, parts=("protocol", "sweep", "claims"))
         return read_json(self.p.path("claims.json"))
 
+    def pilot(self) -> dict | None:
+        """results_dir/pilot.json (the pilot's power ratios), None where the pilot has not run."""
+        path = self.p.path("pilot.json")
+        return read_json(path) if path.exists() else None
+
+    def model_caveat(self, model: str) -> str:
+        """The power caveat of ``model``'s verdicts (:func:`mpqlib.verdicts.power_caveat`; "" when
+        powered or before claims.json exists), for the captions of tables that compare policies."""
+        path = self.p.path("claims.json")
+        return power_caveat(read_json(path), model, self.pilot()) if path.exists() else ""
+
     def efficiency(self) -> dict:
         """results_dir/efficiency.json (written by the full run), computed if missing."""
         path = self.p.path("efficiency.json")

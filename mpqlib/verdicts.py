@@ -10,7 +10,7 @@ from typing import Mapping
 
 from . import report
 from .display import fmt_pct, fmt_ratio, model_label, policy_label
-from .study.facts import CLAIM_TEXT, CLAIMS, PAPER, PAPER_STANCE
+from .study.facts import CLAIM_TEXT, CLAIMS, MATCH_CLAIMS, PAPER, PAPER_STANCE, POWER_NOTES
 
 STANCE_WORDS = {"supports": "reproduced", "contradicts": "not reproduced at this scale", "undecided": "undecided"}
 """What a stance says to a reader ("not reproduced at this scale": on this book's small data,
@@ -27,14 +27,24 @@ def claim_label(cid: str) -> str:
     return f"{policy_label(a)} vs {policy_label(b)}"
 
 
-def claim_stance(claim: dict) -> str | None:
+def claim_stance(claim: Mapping) -> str | None:
     """What ``claim``'s verdict says about the paper: "supports", "contradicts" or "undecided"
-    (:data:`PAPER_STANCE`); None for the positive control, a check of the design, not a claim."""
+    (:data:`PAPER_STANCE`); None for a check of the design or a claim the paper does not make.
+
+    A claim of a match (:data:`MATCH_CLAIMS`: the same accuracy, "matches or beats") is contradicted
+    only by a deficit beyond the margin: a 95% CI wholly below -margin. A CI that excludes 0 but
+    reaches into the margin ("different" at [-0.45, -0.05]) may still be a match, so it is undecided."""
     if claim["id"] not in PAPER_STANCE:
         return None
     supports, contradicts = PAPER_STANCE[claim["id"]]
     verdict = claim["verdict"].split(" (")[0]
-    return "supports" if verdict in supports else "contradicts" if verdict in contradicts else "undecided"
+    if verdict in supports:
+        return "supports"
+    if verdict in contradicts:
+        if claim["id"] in MATCH_CLAIMS and not claim["ci_high"] < -report.MARGIN_PP:
+            return "undecided"
+        return "contradicts"
+    return "undecided"
 
 
 def stance_text(claim: Mapping) -> str:
@@ -51,21 +61,48 @@ def pilot_ratio(pilot: Mapping | None, model: str, budget: str) -> float | None:
     return ((pilot or {}).get("budgets", {}).get(model, {}).get(budget) or {}).get("ratio")
 
 
+def power_ratios(doc: Mapping, model: str, pilot: Mapping | None = None) -> dict[str, float]:
+    """The power ratios measured for ``model``: {"run": ..., "pilot": ...}, each where it exists."""
+    out = {"run": (doc.get("power", {}).get(model) or {}).get("ratio"),
+           "pilot": pilot_ratio(pilot, model, (doc.get("budgets") or {}).get(model, ""))}
+    return {k: float(v) for k, v in out.items() if v is not None}
+
+
 def power_words(doc: Mapping, model: str, pilot: Mapping | None = None) -> str:
-    """"power ratio 1.24 in the run (pilot 1.69)": the run's ratio, and the pilot's, each named."""
-    ratio = (doc.get("power", {}).get(model) or {}).get("ratio")
-    if ratio is None:
+    """"power ratio 1.24 in the run, 1.69 in the pilot": each ratio measured, named."""
+    r = power_ratios(doc, model, pilot)
+    if not r:
         return "power ratio not measured"
-    pr = pilot_ratio(pilot, model, (doc.get("budgets") or {}).get(model, ""))
-    return f"power ratio {ratio:.2f} in the run" + (f", {pr:.2f} in the pilot" if pr is not None else "")
+    return "power ratio " + ", ".join(f"{v:.2f} in the {k}" for k, v in r.items())
+
+
+def power_short(doc: Mapping, model: str, pilot: Mapping | None = None) -> str:
+    """The caveat in a few words for a table cell ("underpowered (ratio 1.24 < 2)"), "" if powered."""
+    r = power_ratios(doc, model, pilot)
+    if not r:
+        return "underpowered (power not measured)"
+    low = [f"{'ratio' if k == 'run' else 'pilot ratio'} {v:.2f} < {POWER_RULE:g}" for k, v in r.items() if v < POWER_RULE]
+    return f"underpowered ({'; '.join(low)})" if low else ""
 
 
 def power_caveat(doc: Mapping, model: str, pilot: Mapping | None = None) -> str:
-    """The caveat every verdict of an underpowered model carries ("" when the rule is met)."""
-    ratio = (doc.get("power", {}).get(model) or {}).get("ratio")
-    if ratio is not None and ratio >= POWER_RULE:
+    """The caveat every verdict of an underpowered model carries ("" when the rule is met).
+
+    One rule for every table, the README and the chapters' sentences: a model is underpowered
+    when its power ratio misses the pre-registered 2 in the protocol run or in the pilot (either
+    one), or when none was measured."""
+    if not power_short(doc, model, pilot):
         return ""
-    return f"underpowered: {power_words(doc, model, pilot)}, below the rule's {POWER_RULE:g}"
+    where = [k for k, v in power_ratios(doc, model, pilot).items() if v < POWER_RULE]
+    return (f"underpowered: {power_words(doc, model, pilot)}, below the rule's {POWER_RULE:g}"
+            + (f" in the {' and the '.join(where)}" if where else ""))
+
+
+def claim_caveat(doc: Mapping, claim: Mapping, pilot: Mapping | None = None, short: bool = False) -> str:
+    """Every caveat of one claim's verdict: its model's power caveat and, where the model's power
+    ratio does not cover the claim (another model, another QAT recipe), that note; "" if none."""
+    model = power_short(doc, claim["model"], pilot) if short else power_caveat(doc, claim["model"], pilot)
+    return "; ".join(x for x in (model, POWER_NOTES.get(claim["id"], "")) if x)
 
 
 def paper_fill() -> dict[str, str]:
@@ -82,17 +119,32 @@ def paper_fill() -> dict[str, str]:
 TRANSFER_CLAIMS = ("proxy-vs-target", "second-proxy", "tuned-seam-vs-target", "proxy-vs-target-long",
                    "disjoint-classes-vs-target")
 """The tests of the paper's transfer claim (a proxy's policy matches the target search's)."""
+OBJECTION_CLAIMS = ("tuned-seam-vs-target", "tuned-seam-vs-ce", "proxy-vs-target-long", "seam-vs-uniform-long",
+                    "noise-control", "disjoint-classes-vs-target")
+"""The claims chapter 7 tests (mpqlib.study.facts), in the order the chapter shows them."""
+
+
+def _named(claims: list) -> str:
+    return "; ".join(f"{claim_label(c['id']).split(' vs ')[0]}, {model_label(c['model'])}" for c in claims)
 
 
 def bottom_line(doc: Mapping, eff: Mapping | None = None, pilot: Mapping | None = None) -> list[str]:
-    """The book's bottom line in two or three plain sentences, computed from claims.json,
-    efficiency.json and pilot.json: transfer (X of Y tests), cost against the paper's 297x, scale."""
+    """The book's bottom line in a few plain sentences, computed from claims.json, efficiency.json
+    and pilot.json: transfer (how many tests matched, fell short beyond the margin, or stayed
+    undecided), cost against the paper's 297x, chapter 7's objections, and the scale."""
     transfer = [c for c in doc["claims"] if c["id"] in TRANSFER_CLAIMS]
-    matched = [c for c in transfer if c["verdict"].startswith("equivalent")]
-    out = [f"**Transfer:** a policy searched on a proxy matched the search on the target (equivalent within "
-           f"±{report.MARGIN_PP:g} pp) in {len(matched)} of {len(transfer)} tests"
-           + (" (" + "; ".join(f"{claim_label(c['id']).split(' vs ')[0]}, {model_label(c['model'])}"
-                              for c in matched) + ")" if matched else "") + "."]
+    matched = [c for c in transfer if claim_stance(c) == "supports"]
+    short = [c for c in transfer if claim_stance(c) == "contradicts"]
+    open_ = [c for c in transfer if claim_stance(c) == "undecided"]
+    text = (f"**Transfer:** a policy searched on a proxy matched the search on the target (equivalent within "
+            f"±{report.MARGIN_PP:g} pp) in {len(matched)} of {len(transfer)} tests"
+            + (f" ({_named(matched)})" if matched else ""))
+    if short:
+        text += (f"; in {len(short)} it fell short by more than the margin ({_named(short)})")
+    if open_:
+        text += (f"; {len(open_)} {'is' if len(open_) == 1 else 'are'} undecided, the CI allowing both "
+                 f"({_named(open_)})")
+    out = [text + "."]
     ratios = (eff or {}).get("ratios", {})
     proj = ((eff or {}).get("imagenet") or {}).get("archs", {}).get("mobilenetv1", {}).get("ratios", {})
 
@@ -100,18 +152,27 @@ def bottom_line(doc: Mapping, eff: Mapping | None = None, pilot: Mapping | None 
         v = (ratios.get(key) or {}).get("value")
         return fmt_ratio(v) if v is not None else None
 
-    parts = [f"the search on the whole target at SEAM's epochs took {measured('target-equal-epochs/seam')} SEAM's "
-             "time" if measured("target-equal-epochs/seam") else None,
+    target = [(measured(k), what) for k, what in (("target-equal-epochs/seam", "at SEAM's epochs"),
+                                                  ("target-equal-steps/seam", "at SEAM's number of steps"))
+              if measured(k)]
+    target = [f"{r} SEAM's time {what}" if i == 0 else f"{r} {what}" for i, (r, what) in enumerate(target)]
+    parts = [f"the search on the whole target took {' and '.join(target)}" if target else None,
              f"a joint weights-and-bits search (the class of FracBits) {measured('joint/seam')}"
              if measured("joint/seam") else None]
     parts = [x for x in parts if x]
     if parts:
-        cost = "**Cost:** measured here, " + " and ".join(parts)
+        cost = "**Cost:** measured here, " + "; ".join(parts)
         if proj.get("joint/seam") is not None:
             cost += (f"; projected to ImageNet (MobileNetV1), the joint search costs {fmt_ratio(proj['joint/seam'])} "
                      "SEAM's")
         out.append(cost + f", against the paper's {fmt_ratio(PAPER['joint_over_seam'])} (FracBits "
                    f"{PAPER['table2']['FracBits'][2]:g} h against SEAM's {PAPER['table2']['SEAM, proxy S'][2]:g} h).")
+    objections = [c for cid in OBJECTION_CLAIMS for c in doc["claims"] if c["id"] == cid]
+    if objections:
+        out.append("**Objections** (chapter 7): " + "; ".join(
+            f"{claim_label(c['id'])}, {model_label(c['model'])}: "
+            f"{report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} ({c['verdict']}: {stance_text(c)})"
+            for c in objections) + ".")
     weak = [m for m in dict.fromkeys(c["model"] for c in doc["claims"]) if power_caveat(doc, m, pilot)]
     scale = ("**Scale:** Fashion-MNIST with an MNIST proxy, small networks and a short fine-tuning on a 2-core CPU, "
              "not ImageNet: a claim marked not reproduced is not reproduced at this scale")
@@ -126,7 +187,6 @@ def claims_rows(doc: Mapping, model: str, pilot: Mapping | None = None) -> list[
     """One row per claim of ``model``: claim, the paper's number (and where), ours with its CI,
     the verdict with its stance, and the caveat (every verdict of an underpowered model has one)."""
     fill = paper_fill()
-    caveat = power_caveat(doc, model, pilot)
     rows = []
     for c in doc["claims"]:
         if c["model"] != model:
@@ -134,9 +194,11 @@ def claims_rows(doc: Mapping, model: str, pilot: Mapping | None = None) -> list[
         words, paper = CLAIM_TEXT.get(c["id"], (c["id"], "—"))
         rows.append({"claim": words.format(**fill), "paper": paper.format(**fill),
                      "ours": report.fmt_diff(c["estimate_pp"], c["ci_low"], c["ci_high"]),
-                     "verdict": f"{c['verdict']}: {stance_text(c)}", "caveat": caveat or "—", "id": c["id"]})
+                     "verdict": f"{c['verdict']}: {stance_text(c)}", "caveat": claim_caveat(doc, c, pilot) or "—",
+                     "id": c["id"]})
     return rows
 
 
-__all__ = ["STANCE_WORDS", "POWER_RULE", "TRANSFER_CLAIMS", "claim_label", "claim_stance", "stance_text", "pilot_ratio",
-           "power_words", "power_caveat", "paper_fill", "bottom_line", "claims_rows"]
+__all__ = ["STANCE_WORDS", "POWER_RULE", "TRANSFER_CLAIMS", "OBJECTION_CLAIMS", "claim_label", "claim_stance",
+           "stance_text", "pilot_ratio", "power_ratios", "power_words", "power_short", "power_caveat", "claim_caveat",
+           "paper_fill", "bottom_line", "claims_rows"]

@@ -44,7 +44,7 @@ def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
     from the file that holds the block; None inside the book (MyST ``{term}`` roles)."""
     from mpqlib.chapters import Chapter
     from mpqlib.display import fmt_ratio, model_label
-    from mpqlib.verdicts import POWER_RULE, bottom_line, claims_rows, power_words
+    from mpqlib.verdicts import POWER_RULE, bottom_line, claim_caveat, claims_rows, power_caveat, power_words
 
     claims = _load(results, "claims.json")
     if claims is None:
@@ -61,21 +61,22 @@ def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
     for model in models:
         pw = claims["power"].get(model, {})
         head = claims["head"].get(model, {})
-        ratio = pw.get("ratio")
-        powered = ratio is not None and ratio >= POWER_RULE
+        powered = not power_caveat(claims, model, pilot)
         lines.append(f"**{model_label(model)}** at the {budgets.get(model, '?').upper()} budget: {t('policy SD')} "
                      f"{pw.get('policy_sd_pp', float('nan')):.2f} pp against {t('seed SD')} "
                      f"{pw.get('seed_sd_pp', float('nan')):.2f} pp, {power_words(claims, model, pilot)}; the rule "
                      f"asks for a {t('power ratio')} of at least {POWER_RULE:g}, so this model is "
-                     + ("powered." if powered else "**underpowered** and each verdict below carries that caveat."))
+                     + ("powered." if powered else "**underpowered** (in the run or in the pilot) and each verdict "
+                                                   "below carries that caveat."))
         if head.get("seam_proxy_acc") is not None:
             lines[-1] += (f" SEAM's head on held-out proxy images: {head['seam_proxy_acc']:.1f}% against a linear "
                           f"probe's {head['linear_probe_acc']:.1f}%.")
         lines += ["", "| claim | the paper | ours, a − b (pp) | verdict | caveat |", "|---|---|---|---|---|"]
-        short = "—" if powered or ratio is None else f"underpowered (ratio {ratio:.2f} < {POWER_RULE:g})"
+        by_id = {c["id"]: c for c in claims["claims"] if c["model"] == model}
         for row in claims_rows(claims, model, pilot):
+            short = claim_caveat(claims, by_id[row["id"]], pilot, short=True) or "—"
             lines.append(f"| {LABELS.get(row['id'], row['id'])} | {row['paper']} | {row['ours']} | {row['verdict']} "
-                         f"| {short if row['caveat'] != '—' else '—'} |")
+                         f"| {short} |")
         lines.append("")
     if eff and eff.get("ratios"):
         parts = []

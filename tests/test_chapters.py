@@ -247,10 +247,10 @@ def test_claims_tables_put_the_paper_beside_ours():
     ch.qat_summary(doc)
 
 
-def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatch):
+def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatch, tmp_path):
     glued = {}
     monkeypatch.setattr(display, "glue", lambda name, value: glued.setdefault(name, value))
-    ch = C.Chapter("smoke")
+    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})  # no pilot.json: the run's ratio decides
     verdicts = {"positive-control": "better", "proxy-vs-target": "different", "seam-vs-ce": "within noise",
                 "seam-vs-uniform": "worse", "seam-vs-limpq": "better", "seam-vs-hawq": "within noise",
                 "second-proxy": "equivalent (±0.3 pp)", "fmnist4-control": "better"}
@@ -259,6 +259,7 @@ def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatc
     # a stance only where the paper makes the claim: not for the design check, HAWQ (no row in
     # Table 2) or the Fashion-MNIST 4% diagnostic (the MNIST deficit is judged once, by transfer)
     by = {c["id"]: c for c in claims}
+    by["proxy-vs-target"].update(estimate_pp=-0.7, ci_low=-0.9, ci_high=-0.4)  # a deficit beyond the margin
     assert C.Chapter.stance(by["seam-vs-uniform"]) == "contradicts"
     assert C.Chapter.stance({**by["seam-vs-uniform"], "verdict": "better"}) == "supports"
     for cid in ("positive-control", "seam-vs-hawq", "fmnist4-control"):
@@ -266,7 +267,7 @@ def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatc
     assert C.stance_text(by["fmnist4-control"]) == "no claim in the paper"
     assert C.stance_text(by["positive-control"]) == "design check"
     assert C.stance_text(by["proxy-vs-target"]) == "not reproduced at this scale"
-    ch.claims_summary({"claims": claims, "power": {}, "head": {}})
+    ch.claims_summary({"claims": claims, "power": {"resnet8": {"seed_sd_pp": 0.1, "policy_sd_pp": 0.3, "ratio": 3.0}}, "head": {}})
     assert glued["claims_yes"] == ("ResNet-8, SEAM, MNIST proxy vs LIMPQ (better); "
                                    "ResNet-8, SEAM, optdigits proxy vs search on the target (equivalent (±0.3 pp))")
     assert glued["claims_no"] == ("ResNet-8, SEAM, MNIST proxy vs search on the target (different); "
@@ -274,6 +275,11 @@ def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatc
     assert glued["claims_open"] == "ResNet-8, SEAM, MNIST proxy vs CE head, MNIST proxy (within noise)"
     text = glued["claims_yes"] + glued["claims_no"] + glued["claims_open"]
     assert not any(cid in text for cid in C.CLAIMS)  # claim ids never in prose
+    # an underpowered model's items carry the caveat in the conclusion too
+    glued.clear()
+    ch.claims_summary({"claims": claims, "power": {"resnet8": {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3, "ratio": 1.5}}, "head": {}})
+    assert glued["claims_open"] == ("ResNet-8, SEAM, MNIST proxy vs CE head, MNIST proxy (within noise; "
+                                    "underpowered (ratio 1.50 < 2))")
 
 
 def test_margin_trend_names_each_step_where_the_margin_does_not_fall():

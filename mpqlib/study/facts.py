@@ -108,8 +108,8 @@ SECOND_POLICIES = ("seam-mnist", "target-fmnist", "uniform")
 """The few kept at the second budget."""
 LABELS = {**{f.name: f.label for f in POLICY_FACTS if not f.harness}, "random": "random policies",
           "seam-mnist-tuned": "SEAM tuned, MNIST proxy", "ce-mnist-tuned": "CE head tuned, MNIST proxy",
-          "seam-mnist-long": "SEAM, MNIST (converged QAT)", "target-fmnist-long": "search on the target (converged QAT)",
-          "uniform-long": "uniform (converged QAT)"}
+          "seam-mnist-long": "SEAM, MNIST (long QAT)", "target-fmnist-long": "search on the target (long QAT)",
+          "uniform-long": "uniform (long QAT)"}
 """Reader's names of the policies (the tables show these, the code uses the keys)."""
 
 
@@ -119,7 +119,9 @@ class ClaimFact:
     """One claim: ``a - b`` within QAT seds under ``rule`` (of mpqlib.report.RULES; ``random``:
     every random policy), in words (``words``; ``short`` in the README's table), what the paper
     reports and where (``paper``, ``where``: a table or figure, or :data:`NO_CLAIM`), and the
-    verdicts that support or contradict the paper (None: a check of the design, no stance)."""
+    verdicts that support or contradict the paper (None: a check of the design, no stance);
+    ``match``: the paper claims a match, which only a deficit beyond the margin contradicts;
+    ``power_note``: why the model's power ratio does not cover this claim ("" where it does)."""
 
     id: str
     a: str
@@ -131,6 +133,12 @@ class ClaimFact:
     where: str
     supports: frozenset[str] | None = None
     contradicts: frozenset[str] | None = None
+    # The paper claims a match (the same accuracy; "matches or beats"): a deficit that may lie
+    # within the equivalence margin does not go against it, only a 95% CI wholly below -margin.
+    match: bool = False
+    # Where the power ratio of the claim's model does not cover the claim (another model, another
+    # QAT recipe), said beside its verdict.
+    power_note: str = ""
 
 
 # What the paper says, and where, for the claims that more than one test judges.
@@ -149,7 +157,7 @@ CLAIM_FACTS: tuple[ClaimFact, ...] = (
     ClaimFact("proxy-vs-target", "seam-mnist", "target-fmnist", "equivalence",
               "a policy searched on the proxy matches one searched on the target (±{margin} pp)",
               "SEAM on MNIST vs target search", *ABSTRACT_TRANSFER,
-              **_stance("equivalent", "different")),
+              **_stance("equivalent", "different"), match=True),
     ClaimFact("seam-vs-ce", "seam-mnist", "ce-mnist", "difference",
               "the large-margin head beats a plain cross-entropy head on the same proxy",
               "SEAM vs CE ablation", *ABSTRACT_MARGIN,
@@ -159,13 +167,13 @@ CLAIM_FACTS: tuple[ClaimFact, ...] = (
               **_stance("better", "worse")),
     ClaimFact("seam-vs-limpq", "seam-mnist", "limpq-fmnist", "difference",
               "SEAM matches or beats LIMPQ", "SEAM vs LIMPQ", "{seam_limpq}, Table 2", "Table 2",
-              **_stance("better", "worse")),
+              **_stance("better", "worse"), match=True),
     ClaimFact("seam-vs-hawq", "seam-mnist", "hawq-fmnist", "difference",
               "SEAM against HAWQ (Hessian trace)", "SEAM vs HAWQ", "no claim (Table 2 has no HAWQ row)", NO_CLAIM),
     ClaimFact("second-proxy", "seam-optdigits", "target-fmnist", "equivalence",
               "a second proxy (optdigits) matches the search on the target (±{margin} pp)",
               "SEAM on optdigits vs target search", "proxy S {proxy_s} vs proxy C {proxy_c} top-1, Table 2", "Table 2",
-              **_stance("equivalent", "different")),
+              **_stance("equivalent", "different"), match=True),
     # seam-fmnist4 - seam-mnist: a diagnostic of MNIST's deficit, which the transfer claim already judges
     ClaimFact("fmnist4-control", "seam-fmnist4", "seam-mnist", "difference",
               "a proxy of the same size drawn from the target, minus MNIST",
@@ -174,17 +182,19 @@ CLAIM_FACTS: tuple[ClaimFact, ...] = (
     ClaimFact("tuned-seam-vs-target", "seam-mnist-tuned", "target-fmnist", "equivalence",
               "SEAM with its settings tuned on a validation split matches the search on the target (±{margin} pp)",
               "tuned SEAM vs target search", *ABSTRACT_TRANSFER,
-              **_stance("equivalent", "different")),
+              **_stance("equivalent", "different"), match=True),
     ClaimFact("tuned-seam-vs-ce", "seam-mnist-tuned", "ce-mnist-tuned", "difference",
               "tuned SEAM beats the tuned cross-entropy ablation", "tuned SEAM vs tuned CE",
               *ABSTRACT_MARGIN,
               **_stance("better", "worse")),
     ClaimFact("proxy-vs-target-long", "seam-mnist-long", "target-fmnist-long", "equivalence",
-              "after QAT to its plateau, SEAM on MNIST matches the search on the target (±{margin} pp)",
-              "SEAM vs target search, converged QAT", *ABSTRACT_TRANSFER, **_stance("equivalent", "different")),
+              "after the long QAT (chapter 7's plateau rule), SEAM on MNIST matches the search on the target (±{margin} pp)",
+              "SEAM vs target search, long QAT", *ABSTRACT_TRANSFER, **_stance("equivalent", "different"), match=True,
+              power_note="the power ratio was measured under the 1-epoch QAT, not at this length"),
     ClaimFact("seam-vs-uniform-long", "seam-mnist-long", "uniform-long", "difference",
-              "after QAT to its plateau, SEAM beats uniform precision", "SEAM vs uniform, converged QAT",
-              "{seam_uniform}, Table 2", "Table 2", **_stance("better", "worse")),
+              "after the long QAT (chapter 7's plateau rule), SEAM beats uniform precision", "SEAM vs uniform, long QAT",
+              "{seam_uniform}, Table 2", "Table 2", **_stance("better", "worse"),
+              power_note="the power ratio was measured under the 1-epoch QAT, not at this length"),
     ClaimFact("noise-control", "seam-mnist", "seam-noise", "difference",
               "MNIST carries information for the search: SEAM on MNIST minus SEAM on noise with random labels",
               "SEAM on MNIST vs SEAM on noise (negative control)", "no claim (a control)", NO_CLAIM),
@@ -192,7 +202,8 @@ CLAIM_FACTS: tuple[ClaimFact, ...] = (
               "for a model of Fashion-MNIST classes 0-4, a proxy of classes 5-9 matches the search on the target "
               "(±{margin} pp)", "SEAM on other classes vs target search",
               "a proxy with other classes gives the same accuracy (abstract)", "the abstract",
-              **_stance("equivalent", "different")),
+              **_stance("equivalent", "different"), match=True,
+              power_note="measured on the model of classes 0-4, whose power ratio was not measured"),
 )
 
 CLAIMS = {c.id: (c.a, c.b, c.rule) for c in CLAIM_FACTS}
@@ -204,6 +215,10 @@ PAPER_STANCE = {c.id: (set(c.supports), set(c.contradicts)) for c in CLAIM_FACTS
 leaves the claim undecided. A stance only where the paper makes the claim: the positive control
 checks the design; HAWQ has no row in the paper's Table 2; the Fashion-MNIST 4% control is a
 diagnostic of MNIST's deficit, which the transfer claim already judges (counted once)."""
+MATCH_CLAIMS = frozenset(c.id for c in CLAIM_FACTS if c.match)
+"""Claims of a match: only a 95% CI wholly below -margin contradicts the paper (ClaimFact.match)."""
+POWER_NOTES = {c.id: c.power_note for c in CLAIM_FACTS if c.power_note}
+"""Claim id -> why the model's power ratio does not cover it (ClaimFact.power_note)."""
 CLAIM_LABELS = {c.id: c.short for c in CLAIM_FACTS}
 """The README's short name of each claim."""
 CLAIM_WHERE = {c.id: c.where for c in CLAIM_FACTS}
@@ -217,4 +232,4 @@ def paper_ratio_text() -> str:
 
 __all__ = ["NO_CLAIM", "PROXY_PER_CLASS", "PAPER", "PAPER_HOURS", "PAPER_ROWS", "PolicyFact", "POLICY_FACTS", "POLICIES", "HARNESS",
            "SEARCH_SEEDED", "SEEDED_SINCE_V3", "MAIN_POLICIES", "SECOND_POLICIES", "LABELS", "ClaimFact", "CLAIM_FACTS", "CLAIMS",
-           "CLAIM_TEXT", "PAPER_STANCE", "CLAIM_LABELS", "CLAIM_WHERE", "paper_ratio_text"]
+           "CLAIM_TEXT", "PAPER_STANCE", "MATCH_CLAIMS", "POWER_NOTES", "CLAIM_LABELS", "CLAIM_WHERE", "paper_ratio_text"]

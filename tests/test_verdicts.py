@@ -1,0 +1,127 @@
+"""The claims in words (mpqlib.verdicts and the chapters' sentences): no word goes further than
+the CI, the power rule or the data behind a pattern."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mpqlib import verdicts as V
+from mpqlib.chapter_discriminability import DiscriminabilityMixin
+from mpqlib.chapter_objections import ObjectionsChapter
+from mpqlib.chapter_observation import ObservationMixin
+
+
+def claim(cid, lo, hi, verdict, model="mobilenetv1"):
+    return {"id": cid, "model": model, "budget": "w2a4", "estimate_pp": (lo + hi) / 2, "ci_low": lo, "ci_high": hi,
+            "n": 6, "verdict": verdict, "rule": "equivalence"}
+
+
+@pytest.mark.parametrize("cid", ["proxy-vs-target", "second-proxy", "tuned-seam-vs-target", "proxy-vs-target-long",
+                                 "disjoint-classes-vs-target"])
+def test_a_claim_of_a_match_is_contradicted_only_by_a_deficit_beyond_the_margin(cid):
+    assert V.claim_stance(claim(cid, -1.2, -0.4, "different")) == "contradicts"
+    assert V.claim_stance(claim(cid, -0.45, -0.05, "different")) == "undecided"   # may still be a match
+    assert V.claim_stance(claim(cid, 0.4, 0.9, "different")) == "undecided"       # better, not a match
+    assert V.claim_stance(claim(cid, -0.2, 0.25, "equivalent (±0.3 pp)")) == "supports"
+
+
+def test_matches_or_beats_limpq_takes_a_deficit_within_the_margin_as_undecided():
+    c = {**claim("seam-vs-limpq", -0.4, -0.1, "worse"), "rule": "difference"}
+    assert V.claim_stance(c) == "undecided"
+    assert V.claim_stance({**c, "ci_low": -0.9, "ci_high": -0.35}) == "contradicts"
+    # a claim that SEAM *beats* uniform is contradicted by any CI below zero
+    assert V.claim_stance({**c, "id": "seam-vs-uniform"}) == "contradicts"
+
+
+def _doc(run_ratio, claims=()):
+    return {"claims": list(claims), "budgets": {"mobilenetv1": "w2a4"},
+            "power": {"mobilenetv1": {"seed_sd_pp": 0.4, "policy_sd_pp": 0.4 * run_ratio, "ratio": run_ratio}}}
+
+
+def _pilot(ratio):
+    return {"budgets": {"mobilenetv1": {"w2a4": {"ratio": ratio}}}}
+
+
+def test_the_power_caveat_follows_one_rule_a_miss_in_the_run_or_in_the_pilot():
+    assert V.power_caveat(_doc(2.4), "mobilenetv1", _pilot(2.9)) == ""
+    run_miss = V.power_caveat(_doc(1.8), "mobilenetv1", _pilot(2.9))
+    assert run_miss.startswith("underpowered: power ratio 1.80 in the run, 2.90 in the pilot") and \
+        run_miss.endswith("in the run")
+    assert V.power_caveat(_doc(2.4), "mobilenetv1", _pilot(1.7)).endswith("in the pilot")
+    assert V.power_short(_doc(2.4), "mobilenetv1", _pilot(1.7)) == "underpowered (pilot ratio 1.70 < 2)"
+    assert V.power_short({"claims": [], "power": {}}, "mobilenetv1") == "underpowered (power not measured)"
+
+
+def test_a_claim_the_models_power_ratio_does_not_cover_says_so_beside_its_verdict():
+    doc = _doc(2.4, [claim("disjoint-classes-vs-target", -0.2, 0.2, "equivalent (±0.3 pp)"),
+                     claim("proxy-vs-target", -0.2, 0.2, "equivalent (±0.3 pp)"),
+                     claim("seam-vs-uniform-long", 0.5, 1.0, "better")])
+    rows = {r["id"]: r for r in V.claims_rows(doc, "mobilenetv1", _pilot(2.9))}
+    assert rows["proxy-vs-target"]["caveat"] == "—"
+    assert "classes 0-4" in rows["disjoint-classes-vs-target"]["caveat"]
+    assert "1-epoch QAT" in rows["seam-vs-uniform-long"]["caveat"]
+    both = V.claim_caveat(_doc(1.5), doc["claims"][2], _pilot(2.9), short=True)
+    assert both.startswith("underpowered (ratio 1.50 < 2); ") and "1-epoch QAT" in both
+
+
+def test_the_bottom_line_counts_matched_short_and_undecided_and_names_every_objection():
+    doc = _doc(2.4, [claim("proxy-vs-target", -1.2, -0.5, "different"),
+                     claim("second-proxy", -0.45, -0.05, "different"),
+                     claim("tuned-seam-vs-target", -0.2, 0.2, "equivalent (±0.3 pp)"),
+                     {**claim("noise-control", 0.5, 1.5, "better"), "rule": "difference"}])
+    eff = {"ratios": {"target-equal-epochs/seam": {"value": 23.4}, "target-equal-steps/seam": {"value": 0.83}}}
+    lines = V.bottom_line(doc, eff, _pilot(2.9))
+    transfer, cost, objections = lines[0], lines[1], lines[2]
+    assert "in 1 of 3 tests" in transfer and "in 1 it fell short by more than the margin" in transfer
+    assert "1 is undecided" in transfer
+    assert "23.4x SEAM's time at SEAM's epochs and 0.8x at SEAM's number of steps" in cost
+    assert objections.startswith("**Objections**") and "negative control" not in objections
+    assert "+1.00 [+0.50, +1.50] pp (better: no claim in the paper)" in objections
+    assert lines[-1].startswith("**Scale:**")
+
+
+def test_the_plateau_words_say_when_no_plateau_was_shown():
+    lq = {"epochs": [1, 2, 5, 10], "qat_seeds": [0, 1], "plateau_pp": 0.2, "plateau_epochs": 10}
+    words = ObjectionsChapter.plateau_words(lq)
+    assert words.startswith("no plateau shown within 10 epochs") and "without a CI" in words
+    assert ObjectionsChapter.plateau_words({**lq, "plateau_epochs": 5}).startswith("5 epochs (a point rule")
+    assert ObjectionsChapter.plateau_words({**lq, "plateau_epochs": None}).startswith("not decided")
+
+
+def test_the_ladder_keeps_the_distance_order_and_names_where_the_estimates_break_it():
+    rows = [{"proxy": "near", "estimate_pp": -0.2, "ci_low": -0.5, "ci_high": 0.1},
+            {"proxy": "mid", "estimate_pp": -0.1, "ci_low": -0.4, "ci_high": 0.2},
+            {"proxy": "noise", "estimate_pp": -3.0, "ci_low": -3.5, "ci_high": -2.5}]
+    text = ObjectionsChapter.ladder_words({"ladder": rows})
+    assert text.index("near") < text.index("mid") < text.index("noise")
+    assert "do not follow the distance order: mid above near" in text
+    assert "order not resolved) for near / mid" in text and "mid / noise" not in text
+    rows[1]["estimate_pp"] = -0.3
+    assert "fall with distance at every step" in ObjectionsChapter.ladder_words({"ladder": rows})
+
+
+def test_the_margin_trend_does_not_claim_an_overall_fall_that_did_not_happen():
+    rises = pd.Series({"FP": 7.0, "W8A8": 6.5, "W4A4": 7.4})
+    text = ObservationMixin.margin_trend(rises)
+    assert text.startswith("does not fall from FP to W4A4") and "W4A4 keeps 7.40 against W8A8's 6.50" in text
+
+
+def test_the_correlation_verdict_says_not_shown_and_names_a_better_trivial_predictor():
+    sp = {"fisher_ratio": {"rho": 0.3, "ci_low": -0.1, "ci_high": 0.6}, "ptq_top1_target": {"rho": 0.5},
+          "mean_bits": {"rho": 0.1}}
+    assert DiscriminabilityMixin.corr_verdict(sp) == ("not shown (its CI reaches zero); the target top-1 before "
+                                                      "fine-tuning (+0.50) ranks the policies better")
+    sp["fisher_ratio"].update(ci_low=0.1, rho=0.6)
+    assert DiscriminabilityMixin.corr_verdict(sp) == "supported (its CI lies above zero)"
+    sp["fisher_ratio"].update(ci_low=-0.8, ci_high=-0.2, rho=-0.5)
+    assert DiscriminabilityMixin.corr_verdict(sp).startswith("contradicted")
+
+
+def test_the_head_verdict_is_per_model_where_models_differ():
+    from mpqlib.chapter_search import SearchMixin
+
+    assert SearchMixin.head_verdict({"ResNet-20": 0.95, "MobileNetV1": 0.97}) == "reaches"
+    assert SearchMixin.head_verdict({"ResNet-20": 0.93, "MobileNetV1": 0.90 - 0.01}) == \
+        "reaches (on ResNet-20, not on MobileNetV1)"
+    assert SearchMixin.head_verdict({"ResNet-20": float("nan")}) == "does not reach"
