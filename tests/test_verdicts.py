@@ -125,3 +125,55 @@ def test_the_head_verdict_is_per_model_where_models_differ():
     assert SearchMixin.head_verdict({"ResNet-20": 0.93, "MobileNetV1": 0.90 - 0.01}) == \
         "reaches (on ResNet-20, not on MobileNetV1)"
     assert SearchMixin.head_verdict({"ResNet-20": float("nan")}) == "does not reach"
+
+
+def test_chapter_seven_renders_every_table_figure_and_sentence_from_its_results(tmp_path, monkeypatch):
+    """Chapter 7 on a results directory as the full run writes it (objections.json, claims.json,
+    pilot.json): every glued sentence, table and figure, with no step computed."""
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mpqlib import display
+
+    glued = {}
+    monkeypatch.setattr(display, "glue", lambda name, value: glued.__setitem__(name, value))
+    monkeypatch.setattr(plt, "show", lambda: plt.close("all"))
+    grid = {m: [{"config": cfg, "val_top1": [88.0 + i / 10, 88.4 + i / 10], "mean": 88.2 + i / 10, "default": i == 0}
+                for i, cfg in enumerate(cfgs)]
+            for m, cfgs in (("seam", [{"margin": 0.1, "likelihood_weight": 0.01}, {"margin": 1.0, "likelihood_weight": 0.1},
+                                      {"classification_weight": 0, "likelihood_weight": 0.01}]),
+                            ("ce", [{}, {"lr_arch": 0.05}, {"head_prefit_steps": 0}]))}
+    doc = {"model": "mobilenetv1", "budget": "w2a4",
+           "tuning": {"validation": {"images": 6000, "per_class": 600}, "search_seeds": [0, 1, 2], "qat_seeds": [0, 1],
+                      "grid": grid, "chosen": {"seam": grid["seam"][1]["config"], "ce": None}},
+           "long_qat": {"epochs": [1, 2, 5, 10], "qat_seeds": [0, 1], "train_images": None, "plateau_pp": 0.2,
+                        "curve": {"uniform": {"1": [86.0, 86.2], "2": [87.0, 87.1], "5": [87.9, 88.0], "10": [88.0, 88.1]},
+                                  "target-fmnist": {"1": [88.0, 88.3], "2": [88.8, 89.0], "5": [89.4, 89.5],
+                                                    "10": [89.5, 89.6]}},
+                        "plateau_epochs": 5},
+           "ladder": [{"proxy": "F-MNIST 4%, same classes", "estimate_pp": -0.4, "ci_low": -0.8, "ci_high": 0.0},
+                      {"proxy": "noise, random labels", "estimate_pp": -2.5, "ci_low": -3.1, "ci_high": -1.9}],
+           "disjoint": {"model": "mobilenetv1-c04", "classes": [0, 1, 2, 3, 4], "proxy_classes": [5, 6, 7, 8, 9],
+                        "fp_top1": 95.1}}
+    claims = [{**claim(cid, -0.5, 0.1, "not shown equivalent"), "a_units": 3, "b_units": 3}
+              for cid in V.OBJECTION_CLAIMS] + [claim("proxy-vs-target", -1.1, -0.4, "different")]
+    (tmp_path / "objections.json").write_text(json.dumps(doc))
+    (tmp_path / "claims.json").write_text(json.dumps(_doc(2.4, claims)))
+    (tmp_path / "pilot.json").write_text(json.dumps(_pilot(2.9)))
+    ch = ObjectionsChapter("smoke", {"results_dir": str(tmp_path)})
+    got = ch.objections()
+    assert got is not None and set(ObjectionsChapter.GLUED) <= set(glued)
+    assert glued["obj_plateau"].startswith("5 epochs") and glued["obj_ce_chosen"].startswith("not decided")
+    assert glued["obj_premise"].startswith("MobileNetV1 -0.75 [-1.10, -0.40] pp (different: not reproduced")
+    assert "fall with distance at every step" in glued["obj_ladder"]
+    assert len(ch.tuning_table(got).data) == 6
+    ch.show_tuning(got)
+    ch.show_plateau(got)
+    ch.show_ladder(got)
+    table = ch.objection_claims(json.loads((tmp_path / "claims.json").read_text())).data.set_index("claim")
+    assert len(table) == len(V.OBJECTION_CLAIMS) and (table["units a / b"] == "3 / 3").all()
+    assert "classes 0-4" in table.loc[V.claim_label("disjoint-classes-vs-target"), "caveat"]
