@@ -5,7 +5,6 @@ reproduced."""
 from __future__ import annotations
 
 from . import display, report
-from ._io import read_json
 from .display import budget_label, model_label
 from .verdicts import claim_caveat, claim_label, claim_stance, claims_rows
 

@@ -12,6 +12,7 @@ from .chapters import Chapter, ensure
 from .display import FIG_WIDTH, model_label, policy_label
 from .verdicts import OBJECTION_CLAIMS, claim_caveat, claim_label, stance_text
 
+
 def config_text(config: dict) -> str:
     """A grid configuration in words: ``m 0.1, λ 0.01``; ``likelihood only``; ``no head pre-fit``."""
     if config.get("classification_weight") == 0:

@@ -9,11 +9,10 @@ import math
 import numpy as np
 
 from . import display, report
-from ._io import read_json
-from .errors import ConfigError
 from .display import FIG_WIDTH, METHOD_COLOURS, budget_label, fmt_pct, fmt_ratio, model_label, policy_label
+from .errors import ConfigError
 from .study.facts import PAPER, PAPER_ROWS
-from .verdicts import POWER_RULE, claim_label
+from .verdicts import POWER_RULE, claim_label, pilot_ratio
 
 
 class QATMixin:
@@ -171,12 +170,12 @@ class QATMixin:
         CI and verdict ("+0.12 [-0.10, +0.30] pp, within noise"); the mean difference, labelled as
         such, where one QAT seed leaves nothing to pair over."""
         rows = self.model_rows(model, budget)
-        if not (len(self.matrix(rows, "seam-mnist")) and len(self.matrix(rows, "uniform"))):
+        a, b = self.matrix(rows, "seam-mnist"), self.matrix(rows, "uniform")
+        if not (len(a) and len(b)):
             return "not run"
         try:
             d = report.paired_difference(rows, "seam-mnist", "uniform", n_boot=self.p.bootstrap)
         except ConfigError:  # a single run per side: no CI
-            a, b = self.matrix(rows, "seam-mnist"), self.matrix(rows, "uniform")
             return f"{report.fmt_pp(float(np.nanmean(a) - np.nanmean(b)))} (one run each, no CI)"
         return (f"{report.fmt_diff(d.estimate, d.ci_low, d.ci_high)}, "
                 f"{report.verdict(d.estimate, (d.ci_low, d.ci_high), 'difference')}")
@@ -185,9 +184,8 @@ class QATMixin:
         """Seed SD and policy SD (random policies) per model and budget: the pilot's budgets where
         pilot.json exists, the main and second budget otherwise."""
         out = []
-        pilot = self.p.path("pilot.json")
-        if pilot.exists():
-            doc = read_json(pilot)
+        doc = self.pilot()
+        if doc is not None:
             for m, per in doc.get("budgets", {}).items():
                 if m not in self.models:
                     continue
@@ -268,10 +266,8 @@ class QATMixin:
         positive control of the protocol run and, given, the protocol run's own ratio; where they
         disagree the sentence says so. The caveat follows :func:`mpqlib.verdicts.power_caveat`'s
         rule: a ratio below 2 in the pilot or in the run."""
-        pilot = self.p.path("pilot.json")
-        doc = read_json(pilot) if pilot.exists() else {}
-        main = self.ex(model).budget_name
-        ratio = doc.get("budgets", {}).get(model, {}).get(main, {}).get("ratio")
+        doc = self.pilot() or {}
+        ratio = pilot_ratio(doc, model, self.ex(model).budget_name)
         powered = bool(doc.get("power", {}).get(model))
         passed = control is not None and control["ci_low"] > 0
         if ratio is None:

@@ -91,9 +91,10 @@ def power_caveat(doc: Mapping, model: str, pilot: Mapping | None = None) -> str:
     One rule for every table, the README and the chapters' sentences: a model is underpowered
     when its power ratio misses the pre-registered 2 in the protocol run or in the pilot (either
     one), or when none was measured."""
-    if not power_short(doc, model, pilot):
+    ratios = power_ratios(doc, model, pilot)
+    where = [k for k, v in ratios.items() if v < POWER_RULE]
+    if ratios and not where:
         return ""
-    where = [k for k, v in power_ratios(doc, model, pilot).items() if v < POWER_RULE]
     return (f"underpowered: {power_words(doc, model, pilot)}, below the rule's {POWER_RULE:g}"
             + (f" in the {' and the '.join(where)}" if where else ""))
 
