@@ -4,9 +4,11 @@ A step's last bits depend on the CPU kernels torch dispatches to: the same searc
 in another order under AVX2 than under AVX-512, and training amplifies the difference (a search
 can end in another policy, a QAT run a few tenths of a point away). The contract has two tiers:
 
-* **Bitwise** on a host whose CPU capability (``torch.backends.cpu.get_cpu_capability()``) is the
-  full run's: a search from an empty cache gives the committed policy, and the QAT of that policy
-  the committed top-1 (to the 0.02 pp of its printed precision).
+* **Bitwise** on a host with the numerics of the committed step: the same CPU capability
+  (``torch.backends.cpu.get_cpu_capability()``) *and* the same CPU model, since MKL and oneDNN
+  choose their kernels by vendor and model as well (an Intel AVX-512 host finds another policy
+  than the AMD AVX-512 host of the run). There a search from an empty cache gives the committed
+  policy, and the QAT of that policy the committed top-1 (to the 0.02 pp of its printed precision).
 * **Statistical** on any other x86-64 host: the committed policy's QAT lands within
   ``tolerance_pp`` of the committed top-1, and the search's own policy (which may differ in a few
   layers) trains to a top-1 inside the committed search seeds' range widened by the same
@@ -29,9 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 
-from ._io import read_json
+from ._io import host, read_json
 from .profiles import REPO, Profile, resolve
 
 EXACT_PP = 0.02          # the same QAT step on the same numerics: equal to the printed precision
@@ -51,20 +52,27 @@ class Verdict:
         return not self.failures
 
 
-def run_capability(p: Profile) -> str | None:
-    """The CPU capability the committed run ran on: from its records' host metadata, else from
-    the results directory's ``host.json`` (written for runs whose records predate the metadata)."""
-    caps = set()
-    for f in Path(p.cache_dir).glob("*/*/*.json"):
-        rec = json.loads(f.read_text())
+def numerics(h: dict) -> str:
+    """A host's numerics as one label: its CPU capability and CPU model (``mpqlib._io.host()``)."""
+    return f"{h['capability']} on {h.get('cpu') or 'an unknown CPU'}"
+
+
+def run_numerics(p: Profile, records: list[Path] | None = None) -> str | None:
+    """Where the committed steps ran, as a :func:`numerics` label: from the host metadata of
+    ``records`` (default: every record of the run), else from the results directory's
+    ``host.json`` (written for runs whose records predate the metadata); ``mixed: ...`` when the
+    records ran on hosts with different numerics, None when nothing says."""
+    labels = set()
+    for f in (records if records is not None else Path(p.cache_dir).glob("*/*/*.json")):
+        rec = json.loads(f.read_text()) if f.exists() else {}
         if "host" in rec:
-            caps.add(rec["host"]["capability"])
-    if len(caps) > 1:
-        return "mixed:" + "+".join(sorted(caps))
-    if caps:
-        return caps.pop()
+            labels.add(numerics(rec["host"]))
+    if len(labels) > 1:
+        return "mixed: " + " + ".join(sorted(labels))
+    if labels:
+        return labels.pop()
     path = p.path(RUN_HOST)
-    return read_json(path)["capability"] if path.exists() else None
+    return numerics(read_json(path)) if path.exists() else None
 
 
 def tolerance_pp(path: Path = CROSS_CAPABILITY) -> float:
@@ -74,7 +82,7 @@ def tolerance_pp(path: Path = CROSS_CAPABILITY) -> float:
     return float(read_json(path)["tolerance_pp"])
 
 
-def judge(*, host_capability: str, run_capability: str | None, committed_policy: dict, policy: dict,
+def judge(*, host_numerics: str, run_numerics: str | None, committed_policy: dict, policy: dict,
           committed_top1: float, top1_committed_policy: float, top1_own_policy: float | None,
           seed_range: tuple[float, float], tolerance: float, key_matches: bool = True) -> Verdict:
     """The contract as a pure function of what was measured (see the module docstring).
@@ -82,14 +90,14 @@ def judge(*, host_capability: str, run_capability: str | None, committed_policy:
     ``top1_committed_policy``: QAT of the committed policy here; ``top1_own_policy``: QAT of the
     policy the search found here (None when it equals the committed one); ``seed_range``: the
     committed top-1 (QAT seed 0) over the committed search seeds."""
-    same_numerics = run_capability is not None and host_capability == run_capability
+    same_numerics = run_numerics is not None and host_numerics == run_numerics
     v = Verdict("bitwise" if same_numerics else "statistical")
     if not key_matches:
         v.failures.append("the search's configuration changed since the full run (another cache key): rerun the "
                           "full profile")
     differing = sorted(n for n, b in policy.items() if committed_policy.get(n) != b)
     qat_delta = top1_committed_policy - committed_top1
-    v.lines.append(f"host capability {host_capability}, the run's {run_capability or 'unknown'}: "
+    v.lines.append(f"this host: {host_numerics}; the committed steps': {run_numerics or 'unknown'}: "
                    f"{v.mode} contract")
     v.lines.append(f"search: policy differs from the committed one in {len(differing)} of {len(policy)} layers"
                    + (f" ({', '.join(differing[:4])}{', ...' if len(differing) > 4 else ''})" if differing else ""))
@@ -97,15 +105,15 @@ def judge(*, host_capability: str, run_capability: str | None, committed_policy:
                    f"difference {qat_delta:+.2f} pp)")
     if same_numerics:
         if differing:
-            v.failures.append(f"on the run's own CPU capability the search must give the committed policy; it differs "
+            v.failures.append(f"on the committed steps' own numerics the search must give the committed policy; it differs "
                               f"in {len(differing)} layers")
         if abs(qat_delta) > EXACT_PP:
-            v.failures.append(f"on the run's own CPU capability the QAT top-1 must be the committed one within "
+            v.failures.append(f"on the committed steps' own numerics the QAT top-1 must be the committed one within "
                               f"{EXACT_PP} pp; it is {qat_delta:+.2f} pp away")
         return v
     if abs(qat_delta) > tolerance:
         v.failures.append(f"the committed policy's QAT differs by {qat_delta:+.2f} pp, beyond the measured "
-                          f"cross-capability tolerance of {tolerance:.2f} pp")
+                          f"cross-host tolerance of {tolerance:.2f} pp")
     if differing and top1_own_policy is not None:
         lo, hi = seed_range[0] - tolerance, seed_range[1] + tolerance
         v.lines.append(f"QAT of this host's policy: {top1_own_policy:.2f}% (committed search seeds "
@@ -137,7 +145,9 @@ def check(profile: str | Profile = "full", overrides: dict | None = None, model:
         return 2
     committed = json.loads(p.path("policies.json").read_text())[row["search"]]["bits"]
     seed_top1 = [r["top1"] for r in mine]
-    host_cap, run_cap = torch.backends.cpu.get_cpu_capability(), run_capability(p)
+    # the numerics of the two committed steps the check recomputes (the search and its QAT)
+    mine_here = numerics(host())
+    theirs = run_numerics(p, [Path(p.cache_dir) / model / kind / f"{row[kind]}.json" for kind in ("search", "qat")])
     with tempfile.TemporaryDirectory(prefix="mpq-reproduce-") as cache:
         ex = Experiments(p, model, cache_dir=cache, threads=threads)
         t0 = time.perf_counter()
@@ -151,12 +161,12 @@ def check(profile: str | Profile = "full", overrides: dict | None = None, model:
         top1_committed = ex.qat(committed_policy, 0)["top1"]
         print(f"QAT of the committed policy: {time.perf_counter() - t0:.0f} s")
         own = None
-        if policy != committed and host_cap != run_cap:
+        if policy != committed and mine_here != theirs:
             own = ex.qat(res.policy, 0)["top1"]
-        verdict = judge(host_capability=host_cap, run_capability=run_cap, committed_policy=committed, policy=policy,
+        verdict = judge(host_numerics=mine_here, run_numerics=theirs, committed_policy=committed, policy=policy,
                         committed_top1=row["top1"], top1_committed_policy=top1_committed, top1_own_policy=own,
                         seed_range=(min(seed_top1), max(seed_top1)),
-                        tolerance=tolerance_pp() if host_cap != run_cap else math.nan,
+                        tolerance=tolerance_pp() if mine_here != theirs else math.nan,
                         key_matches=res.record["cache_key"] == row["search"])
     for line in verdict.lines:
         print(line)

@@ -1,5 +1,6 @@
-"""The reproducibility contract (mpqlib.reproduce): bitwise on the run's capability, within a
-measured tolerance elsewhere; host metadata in every cached record."""
+"""The reproducibility contract (mpqlib.reproduce): bitwise where the committed steps' numerics
+(CPU capability and model) are the host's, within a measured tolerance elsewhere; host metadata in
+every cached record."""
 
 import json
 import math
@@ -12,10 +13,11 @@ from mpqlib.experiments import Cache
 from mpqlib.profiles import resolve
 
 POLICY = {"a": [3, 3], "b": [2, 4], "c": [4, 2]}
+AMD = reproduce.numerics({"capability": "AVX512", "cpu": "AMD EPYC"})
 
 
 def judge(**changes):
-    args = dict(host_capability="AVX512", run_capability="AVX512", committed_policy=POLICY, policy=dict(POLICY),
+    args = dict(host_numerics=AMD, run_numerics=AMD, committed_policy=POLICY, policy=dict(POLICY),
                 committed_top1=92.24, top1_committed_policy=92.24, top1_own_policy=None,
                 seed_range=(92.06, 92.24), tolerance=0.3)
     return reproduce.judge(**{**args, **changes})
@@ -29,8 +31,11 @@ def test_same_capability_demands_identity():
     assert judge(top1_committed_policy=92.25).ok              # within the printed precision
 
 
-def test_other_capability_is_judged_within_the_tolerance():
-    other = dict(host_capability="AVX2", policy={**POLICY, "a": [2, 3]})
+@pytest.mark.parametrize("elsewhere", [{"capability": "AVX2", "cpu": "AMD EPYC"},
+                                       {"capability": "AVX512", "cpu": "Intel(R) Xeon(R) Processor"}])
+def test_other_numerics_are_judged_within_the_tolerance(elsewhere):
+    # another capability, or the same capability on another CPU model (MKL and oneDNN dispatch by it)
+    other = dict(host_numerics=reproduce.numerics(elsewhere), policy={**POLICY, "a": [2, 3]})
     v = judge(**other, top1_committed_policy=92.40, top1_own_policy=92.33)
     assert v.ok and v.mode == "statistical", v.failures
     assert not judge(**other, top1_committed_policy=92.60, top1_own_policy=92.2).ok     # QAT moved 0.36 > 0.3
@@ -39,20 +44,31 @@ def test_other_capability_is_judged_within_the_tolerance():
     assert not judge(**other, top1_own_policy=92.6).ok                                 # nor a better one
 
 
-def test_unknown_run_capability_is_statistical_and_a_changed_key_fails():
-    assert judge(run_capability=None).mode == "statistical"
+def test_unknown_run_numerics_are_statistical_and_a_changed_key_fails():
+    assert judge(run_numerics=None).mode == "statistical"
     assert not judge(key_matches=False).ok
 
 
-def test_the_run_capability_comes_from_records_then_host_json(tmp_path):
+def test_the_run_numerics_come_from_records_then_host_json(tmp_path):
     p = resolve("smoke", {"cache_dir": str(tmp_path / "cache"), "results_dir": str(tmp_path / "results")})
-    assert reproduce.run_capability(p) is None
+    assert reproduce.run_numerics(p) is None
     (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "host.json").write_text(json.dumps({"capability": "AVX2"}))
-    assert reproduce.run_capability(p) == "AVX2"
+    (tmp_path / "results" / "host.json").write_text(json.dumps({"capability": "AVX2", "cpu": "AMD EPYC"}))
+    assert reproduce.run_numerics(p) == "AVX2 on AMD EPYC"
     cache = Cache(tmp_path / "cache" / "resnet8")
     cache.get("qat", {"x": 1}, lambda: {"record": {"top1": 1.0}})
-    assert reproduce.run_capability(p) == host()["capability"]     # records win over host.json
+    here = reproduce.numerics(host())
+    assert reproduce.run_numerics(p) == here                               # records win over host.json
+    # records from two hosts: mixed, so no bitwise promise for the run as a whole ...
+    other = cache.put({**cache.record("qat", {"x": 3}, lambda: {"record": {}}),
+                       "host": {**host(), "cpu": "Another CPU"}})
+    assert reproduce.run_numerics(p).startswith("mixed: ")
+    # ... but the records the check recomputes name their own host
+    one = cache.root / "qat" / f"{Cache.key('qat', {'x': 1})}.json"
+    assert reproduce.run_numerics(p, [one]) == here
+    assert reproduce.run_numerics(p, [cache.root / "qat" / f"{other['key']}.json"]) == f"{host()['capability']} on Another CPU"
+    # records that predate the metadata (or are missing) fall back to host.json
+    assert reproduce.run_numerics(p, [tmp_path / "missing.json"]) == "AVX2 on AMD EPYC"
 
 
 def test_every_cached_record_carries_the_host(tmp_path):
