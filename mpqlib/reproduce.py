@@ -31,7 +31,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from ._io import host, read_json
 from .profiles import REPO, Profile, resolve
 
@@ -57,16 +56,12 @@ def numerics(h: dict) -> str:
     return f"{h['capability']} on {h.get('cpu') or 'an unknown CPU'}"
 
 
-def run_numerics(p: Profile, records: list[Path] | None = None) -> str | None:
-    """Where the committed steps ran, as a :func:`numerics` label: from the host metadata of
-    ``records`` (default: every record of the run), else from the results directory's
-    ``host.json`` (written for runs whose records predate the metadata); ``mixed: ...`` when the
-    records ran on hosts with different numerics, None when nothing says."""
-    labels = set()
-    for f in (records if records is not None else Path(p.cache_dir).glob("*/*/*.json")):
-        rec = json.loads(f.read_text()) if f.exists() else {}
-        if "host" in rec:
-            labels.add(numerics(rec["host"]))
+def run_numerics(p: Profile, records: list[Path]) -> str | None:
+    """Where the committed steps stored in ``records`` ran, as a :func:`numerics` label: from their
+    host metadata, else from the results directory's ``host.json`` (written for runs whose records
+    predate the metadata); ``mixed: ...`` when they ran on hosts with different numerics, None when
+    nothing says."""
+    labels = {numerics(rec["host"]) for rec in (read_json(f) for f in records if f.exists()) if "host" in rec}
     if len(labels) > 1:
         return "mixed: " + " + ".join(sorted(labels))
     if labels:
@@ -148,6 +143,7 @@ def check(profile: str | Profile = "full", overrides: dict | None = None, model:
     # the numerics of the two committed steps the check recomputes (the search and its QAT)
     mine_here = numerics(host())
     theirs = run_numerics(p, [Path(p.cache_dir) / model / kind / f"{row[kind]}.json" for kind in ("search", "qat")])
+    elsewhere = mine_here != theirs
     with tempfile.TemporaryDirectory(prefix="mpq-reproduce-") as cache:
         ex = Experiments(p, model, cache_dir=cache, threads=threads)
         t0 = time.perf_counter()
@@ -161,12 +157,12 @@ def check(profile: str | Profile = "full", overrides: dict | None = None, model:
         top1_committed = ex.qat(committed_policy, 0)["top1"]
         print(f"QAT of the committed policy: {time.perf_counter() - t0:.0f} s")
         own = None
-        if policy != committed and mine_here != theirs:
+        if policy != committed and elsewhere:
             own = ex.qat(res.policy, 0)["top1"]
         verdict = judge(host_numerics=mine_here, run_numerics=theirs, committed_policy=committed, policy=policy,
                         committed_top1=row["top1"], top1_committed_policy=top1_committed, top1_own_policy=own,
                         seed_range=(min(seed_top1), max(seed_top1)),
-                        tolerance=tolerance_pp() if mine_here != theirs else math.nan,
+                        tolerance=tolerance_pp() if elsewhere else math.nan,
                         key_matches=res.record["cache_key"] == row["search"])
     for line in verdict.lines:
         print(line)

@@ -51,24 +51,23 @@ def test_unknown_run_numerics_are_statistical_and_a_changed_key_fails():
 
 def test_the_run_numerics_come_from_records_then_host_json(tmp_path):
     p = resolve("smoke", {"cache_dir": str(tmp_path / "cache"), "results_dir": str(tmp_path / "results")})
-    assert reproduce.run_numerics(p) is None
+    missing = tmp_path / "missing.json"
+    assert reproduce.run_numerics(p, [missing]) is None
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "host.json").write_text(json.dumps({"capability": "AVX2", "cpu": "AMD EPYC"}))
-    assert reproduce.run_numerics(p) == "AVX2 on AMD EPYC"
+    # records that predate the metadata (or are missing) fall back to host.json
+    assert reproduce.run_numerics(p, [missing]) == "AVX2 on AMD EPYC"
     cache = Cache(tmp_path / "cache" / "resnet8")
     cache.get("qat", {"x": 1}, lambda: {"record": {"top1": 1.0}})
+    one = cache.root / "qat" / f"{Cache.key('qat', {'x': 1})}.json"
     here = reproduce.numerics(host())
-    assert reproduce.run_numerics(p) == here                               # records win over host.json
-    # records from two hosts: mixed, so no bitwise promise for the run as a whole ...
+    assert reproduce.run_numerics(p, [one, missing]) == here                 # records win over host.json
     other = cache.put({**cache.record("qat", {"x": 3}, lambda: {"record": {}}),
                        "host": {**host(), "cpu": "Another CPU"}})
-    assert reproduce.run_numerics(p).startswith("mixed: ")
-    # ... but the records the check recomputes name their own host
-    one = cache.root / "qat" / f"{Cache.key('qat', {'x': 1})}.json"
-    assert reproduce.run_numerics(p, [one]) == here
-    assert reproduce.run_numerics(p, [cache.root / "qat" / f"{other['key']}.json"]) == f"{host()['capability']} on Another CPU"
-    # records that predate the metadata (or are missing) fall back to host.json
-    assert reproduce.run_numerics(p, [tmp_path / "missing.json"]) == "AVX2 on AMD EPYC"
+    two = cache.root / "qat" / f"{other['key']}.json"
+    assert reproduce.run_numerics(p, [two]) == f"{host()['capability']} on Another CPU"
+    # records from two hosts: mixed, so no bitwise promise
+    assert reproduce.run_numerics(p, [one, two]).startswith("mixed: ")
 
 
 def test_every_cached_record_carries_the_host(tmp_path):
