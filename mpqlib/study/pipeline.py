@@ -24,8 +24,9 @@ from typing import Callable, Iterable, Mapping
 
 from .._io import write_json
 from ..errors import ConfigError
-from ..cache import Cache
+from ..cache import Cache, config_dict
 from ..experiments import Experiments, Missing, Task
+from ..policy import Policy
 from . import objections
 from .runs import claims_file, efficiency_plan, efficiency_run, pilot
 from ..profiles import Profile, resolve
@@ -175,19 +176,31 @@ class Study:
 
 # --------------------------------------------------------------------------- expected time
 def step_seconds(cache_root: Path) -> dict[tuple[str, str], list[float]]:
-    """Recorded wall time of every cached step under ``cache_root``, by (model, step): the
-    record's ``elapsed_s``, else (steps cached before it existed) its own ``seconds``."""
+    """Recorded wall time of every cached step under ``cache_root`` per unit of its work
+    (:func:`work`), by (model, step): the record's ``elapsed_s``, else (steps cached before it
+    existed) its own ``seconds``."""
     out: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for (model, step), seconds, _ in _timed(cache_root):
-        out[(model, step)].append(seconds)
+    for (model, step), seconds, _, config in _timed(cache_root):
+        out[(model, step)].append(seconds / work(step, config))
     return dict(out)
+
+
+def work(step: str, config: Mapping | None) -> float:
+    """A step's work relative to others of its kind, from its cache key's configuration: a QAT
+    run's epochs x training images (the converged QAT's 10 epochs on 60,000 images are 40 times
+    the common recipe's one on 15,000), 1 for every other step."""
+    if step != "qat" or not config:
+        return 1.0
+    qat = config.get("qat") or {}
+    images = qat.get("train_images") or (config.get("train") or {}).get("size") or 1
+    return float(qat.get("epochs") or 1) * images
 
 
 def summarise(cache_root: Path) -> dict[tuple[str, str], dict]:
     """``{(model, step): {"n", "seconds", "approximate"}}``: ``approximate`` counts the steps
     timed by their record's own seconds (without the set-up around the step)."""
     out: dict = defaultdict(lambda: {"n": 0, "seconds": 0.0, "approximate": 0})
-    for ident, seconds, whole in _timed(cache_root):
+    for ident, seconds, whole, _ in _timed(cache_root):
         out[ident]["n"] += 1
         out[ident]["seconds"] += seconds
         out[ident]["approximate"] += not whole
@@ -199,12 +212,14 @@ def _timed(cache_root: Path):
         stored = json.loads(path.read_text())
         whole = stored.get("elapsed_s") is not None
         seconds = stored["elapsed_s"] if whole else (stored.get("record") or {}).get("seconds") or 0.0
-        yield (path.parts[-3], path.parts[-2]), float(seconds), whole
+        yield (path.parts[-3], path.parts[-2]), float(seconds), whole, stored.get("config")
 
 
-def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], list[float]]) -> float | None:
-    """The sum of the recorded mean time of each task's kind of step (its model's, else any
-    model's); None when some kind of step has never been recorded."""
+def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], list[float]],
+                     work_of: Callable[[Task], float] = lambda task: 1.0) -> float | None:
+    """The sum over ``tasks`` of the recorded mean time per unit of work of each task's kind of
+    step (its model's, else any model's) times the task's work (``work_of``, see :func:`work`);
+    None when some kind of step has never been recorded."""
     by_step: dict[str, list[float]] = defaultdict(list)
     for (_, step), times in recorded.items():
         by_step[step] += times
@@ -214,8 +229,20 @@ def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], l
         times = recorded.get((t.model, step)) or by_step.get(step)
         if not times:
             return None
-        total += n * sum(times) / len(times)
+        total += n * work_of(t) * sum(times) / len(times)
     return total
+
+
+def _task_work(study: "Study", task: Task) -> float:
+    """:func:`work` of a missing step, from the configuration its cache key will hold; a step
+    costed like QAT (``COSTS_LIKE``) counts in runs of the profile's common recipe."""
+    if task.step == "qat":
+        ex = study.ex(task.model)
+        return work("qat", ex.qat_key_config(Policy.from_dict(task.args[0]), *task.args[1:]))
+    if COSTS_LIKE.get(task.step, ("",))[0] == "qat":
+        ex = study.ex(task.model if task.model in study.p.models else study.p.objections_model())
+        return work("qat", {"qat": config_dict(study.p.qat), "train": ex.fingerprint(ex.target)})
+    return 1.0
 
 
 # A step never recorded yet, costed as n of another: chapter 1's observation trains its six
@@ -233,7 +260,8 @@ def describe(plan: Plan, study: Study) -> str:
         lines.append(f"  {name:12s} cached {c['cached']:5d}   to compute {c['missing']:4d}")
     if plan.missing:
         kinds = Counter(t.step for t in plan.missing.values())
-        secs = expected_seconds(plan.missing.values(), step_seconds(study.cache_root()))
+        secs = expected_seconds(plan.missing.values(), step_seconds(study.cache_root()),
+                                lambda task: _task_work(study, task))
         when = "unknown (no such step recorded yet)" if secs is None else f"{secs / 3600:.2f} h on one worker"
         lines.append(f"  missing: {', '.join(f'{n} {k}' for k, n in kinds.items())}; expected {when}; "
                      "steps that depend on these are counted once they are computed")
