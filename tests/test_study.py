@@ -120,7 +120,8 @@ def test_the_committed_full_results_regenerate_byte_identical_from_the_cache(tmp
         raise AssertionError("a step was computed although the committed run has it")
 
     monkeypatch.setattr(Cache, "record", computed)
-    for name in ("claims.json", "correlation.json", "efficiency.json", "objections.json"):  # written afresh (runs.json: merged)
+    # written afresh (runs.json: merged)
+    for name in ("claims.json", "correlation.json", "efficiency.json", "objections.json"):
         (results / name).unlink()
     plan = ensure("full", {"results_dir": str(results), "cache_dir": str(ROOT / "cache" / "full")})
     assert plan.done
