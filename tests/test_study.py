@@ -97,14 +97,13 @@ def test_the_readme_script_reads_the_claims_words_from_the_facts():
 
 
 # --------------------------------------------------------------------------- the pipeline
-V2 = {"protocol_version": 2, "efficiency": {"qat_seeds": [0, 1]}}  # the protocol of the committed full run
 @pytest.mark.slow
-def test_status_of_the_committed_full_run_has_nothing_to_compute_but_the_new_observation():
-    """Every step the committed (protocol version 2) full run computed is found under its old key."""
+def test_status_of_the_committed_full_run_has_nothing_to_compute():
+    """Every step of the committed (protocol version 3) full run is found under its key."""
     from mpqlib.study import status
 
-    plan, text = status("full", V2, parts=("protocol", "sweep", "correlation", "efficiency", "claims"))
-    assert plan.done and plan.cached > 400, text
+    plan, text = status("full")
+    assert plan.done and plan.cached > 800, text
 
 
 @pytest.mark.slow
@@ -121,13 +120,13 @@ def test_the_committed_full_results_regenerate_byte_identical_from_the_cache(tmp
         raise AssertionError("a step was computed although the committed run has it")
 
     monkeypatch.setattr(Cache, "record", computed)
-    for name in ("claims.json", "correlation.json", "efficiency.json"):  # written afresh (runs.json: merged)
+    # written afresh (runs.json: merged)
+    for name in ("claims.json", "correlation.json", "efficiency.json", "objections.json"):
         (results / name).unlink()
-    plan = ensure("full", {"results_dir": str(results), "cache_dir": str(ROOT / "cache" / "full"), **V2},
-                  parts=("protocol", "sweep", "correlation", "efficiency", "claims"))
+    plan = ensure("full", {"results_dir": str(results), "cache_dir": str(ROOT / "cache" / "full")})
     assert plan.done
     assert _files(ROOT / "cache" / "full") == before[0]
-    for name in ("runs.json", "correlation.json", "efficiency.json", "policies.json", "pilot.json"):
+    for name in ("runs.json", "correlation.json", "efficiency.json", "objections.json", "policies.json", "pilot.json"):
         assert (results / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
     # claims.json: the same claims from the same runs; its CIs follow mpqlib.report's bootstrap as
     # it is now (the committed file is regenerated when that changes).
