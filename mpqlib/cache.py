@@ -16,7 +16,14 @@ from typing import Callable
 from . import data as D
 from ._io import create_json, host, read_json, sha256_file
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, ReadOnlyError
+
+READ_ONLY_ENV = "MPQ_READ_ONLY"  # set (to anything but "" or "0"): every Cache reads, none computes
+
+
+def read_only_default() -> bool:
+    """Whether ``$MPQ_READ_ONLY`` asks for read-only caches (a reader's rerun of the chapters)."""
+    return os.environ.get(READ_ONLY_ENV, "") not in ("", "0")
 
 # Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
 STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1, "train": 1}
@@ -57,11 +64,23 @@ class Cache:
     """Steps on disk keyed by the hash of (step, step version, resolved configuration).
 
     A record, once written, is never overwritten: :meth:`put` creates the file only where none
-    is (atomically, so a half-written record never appears under its name)."""
+    is (atomically, so a half-written record never appears under its name).
 
-    def __init__(self, root: str | os.PathLike):
+    A read-only cache (``read_only``, default ``$MPQ_READ_ONLY``) raises
+    :class:`~mpqlib.errors.ReadOnlyError` on a miss instead of computing: ``hint`` names the
+    command that computes what is missing."""
+
+    def __init__(self, root: str | os.PathLike, *, read_only: bool | None = None, hint: str = "mpq study run"):
         self.root = Path(root)
         self.hits = 0  # records read by this object (the pipeline's status counts them)
+        self.read_only = read_only_default() if read_only is None else read_only
+        self.hint = hint
+
+    def _refuse(self, step: str, key: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{step} record {key} is not in {self.root}, and this run is read-only "
+                                f"(${READ_ONLY_ENV}): nothing is computed. Compute it first with `{self.hint}`, "
+                                f"or unset {READ_ONLY_ENV}")
 
     @staticmethod
     def key(step: str, config: dict) -> str:
@@ -86,6 +105,7 @@ class Cache:
 
     def record(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
         """``compute()``'s result as a record of ``step`` under ``config`` (not stored)."""
+        self._refuse(step, self.key(step, config))
         start = time.perf_counter()
         result = compute()
         stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
@@ -99,6 +119,8 @@ class Cache:
     def put(self, stored: dict) -> dict:
         """Store a record unless its file exists; returns the record now on disk."""
         path = self.root / stored["step"] / f"{stored['key']}.json"
+        if not path.exists():
+            self._refuse(stored["step"], stored["key"])
         if not create_json(path, stored):
             return read_json(path)
         return stored
@@ -116,7 +138,7 @@ class Overlay(Cache):
     stores it), so a worker needs no write access to, or even a copy of, the driver's cache."""
 
     def __init__(self, root: str | os.PathLike):
-        super().__init__(root)
+        super().__init__(root, read_only=False)  # a worker computes what the driver sent it
         self.new: dict[tuple[str, str], dict] = {}
 
     def load(self, step: str, config: dict) -> dict | None:

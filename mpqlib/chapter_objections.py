@@ -8,7 +8,7 @@ import numpy as np
 
 from . import display, report
 from ._io import read_json
-from .chapters import Chapter, ensure
+from .chapters import Chapter
 from .display import FIG_WIDTH, model_label, policy_label
 from .verdicts import OBJECTION_CLAIMS, claim_caveat, claim_label, stance_text
 
@@ -227,4 +227,4 @@ def _seeds(seeds) -> str:
         ", ".join(map(str, seeds))
 
 
-__all__ = ["OBJECTION_CLAIMS", "ObjectionsChapter", "config_text", "ensure"]
+__all__ = ["OBJECTION_CLAIMS", "ObjectionsChapter", "config_text"]

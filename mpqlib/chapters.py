@@ -53,9 +53,9 @@ from .chapter_observation import Observation, ObservationMixin
 from .chapter_qat import QATMixin
 from .chapter_search import HEAD_THRESHOLD, SearchMixin  # noqa: F401
 from .display import fmt_pct, fmt_ratio, model_label, setup_display
-from .experiments import CLAIMS, Experiments, load_runs
+from .experiments import CLAIMS, load_runs
 from .profiles import Profile, resolve
-from .study.pipeline import ensure
+from .stored import StoredModel, require
 
 # Re-exported from their homes (see above).
 from .display import (BIT_COLOURS, DPI, FIG_WIDTH, METHOD_COLOURS, MODEL_NAMES, budget_label,  # noqa: F401
@@ -73,7 +73,7 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
         self.p = resolve(profile, overrides)
         setup_display()
         self.models = list(self.p.models)
-        self._ex: dict[str, Experiments] = {}
+        self._ex: dict[str, StoredModel] = {}
         self._rows: list[dict] | None = None
         self._agree: dict = {}
         self._groups: dict = {}
@@ -87,11 +87,11 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
         self._glue_paper()
 
     # ------------------------------------------------------------------ plumbing
-    def ex(self, model: str | None = None) -> Experiments:
-        """The cached experiments of ``model`` (default: the profile's first)."""
+    def ex(self, model: str | None = None) -> StoredModel:
+        """What the study stored of ``model`` (default: the profile's first; results/models.json)."""
         model = model or self.models[0]
         if model not in self._ex:
-            self._ex[model] = Experiments(self.p, model)
+            self._ex[model] = StoredModel(self.p, model)
         return self._ex[model]
 
     table = staticmethod(display.table)  # an HTML table that fits the text column (:func:`mpqlib.display.table`)
@@ -122,9 +122,9 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
     # ------------------------------------------------------------------ the long table of runs
     def runs(self) -> list[dict]:
         """Every per-seed run of the protocol (every model) and the sweep (its models), as the
-        pipeline computed them (runs.json; :func:`mpqlib.study.ensure` computes what is missing)."""
+        study wrote them (runs.json; a missing file names the `mpq study run` that writes it)."""
         if self._rows is None:
-            ensure(self.p, parts=("protocol", "sweep"))
+            require(self.p, "runs.json", ("protocol", "sweep"))
             self._rows = load_runs(self.p)
         return self._rows
 
@@ -144,9 +144,8 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
 
     # ------------------------------------------------------------------ the results files
     def claims(self) -> dict:
-        """claims.json of the profile, computed from the per-seed runs (mpqlib.report)."""
-        ensure(self.p, parts=("protocol", "sweep", "claims"))
-        return read_json(self.p.path("claims.json"))
+        """claims.json of the profile, as the study computed it from the per-seed runs (mpqlib.report)."""
+        return read_json(require(self.p, "claims.json", ("protocol", "sweep", "claims")))
 
     def pilot(self) -> dict | None:
         """results_dir/pilot.json (the pilot's power ratios), None where the pilot has not run."""
@@ -160,11 +159,8 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
         return power_caveat(read_json(path), model, self.pilot()) if path.exists() else ""
 
     def efficiency(self) -> dict:
-        """results_dir/efficiency.json (written by the full run), computed if missing."""
-        path = self.p.path("efficiency.json")
-        if not path.exists():
-            ensure(self.p, parts=("efficiency",))
-        eff = read_json(path)
+        """results_dir/efficiency.json, as the study wrote it."""
+        eff = read_json(require(self.p, "efficiency.json", ("efficiency",)))
         display.glue("eff_model", model_label(eff.get("model") or self.p.efficiency_model()))
         return eff
 
@@ -174,8 +170,7 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
         return [self.correlation(m) for m in self.p.correlation_models()]
 
     def correlation(self, model: str | None = None) -> dict:
-        """Chapter 5's result for ``model`` (cached steps; :meth:`Experiments.correlation`)."""
-        ensure(self.p, parts=("correlation",))
+        """Chapter 5's result for ``model`` (results/correlation.json, written by the study)."""
         return self.ex(model).correlation()
 
     # ------------------------------------------------------------------ every model in one sentence

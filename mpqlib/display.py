@@ -121,8 +121,28 @@ def table(df, formats: Mapping | None = None, caption: str | None = None, nowrap
         props = ("text-align: right;" if numeric and i else "") + (" white-space: nowrap;" if col in nowrap else "")
         if props:
             styles += [{"selector": f"td.col{i}", "props": props}, {"selector": f"th.col_heading.col{i}", "props": props}]
-    return sty.set_table_styles(styles)
+    return Table(sty.set_table_styles(styles))
+
+
+class Table:
+    """A styled table as a page shows it: HTML for the book, a stable one-line text otherwise
+    (a pandas Styler's text form names its memory address, which would change the executed
+    notebook on every run). ``data`` is the DataFrame, ``styler`` the pandas Styler."""
+
+    def __init__(self, styler):
+        self.styler = styler
+        self.data = styler.data
+
+    def to_html(self) -> str:
+        return self.styler.to_html()
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        caption = self.styler.caption
+        return f"<table: {len(self.data)} rows x {len(self.data.columns)} columns{': ' + caption if caption else ''}>"
 
 
 __all__ = ["MODEL_NAMES", "FIG_WIDTH", "DPI", "BIT_COLOURS", "METHOD_COLOURS", "model_label", "budget_label",
-           "policy_label", "fmt_pct", "fmt_ratio", "fmt_num", "setup_display", "glue", "table"]
+           "policy_label", "fmt_pct", "fmt_ratio", "fmt_num", "setup_display", "glue", "table", "Table"]

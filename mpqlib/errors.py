@@ -35,3 +35,8 @@ class CheckpointError(MpqlibError, RuntimeError):
 
 class TrainingError(MpqlibError, RuntimeError):
     """Training went wrong in a way that must stop it (a non-finite loss, say)."""
+
+
+class ReadOnlyError(MpqlibError, RuntimeError):
+    """A step or result that a read-only run (``MPQ_READ_ONLY``) would have to compute: the
+    message names the ``mpq study run`` command that computes it."""

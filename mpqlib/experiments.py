@@ -37,6 +37,7 @@ from .policy import Policy
 from .profiles import Profile, resolve
 from .qat import qat
 from .search import SearchResult, search
+from .stored import RunsView
 from .study.facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES, SEEDED_SINCE_V3
 from .train import load_checkpoint
 
@@ -46,7 +47,7 @@ def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | Non
     return search(model, data, budget, cfg, progress=progress, val_data=val_data)
 
 
-class Experiments:
+class Experiments(RunsView):
     """Cached access to every result the book shows, for one model of one profile."""
 
     def __init__(self, profile: Profile | str = "full", model: str | None = None, overrides: dict | None = None,
@@ -64,7 +65,7 @@ class Experiments:
         self.model.eval()
         self.checkpoint_sha256 = sha256_file(path)
         self.cost: CostModel = cost_model(self.model)
-        self.cache = Cache(Path(self.p.cache_dir) / self.model_name)
+        self.cache = Cache(self.p.cache_path() / self.model_name, hint=f"mpq study run --profile {self.p.name}")
         self._data: dict[str, D.Images] = {}
         self._fingerprints: dict[str, dict] = {}
         self._budget_name: str | None = None
@@ -360,11 +361,7 @@ class Experiments:
         return {"target": D.balanced_subset(self.test_set("fmnist"), size=n, seed=0),
                 "proxy": D.balanced_subset(self.test_set("mnist"), size=n, seed=0)}
 
-    def observation(self) -> dict:
-        """Chapter 1 as one cached step: per model (FP and each of :meth:`observation_policies`
-        after the common QAT, seed 0) and dataset the discriminability metrics of the pooled
-        penultimate features, the model's top-1 on the target's test set, and a 2-D t-SNE of the
-        features. The record keeps these small results, so the QAT weights are needed only once."""
+    def _observation_inputs(self) -> tuple[dict[str, Policy], dict[str, D.Images], dict]:
         policies = self.observation_policies()
         sets = self.observation_sets()
         key_config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
@@ -373,6 +370,19 @@ class Experiments:
                       "qat": config_dict(self.p.qat), "qat_seed": 0, "train": self.fingerprint("fmnist"),
                       "test": self.fingerprint("fmnist-test"),
                       "sets": {d: fingerprint(images) for d, images in sets.items()}}
+        return policies, sets, key_config
+
+    def observation_path(self) -> str:
+        """Where chapter 1's observation record lies, relative to the profile's cache directory."""
+        path = self.cache.path("observation", self._observation_inputs()[2])
+        return path.relative_to(self.p.cache_path()).as_posix()
+
+    def observation(self) -> dict:
+        """Chapter 1 as one cached step: per model (FP and each of :meth:`observation_policies`
+        after the common QAT, seed 0) and dataset the discriminability metrics of the pooled
+        penultimate features, the model's top-1 on the target's test set, and a 2-D t-SNE of the
+        features. The record keeps these small results, so the QAT weights are needed only once."""
+        policies, sets, key_config = self._observation_inputs()
 
         def compute() -> dict:
             from sklearn.manifold import TSNE
@@ -489,15 +499,6 @@ class Experiments:
         return rows
 
     # ------------------------------------------------------------------ claims
-    def table(self, rows: list[dict], budget: str | None = None) -> list[dict]:
-        """This model's rows of the long table at ``budget`` (None: the main budget)."""
-        b = budget or self.budget_name
-        return [r for r in rows if r["model"] == self.model_name and r["budget"] == b]
-
-    def side(self, name: str) -> str | list[str]:
-        """A claim's side: a policy name, or ``random``: every random policy of the profile."""
-        return [f"random-{i}" for i in range(self.p.n_random)] if name == "random" else name
-
     def claims(self, rows: list[dict] | None = None, budget: str | None = None,
                ids: Iterable[str] | None = None) -> list[dict]:
         """This model's claims (:data:`CLAIMS`, or those of ``ids``) at ``budget``: paired differences
@@ -524,12 +525,6 @@ class Experiments:
         mean = lambda k: float(np.mean([r[k] for r in reports])) if all(r.get(k) is not None for r in reports) else None  # noqa: E731
         return {"seam_proxy_acc": mean("head_val_acc"), "linear_probe_acc": mean("probe_val_acc"),
                 "seam_proxy_train_acc": mean("head_train_acc"), "linear_probe_train_acc": mean("probe_train_acc")}
-
-    def power(self, rows: list[dict], budget: str | None = None):
-        """Seed SD and policy SD over the random policies at ``budget`` (:func:`mpqlib.report.power`)."""
-        from . import report
-
-        return report.power(self.table(rows, budget), self.side("random"))
 
     # ------------------------------------------------------------------ chapter 5
     def correlation_policies(self, budget: str | int | None = None) -> dict[str, Policy]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,18 @@ from .errors import ConfigError
 from .study.facts import PROXY_PER_CLASS
 
 PROFILES = ("smoke", "full")
-REPO = Path(__file__).resolve().parents[1]
+
+
+def _root() -> Path:
+    """Where a profile's relative paths (cache, results, checkpoints) resolve: ``$MPQ_ROOT`` when
+    set, else the checkout mpqlib is imported from. Never the working directory: a chapter run
+    with ``papermill --cwd book/chapters`` reads the same committed results as one run from the top."""
+    if os.environ.get("MPQ_ROOT"):
+        return Path(os.environ["MPQ_ROOT"]).expanduser().resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+REPO = _root()
 
 # Budgets whose BitOps a uniform policy meets exactly (bit-products 6, 8, 9): the pilot's candidates.
 PILOT_BUDGETS = ("w3a2", "w2a3", "w2a4", "w3a3")
@@ -156,8 +168,17 @@ class Profile:
 
     def path(self, name: str) -> Path:
         """A results file of this profile (``runs.json``, ``claims.json``, ...)."""
+        return self.results_path() / name
+
+    def results_path(self) -> Path:
+        """:attr:`results_dir`, resolved against the repository (``$MPQ_ROOT``), not the working directory."""
         d = Path(self.results_dir)
-        return d / name if d.is_absolute() else REPO / d / name
+        return d if d.is_absolute() else REPO / d
+
+    def cache_path(self) -> Path:
+        """:attr:`cache_dir`, resolved against the repository (``$MPQ_ROOT``), not the working directory."""
+        d = Path(self.cache_dir)
+        return d if d.is_absolute() else REPO / d
 
     def main_budget(self, model: str) -> str:
         """The main budget's name: fixed, or the pilot's choice for ``model`` (results_dir/pilot.json)."""

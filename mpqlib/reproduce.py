@@ -142,7 +142,7 @@ def check(profile: str | Profile = "full", overrides: dict | None = None, model:
     seed_top1 = [r["top1"] for r in mine]
     # the numerics of the two committed steps the check recomputes (the search and its QAT)
     mine_here = numerics(host())
-    theirs = run_numerics(p, [Path(p.cache_dir) / model / kind / f"{row[kind]}.json" for kind in ("search", "qat")])
+    theirs = run_numerics(p, [p.cache_path() / model / kind / f"{row[kind]}.json" for kind in ("search", "qat")])
     elsewhere = mine_here != theirs
     with tempfile.TemporaryDirectory(prefix="mpq-reproduce-") as cache:
         ex = Experiments(p, model, cache_dir=cache, threads=threads)

@@ -31,19 +31,21 @@ notebooks=(notebooks/[0-9][0-9]_*.ipynb)
 total=$(date +%s)
 overrides=${MPQ_OVERRIDES:-"{}"}
 # The study first (pilot -> budget -> searches -> QAT -> results), computing only the steps the
-# cache lacks, on MPQ_WORKERS local processes when set; the chapters then read what it computed.
+# cache lacks, on MPQ_WORKERS local processes when set; it writes every file the chapters read
+# (results/*.json). The chapters then only read: nothing is computed while a page renders.
 echo "== study ($MODE)"
 "$REPO/.venv/bin/python" -m mpqlib.cli study run --profile "$MODE" --override "$overrides" ${MPQ_WORKERS:+--workers "$MPQ_WORKERS"}
 for nb in "${notebooks[@]}"; do
   name=$(basename "$nb" .ipynb)
   echo "== $name ($MODE)"
   start=$(date +%s)
-  if ! "$PAPERMILL" "$nb" "$OUTDIR/$name.ipynb" -k python3 --cwd "$REPO" -p profile "$MODE" \
+  # The chapters only read what the study wrote: read-only, a missing step or result is an error.
+  if ! MPQ_READ_ONLY=1 "$PAPERMILL" "$nb" "$OUTDIR/$name.ipynb" -k python3 --cwd "$REPO" -p profile "$MODE" \
        -y "overrides: $overrides" --no-progress-bar; then
     echo "run_notebooks: $name failed after $(( $(date +%s) - start )) s; the executed notebook with the error is $OUTDIR/$name.ipynb" >&2
     exit 1
   fi
-  "$REPO/.venv/bin/python" "$REPO/scripts/tag_notebooks.py" "$OUTDIR/$name.ipynb"  # hide papermill's parameter cell
+  "$REPO/.venv/bin/python" "$REPO/scripts/tag_notebooks.py" "$OUTDIR/$name.ipynb"  # stable ids, no timings, parameters hidden
   echo "== $name: $(( $(date +%s) - start )) s"
 done
 echo "== all ${#notebooks[@]} notebooks ($MODE): $(( $(date +%s) - total )) s -> $OUTDIR"

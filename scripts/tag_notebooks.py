@@ -1,12 +1,20 @@
-"""Hide papermill's injected-parameters cell in executed notebooks; drop local paths.
+"""Make executed notebooks stable: the same results give the same file, byte for byte.
 
     python scripts/tag_notebooks.py OUTDIR/*.ipynb
 
-papermill copies the parameters into a new cell tagged ``injected-parameters`` only; the book
-must not show it (the chapter's own parameters cell is tagged ``remove-cell`` in the source).
-This adds ``remove-cell`` to every such cell, in place, and removes papermill's input and output
-paths from the notebook's metadata (absolute paths of the machine that ran it, which a reader
-who downloads the notebook would otherwise get). Run by scripts/run_notebooks.sh.
+Run by scripts/run_notebooks.sh on every notebook papermill executed. In place, it
+
+* adds ``remove-cell`` to papermill's ``injected-parameters`` cell (the book must not show it;
+  the chapter's own parameters cell is tagged ``remove-cell`` in the source);
+* numbers the cells' ids (``cell-00``, ``cell-01``, ...): papermill gives its injected cell a
+  random id on every run;
+* drops what differs from one execution to the next without the results changing: each cell's
+  execution timestamps (``metadata.execution``) and papermill's timings and status
+  (``metadata.papermill`` of each cell; of the notebook, all but its ``parameters``), and
+  papermill's input and output paths (local paths of the machine that ran it).
+
+So executing the chapters on the committed results leaves ``git status`` empty; a run with other
+parameters changes only what those parameters change.
 """
 from __future__ import annotations
 
@@ -18,23 +26,33 @@ import nbformat
 HIDE = "remove-cell"
 
 
-def tag(path: str | Path) -> int:
-    """Add ``remove-cell`` to the injected-parameters cells of ``path`` and drop papermill's
-    local paths; returns how many things changed."""
-    nb = nbformat.read(path, as_version=4)
-    changed = 0
-    pm = nb.metadata.get("papermill", {})
-    for key in ("input_path", "output_path"):
-        if pm.pop(key, None) is not None:
-            changed += 1
-    for cell in nb.cells:
+def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` with stable ids, the injected cell hidden and every volatile field dropped."""
+    pm = nb.metadata.get("papermill")
+    if pm is not None:
+        nb.metadata["papermill"] = {"parameters": pm["parameters"]} if "parameters" in pm else {}
+    width = max(2, len(str(len(nb.cells))))
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"cell-{i:0{width}d}"
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and HIDE not in tags:
             tags.append(HIDE)
-            changed += 1
-    if changed:
-        nbformat.write(nb, path)
-    return changed
+    return nb
+
+
+def tag(path: str | Path) -> bool:
+    """Normalise the notebook at ``path`` in place; True when the file changed."""
+    path = Path(path)
+    before = path.read_text()
+    nb = normalise(nbformat.read(path, as_version=4))
+    after = nbformat.writes(nb)
+    after += "" if after.endswith("\n") else "\n"  # as nbformat.write ends the file
+    if after != before:
+        path.write_text(after)
+        return True
+    return False
 
 
 def main(paths: list[str]) -> int:

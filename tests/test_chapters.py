@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -231,8 +232,11 @@ def test_efficiency_tables_flag_contention_and_show_the_paper():
 
 
 @pytest.mark.slow
-def test_claims_tables_put_the_paper_beside_ours():
-    ch = C.Chapter("smoke")
+def test_claims_tables_put_the_paper_beside_ours(tmp_path):
+    from _helpers import write_model_facts
+
+    write_model_facts(tmp_path)
+    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})
     claims = [{"id": cid, "model": "resnet8", "budget": "w3a2", "estimate_pp": 0.1, "ci_low": -0.2, "ci_high": 0.3,
                "n": 8, "verdict": "within noise", "rule": "difference"} for cid in C.CLAIMS]
     doc = {"claims": claims, "power": {"resnet8": {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3}},
@@ -249,7 +253,10 @@ def test_claims_tables_put_the_paper_beside_ours():
 
 def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatch, tmp_path):
     glued = {}
+    from _helpers import write_model_facts
+
     monkeypatch.setattr(display, "glue", lambda name, value: glued.setdefault(name, value))
+    write_model_facts(tmp_path)
     ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})  # no pilot.json: the run's ratio decides
     verdicts = {"positive-control": "better", "proxy-vs-target": "different", "seam-vs-ce": "within noise",
                 "seam-vs-uniform": "worse", "seam-vs-limpq": "better", "seam-vs-hawq": "within noise",
@@ -293,6 +300,9 @@ def test_margin_trend_names_each_step_where_the_margin_does_not_fall():
 
 
 def test_power_verdict_says_when_the_pilot_and_the_positive_control_disagree(tmp_path, monkeypatch):
+    from _helpers import write_model_facts
+
+    write_model_facts(tmp_path)
     ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})
     model = ch.models[0]
     budget = ch.ex(model).budget_name
@@ -308,13 +318,15 @@ def test_power_verdict_says_when_the_pilot_and_the_positive_control_disagree(tmp
                                               "the positive control passes"
 
 
-def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatch):
+def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatch, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from _helpers import write_model_facts
 
-    ch = C.Chapter("smoke")
+    write_model_facts(tmp_path)
+    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})
     pts = [{"budget": b, "policy": n, "bitops": g * 1e6, "top1": t, "lo": t - 0.2, "hi": t + 0.2}
            for b, g in (("w3a2", 6.0), ("w4a4", 16.0)) for n, t in (("seam-mnist", 90.0), ("target-fmnist", 90.5),
                                                                     ("uniform", 89.5))]
@@ -343,3 +355,37 @@ def test_memory_note_explains_a_peak_by_the_shorter_searches_or_the_recorded_inc
     assert EfficiencyMixin.memory_note(eff).startswith("SEAM's search itself added 310 MB to the 3,753 MB")
     eff["methods"]["seam"].update(added_mb=None, peak_mb=1600.0)  # no larger than its shorter searches: nothing to explain
     assert EfficiencyMixin.memory_note(eff) == ""
+
+
+@pytest.mark.slow
+def test_a_chapter_executed_on_the_committed_results_is_the_committed_file(tmp_path):
+    """A reader's rerun, the way papermill users run a chapter (another working directory,
+    read-only): the executed notebook, normalised by scripts/tag_notebooks.py, is byte for byte
+    the committed one, and nothing under results/ or cache/ changes."""
+    before = subprocess.run(["git", "status", "--porcelain", "--", "results", "cache"], cwd=REPO,
+                            capture_output=True, text=True).stdout
+    out = tmp_path / "04_efficiency.ipynb"
+    env = {**os.environ, "MPQ_READ_ONLY": "1"}
+    env.pop("MPLBACKEND", None)
+    subprocess.run([str(REPO / ".venv" / "bin" / "papermill") if (REPO / ".venv" / "bin" / "papermill").exists()
+                    else "papermill", str(REPO / "notebooks" / "04_efficiency.ipynb"), str(out), "-k", "python3",
+                    "--cwd", str(tmp_path), "-p", "profile", "full", "--no-progress-bar"],
+                   check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, str(REPO / "scripts" / "tag_notebooks.py"), str(out)], check=True)
+    assert out.read_bytes() == (REPO / "book" / "chapters" / "04_efficiency.ipynb").read_bytes()
+    after = subprocess.run(["git", "status", "--porcelain", "--", "results", "cache"], cwd=REPO,
+                           capture_output=True, text=True).stdout
+    assert after == before
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "book" / "chapters").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_executed_chapters_are_stable(path):
+    """No volatile field in a committed, executed chapter: numbered ids, no timestamps or
+    timings, no object reprs with memory addresses."""
+    text = path.read_text()
+    nb = nbformat.reads(text, as_version=4)
+    assert [c["id"] for c in nb.cells] == [f"cell-{i:02d}" for i in range(len(nb.cells))]
+    assert set(nb.metadata.get("papermill", {})) <= {"parameters"}
+    assert not re.search(r" at 0x[0-9a-f]{6,}", text), "an object repr with a memory address"
+    for c in nb.cells:
+        assert "execution" not in c.metadata and "papermill" not in c.metadata

@@ -63,9 +63,9 @@ def cmd_time(args) -> int:
     from .pipeline import summarise
 
     p = resolve(args.profile, _overrides(args.override))
-    rows = summarise(Path(p.cache_dir))
+    rows = summarise(p.cache_path())
     if not rows:
-        print(f"study time: no cached steps under {p.cache_dir}")
+        print(f"study time: no cached steps under {p.cache_path()}")
         return 1
     print(f"{'model':12s} {'step':14s} {'steps':>6s} {'hours':>7s}  note")
     for (model, step), r in sorted(rows.items()):

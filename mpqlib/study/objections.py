@@ -73,7 +73,7 @@ def _training(p: Profile) -> tuple[Cache, dict, Callable[[], dict]]:
         return {"record": {**record, "classes": list(classes)}, "checkpoint": base64.b64encode(blob).decode(),
                 "checkpoint_sha256": hashlib.sha256(blob).hexdigest()}
 
-    return Cache(Path(p.cache_dir) / name), key_config, compute
+    return Cache(p.cache_path() / name), key_config, compute
 
 
 def trained_checkpoint(p: Profile, plan: dict | None = None) -> Path:

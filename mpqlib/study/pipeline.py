@@ -30,6 +30,7 @@ from ..policy import Policy
 from . import objections
 from .runs import claims_file, efficiency_plan, efficiency_run, pilot
 from ..profiles import Profile, resolve
+from ..stored import write_models
 
 
 from . import PARTS
@@ -78,7 +79,7 @@ class Study:
         return self._ex[model]
 
     def cache_root(self) -> Path:
-        return Path(self.p.cache_dir)
+        return self.p.cache_path()
 
     # ------------------------------------------------------------------ planning
     def walk(self, write: bool = True) -> Plan:
@@ -171,6 +172,8 @@ class Study:
         if "claims" in self.parts:
             claims_file(self.p)
             written.append(self.p.path("claims.json"))
+        if {"protocol", "claims", "observation"} & set(self.parts):  # what the chapters read of each model
+            written.append(write_models(self.p, {m: self.ex(m) for m in self.p.models}, self.parts))
         return written
 
 
