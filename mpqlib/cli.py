@@ -399,16 +399,20 @@ def cmd_data(args) -> int:
 def cmd_train(args) -> int:
     from . import data as D
     from .models import build
-    from .train import train_fp
+    from .train import seed_everything, train_fp
 
     cfg = build_config(args, "train")
     record = record_path(args.out)
     check_writable(("--out", args.out))
     check_record_slot(record, "train")
+    if Path(args.out).is_file() and not args.force:
+        raise ConfigError(f"{args.out} is a finished model already: pass --force to train over it, or choose "
+                          "another --out")
     size = args.input_size or default_size(args.model)
     train = train_data(args, size)
     check_default_size(args.model, size, "flag" if args.input_size else "default", train)
     test = eval_data(args, size)
+    seed_everything(cfg.seed)  # before the model is built: its initial weights come from the seed too
     model = build(args.model, args.num_classes or D.num_classes(train), size[0])
     _probe(model, size, args.model)
     check_labels(model, train, "pass --num-classes with the number of classes of --data")
@@ -739,6 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--restart", action="store_true",
                    help="start over instead of resuming an interrupted run of --out (which resumes only with "
                         "the same settings)")
+    s.add_argument("--force", action="store_true",
+                   help="replace a finished --out (without it, a finished model is never trained over)")
     add_config_flags(s, {"train": TrainConfig})
     s.set_defaults(func=cmd_train)
 

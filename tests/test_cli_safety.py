@@ -231,3 +231,21 @@ def test_hawq_says_what_it_does_and_on_how_many_images(tmp_path, capsys):
                  "--budget", "w4a4", "--out", str(tmp_path / "h.json"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "hawq: Hessian traces on 30 images (all of 30: fewer than --images 512)" in err
+
+
+# --------------------------------------------------------------------------- seeded, and nothing finished is replaced
+def test_train_is_seeded_before_the_model_is_built_and_never_trains_over_a_finished_model(tmp_path, capsys):
+    """Two identical `mpq train` commands give identical weights (the initial ones come from the
+    seed too); a rerun over the finished output is refused without --force."""
+    base = ["train", "--model", "resnet8", "--data", "fmnist:1", "--eval-data", "optdigits", "--epochs", "1",
+            "--batch-size", "10", "--lr", "0.01", "--quiet"]
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    assert main([*base, "--out", str(a)]) == 0 and main([*base, "--out", str(b)]) == 0
+    wa, wb = load_checkpoint(a)[0].state_dict(), load_checkpoint(b)[0].state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    capsys.readouterr()
+    before = a.read_bytes()
+    line = _error([*base, "--out", a, "--lr", "0.05"], capsys)
+    assert "finished model" in line and "--force" in line and a.read_bytes() == before
+    assert main([*base, "--out", str(a), "--lr", "0.05", "--force"]) == 0
+    assert json.loads((tmp_path / "a.json").read_text())["lr"] == 0.05
