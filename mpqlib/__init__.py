@@ -7,10 +7,9 @@ The verbs a user needs::
     from mpqlib.allocate import allocate      # the ILP bit allocator
 """
 
-__version__ = "0.1.0"
-
-from .cost import cost_model  # noqa: E402
-from .policy import Policy  # noqa: E402
-from .quant import quantize  # noqa: E402
+from ._version import __version__
+from .cost import cost_model
+from .policy import Policy
+from .quant import quantize
 
 __all__ = ["Policy", "cost_model", "quantize", "__version__"]

@@ -99,7 +99,7 @@ def torch_save(path: str | os.PathLike, obj: Any) -> Path:
 
 def code_version() -> str:
     """mpqlib's version plus the git commit of the checkout it runs from, when there is one."""
-    from . import __version__
+    from ._version import __version__
 
     here = Path(__file__).resolve().parent
     try:

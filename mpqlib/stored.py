@@ -13,16 +13,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 from ._io import read_json
 from .cost import CostModel, LayerCost
 from .errors import ReadOnlyError
 from .policy import Policy
-
-if TYPE_CHECKING:  # the study's side only: the chapters never build an Experiments
-    from .experiments import Experiments
-    from .profiles import Profile
 
 MODELS_FILE = "models.json"
 # The searches a chapter shows at the main budget (chapter 2's policies, chapter 3's table).

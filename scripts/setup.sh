@@ -36,6 +36,12 @@ elif ! sha256sum --status -c "$stamp" 2>/dev/null; then
   .venv/bin/pip install -q -r requirements.txt
   sha256sum requirements.txt > "$stamp"
 fi
+# mpqlib itself (editable) again whenever pyproject.toml changed: its entry points (`mpq`, and the
+# `mpq study` command the study registers) are read from the installed metadata.
+if ! sha256sum --status -c .venv/pyproject.sha256 2>/dev/null; then
+  .venv/bin/pip install -q --no-deps -e .
+  sha256sum pyproject.toml > .venv/pyproject.sha256
+fi
 
 # 4. Stage and verify the datasets (sha256 of the decompressed files).
 .venv/bin/mpq data >/dev/null

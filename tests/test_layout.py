@@ -18,7 +18,8 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(mod: str, path: Path, mods: dict[str, Path]) -> set[str]:
-    """The mpqlib modules ``mod`` imports anywhere in its file (a package it lives in excepted)."""
+    """The mpqlib modules ``mod`` imports anywhere in its file, the packages it lives in included
+    (a runner importing its package's ``__init__``, which imports the runner, is a circle)."""
     pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -35,7 +36,7 @@ def _imports(mod: str, path: Path, mods: dict[str, Path]) -> set[str]:
         for t in names + [target]:
             while t and t not in mods and "." in t:
                 t = t.rsplit(".", 1)[0]
-            if t in mods and t != mod and not mod.startswith(t + "."):
+            if t in mods and t != mod:
                 found.add(t)
                 break
     return found
@@ -93,3 +94,18 @@ def test_the_library_never_reads_benchmarks():
     for path in PKG.rglob("*.py"):
         named = [s for s in _code_strings(ast.parse(path.read_text())) if s.split("/")[0] == "benchmarks"]
         assert named == ([] if path.name != "profiles.py" else ["benchmarks/gpu_steps-*.json"]), path
+
+
+def _layer(mod: str) -> int:
+    """0: the library, 1: the study (mpqlib.study), 2: the book (mpqlib.book)."""
+    return 2 if mod.startswith("mpqlib.book") else 1 if mod.startswith("mpqlib.study") else 0
+
+
+def test_layers_point_one_way_library_study_book():
+    """The library imports nothing of the study or the book, the study nothing of the book: each
+    layer uses only the ones below it (lazy imports inside functions count too)."""
+    mods = _modules()
+    assert {"mpqlib.study", "mpqlib.book"} <= set(mods) and "mpqlib.search" in mods
+    upward = sorted(f"{m} -> {t}" for m, p in mods.items() for t in _imports(m, p, mods) if _layer(t) > _layer(m))
+    assert upward == []
+    assert _layer("mpqlib.cli") == 0 and _layer("mpqlib.study.pipeline") == 1 and _layer("mpqlib.book.chapters") == 2

@@ -19,7 +19,7 @@ from ..cost import INPUT_SIZE, cost_model
 from ..hooks import capture_inputs
 from ..policy import Policy
 from ..train import fit, seed_everything
-from . import Meter, SearchResult, make_record, readout
+from .result import Meter, SearchResult, make_record, readout
 from .supernet import search_optimiser, step_parameters, supernet
 
 

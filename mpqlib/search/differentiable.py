@@ -40,7 +40,8 @@ from ..errors import ConfigError
 from ..models import head as find_head
 from ..policy import Policy
 from ..train import fit, seed_everything
-from . import Meter, SearchResult, heads, make_record, readout as readout_ilp
+from . import heads
+from .result import Meter, SearchResult, make_record, readout as readout_ilp
 from .supernet import arch_parameters, expected_bitops, search_optimiser, step_parameters, supernet
 
 class _FeatureTap:

@@ -34,7 +34,7 @@ from ..config import EvaluationConfig, QATConfig, register_runner
 from ..measure import cpu_seconds
 from ..policy import Policy
 from ..qat import qat
-from . import Meter, SearchResult, make_record
+from .result import Meter, SearchResult, make_record
 from .differentiable import read_policy
 from .joint import prepare_target_search, train_and_held_out
 

@@ -35,7 +35,7 @@ from ..cost import cost_model
 from ..errors import ConfigError, DataError
 from ..models import head as find_head
 from ..train import fit, seed_everything
-from . import Meter, SearchResult, make_record
+from .result import Meter, SearchResult, make_record
 from .differentiable import read_policy
 from .supernet import arch_parameters, expected_bitops, search_optimiser, step_parameters, supernet
 

@@ -38,7 +38,7 @@ from ..config import OrthogonalityConfig, register_runner
 from ..cost import cost_model
 from ..errors import ConfigError
 from ..train import seed_everything
-from . import Meter, SearchResult, make_record, readout
+from .result import Meter, SearchResult, make_record, readout
 
 
 @torch.no_grad()
