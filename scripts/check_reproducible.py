@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Recompute one committed full-profile number from an empty cache and judge it by the study's
-reproducibility contract (mpqlib.reproduce: bitwise on the full run's CPU capability, within a
+reproducibility contract (mpqlib.study.reproduce: bitwise on the full run's CPU capability, within a
 measured tolerance on any other). Exit 0 when it holds, 1 otherwise, 2 when there is nothing to check.
 
     python scripts/check_reproducible.py            # results/ of the full profile
@@ -13,7 +13,7 @@ import argparse
 import json
 import sys
 
-from mpqlib.reproduce import check
+from mpqlib.study.reproduce import check
 
 
 def main(argv=None) -> int:

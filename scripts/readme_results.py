@@ -6,7 +6,7 @@ The block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is gen
 the SEAM head's fit), ``results/pilot.json`` (the pilot's power ratios) and
 ``results/efficiency.json`` (measured search-cost ratios), so neither the README nor the book's
 first page carries a number typed by hand. It opens with the bottom line
-(:func:`mpqlib.verdicts.bottom_line`); every verdict of an underpowered model carries the caveat.
+(:func:`mpqlib.book.verdicts.bottom_line`); every verdict of an underpowered model carries the caveat.
 
     python scripts/readme_results.py            # rewrite the block in both files
     python scripts/readme_results.py --check    # exit 1 if a block is not what the results give
@@ -42,9 +42,9 @@ def term(word: str, glossary: str | None) -> str:
 def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
     """The generated markdown (without the markers). ``glossary``: the link to the glossary page
     from the file that holds the block; None inside the book (MyST ``{term}`` roles)."""
-    from mpqlib.chapters import Chapter
-    from mpqlib.display import fmt_ratio, model_label
-    from mpqlib.verdicts import POWER_RULE, bottom_line, claim_caveat, claims_rows, power_caveat, power_words
+    from mpqlib.book.chapters import Chapter
+    from mpqlib.book.display import fmt_ratio, model_label
+    from mpqlib.book.verdicts import POWER_RULE, bottom_line, claim_caveat, claims_rows, power_caveat, power_words
 
     claims = _load(results, "claims.json")
     if claims is None:

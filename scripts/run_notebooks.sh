@@ -4,7 +4,7 @@
 #   bash scripts/run_notebooks.sh smoke OUTDIR   # minutes: tiny model and data, checks the plumbing
 #   bash scripts/run_notebooks.sh full  OUTDIR   # the book's numbers (OUTDIR=book/chapters)
 #
-# Each notebooks/NN_name.ipynb runs with one parameter, `profile` = MODE, which mpqlib.profiles
+# Each notebooks/NN_name.ipynb runs with one parameter, `profile` = MODE, which mpqlib.study.profiles
 # resolves into every setting (models, budgets, seeds, configs); it is written, with its outputs,
 # to OUTDIR/NN_name.ipynb. Steps are cached by mpqlib under cache/MODE keyed by their full
 # configuration, so a rerun skips the steps that already finished. Extra settings for a run:

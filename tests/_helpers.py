@@ -17,9 +17,9 @@ def write_model_facts(results_dir, profile: str = "smoke") -> None:
     as the study writes them, and a runs.json without runs: chapter tests on synthetic results
     (no search or run is stored)."""
     from mpqlib._io import write_json
-    from mpqlib.experiments import Experiments
-    from mpqlib.profiles import resolve
-    from mpqlib.stored import MODELS_FILE, model_facts
+    from mpqlib.study.experiments import Experiments
+    from mpqlib.study.profiles import resolve
+    from mpqlib.study.stored import MODELS_FILE, model_facts
 
     p = resolve(profile, {"results_dir": str(results_dir)})
     write_json(p.path(MODELS_FILE), {m: model_facts(Experiments(p, m)) for m in p.models})

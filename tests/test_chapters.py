@@ -1,4 +1,4 @@
-"""The chapter notebooks are thin and reader-first; mpqlib.chapters formats what they show."""
+"""The chapter notebooks are thin and reader-first; mpqlib.book.chapters formats what they show."""
 from __future__ import annotations
 
 import ast
@@ -15,8 +15,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from mpqlib import chapters as C
-from mpqlib import display
+from mpqlib.book import chapters as C
+from mpqlib.book import display
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -55,7 +55,7 @@ def test_code_hidden_or_removed_and_outputs_stripped(path):
         assert {"hide-input", "remove-cell"} & set(tags), f"untagged code cell: {c.source[:60]!r}"
         assert not c.outputs and c.execution_count is None, "commit notebooks without outputs"
         assert len(c.source.splitlines()) <= 4, f"a thin chapter calls mpqlib, it does not compute: {c.source[:60]!r}"
-        thin = c.source.replace("from mpqlib.chapters import", "").replace("from mpqlib.chapter_objections import", "")
+        thin = c.source.replace("from mpqlib.book.chapters import", "").replace("from mpqlib.book.chapter_objections import", "")
         assert "print(" not in c.source and "import " not in thin
 
 
@@ -71,7 +71,7 @@ def test_opens_with_paper_and_closes_with_conclusion(path):
 def _glued_keys() -> tuple[set[str], set[str]]:
     """Every key the chapters glue: the Chapter base (chapters.py) and each chapter's module
     (chapter_observation.py, ..., chapter_objections.py)."""
-    files = sorted((REPO / "mpqlib").glob("chapter*.py"))
+    files = sorted((REPO / "mpqlib" / "book").glob("chapter*.py"))
     assert {"chapters.py", "chapter_observation.py", "chapter_search.py", "chapter_qat.py", "chapter_efficiency.py",
             "chapter_discriminability.py", "chapter_claims.py", "chapter_objections.py"} <= {f.name for f in files}
     src = "".join(f.read_text() for f in files)
@@ -83,7 +83,7 @@ def _glued_keys() -> tuple[set[str], set[str]]:
 def test_chapters_glue_through_the_display_module():
     """Replacing ``display.glue`` (as the tests below do) reaches every value a chapter glues: no
     chapter module calls ``glue`` under a name of its own."""
-    for f in sorted((REPO / "mpqlib").glob("chapter*.py")):
+    for f in sorted((REPO / "mpqlib" / "book").glob("chapter*.py")):
         assert not re.findall(r"(?<![\w.])glue\(", f.read_text()), f"{f.name} calls glue, not display.glue"
         assert "display.glue(" in f.read_text(), f.name
 
@@ -138,7 +138,7 @@ def test_run_notebooks_calls_the_tagger():
     assert "scripts/tag_notebooks.py" in (REPO / "scripts" / "run_notebooks.sh").read_text()
 
 
-# --------------------------------------------------------------------------- mpqlib.chapters
+# --------------------------------------------------------------------------- mpqlib.book.chapters
 def test_formats():
     assert C.fmt_pct(92.314) == "92.31%"
     assert C.fmt_pct(None) == "n/a" and C.fmt_pct(math.nan) == "n/a"
@@ -195,7 +195,7 @@ def test_setup_display_sizes_figures_for_the_column():
 
 # --------------------------------------------------------------------------- chapters 3, 4, 6 on synthetic results
 def _eff_doc():
-    from mpqlib import efficiency as E
+    from mpqlib.study import efficiency as E
 
     rng = np.random.default_rng(0)
 
@@ -211,7 +211,6 @@ def _eff_doc():
     return E.efficiency_table(methods, search_length=curve, proxy_size={"10": entry(3), "20": entry(5)})
 
 
-@pytest.mark.slow
 def test_efficiency_tables_flag_contention_and_show_the_paper():
     import matplotlib
 
@@ -231,7 +230,6 @@ def test_efficiency_tables_flag_contention_and_show_the_paper():
     ch.show_curves(eff)
 
 
-@pytest.mark.slow
 def test_claims_tables_put_the_paper_beside_ours(tmp_path):
     from _helpers import write_model_facts
 
@@ -344,7 +342,7 @@ def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatc
 
 
 def test_memory_note_explains_a_peak_by_the_shorter_searches_or_the_recorded_increase():
-    from mpqlib.chapter_efficiency import EfficiencyMixin
+    from mpqlib.book.chapter_efficiency import EfficiencyMixin
 
     eff = {"methods": {"seam": {"peak_mb": 4063.2, "epochs": 8, "added_mb": None}},
            "search_length": {"seam@1": {"peak_mb": 1567.5}, "seam@4": {"peak_mb": 1519.8}, "seam@8": {"peak_mb": 4063.2},

@@ -197,7 +197,6 @@ def test_root_may_be_new_empty_or_mpqlibs_own(tmp_path):
     assert not (tmp_path / "new").exists()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "qat"])
 def test_train_and_qat_read_their_config_file_and_flags_win(command, tmp_path, capsys):
     cfg = tmp_path / "run.yaml"

@@ -69,7 +69,6 @@ def qat_state(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------- no silent wrong answer
-@pytest.mark.slow
 def test_eval_of_a_qat_state_without_policy_uses_the_policy_it_carries(qat_state, capsys):
     tmp, _, top1 = qat_state
     assert main(["eval", "--checkpoint", str(CKPT), "--qat-state", str(tmp / "q.pt"), "--eval-data", "optdigits"]) == 0
@@ -80,7 +79,6 @@ def test_eval_of_a_qat_state_without_policy_uses_the_policy_it_carries(qat_state
     assert f"top-1 {top1:.2f}%" in capsys.readouterr().out
 
 
-@pytest.mark.slow
 def test_a_qat_state_under_another_policy_size_or_checkpoint_is_refused(qat_state, tmp_path, capsys):
     tmp, policy, _ = qat_state
     other = Policy({n: (4, 4) for n in policy.bits})
@@ -99,7 +97,6 @@ def test_a_qat_state_under_another_policy_size_or_checkpoint_is_refused(qat_stat
                  "--eval-data", "optdigits", "--quiet"]) == 0
 
 
-@pytest.mark.slow
 def test_an_old_qat_state_without_policy_needs_one(qat_state, tmp_path, capsys):
     tmp, _, _ = qat_state
     plain = tmp_path / "plain.pt"
@@ -107,7 +104,6 @@ def test_an_old_qat_state_without_policy_needs_one(qat_state, tmp_path, capsys):
     assert "--policy" in _error(["eval", "--checkpoint", CKPT, "--qat-state", plain], capsys)
 
 
-@pytest.mark.slow
 def test_torchvision_model_at_default_224_on_small_images_is_refused(tmp_path, capsys):
     folder = write_folder(tmp_path / "imgs", per_class=1)
     plain = tmp_path / "r18.pth"
@@ -133,7 +129,6 @@ def _interrupted_train(argv, monkeypatch, capsys) -> None:
     assert len(err) == 1 and "interrupted" in err[0]
 
 
-@pytest.mark.slow
 def test_resume_only_with_the_interrupted_runs_settings(tmp_path, monkeypatch, capsys):
     out = tmp_path / "m.pt"
     base = ["train", "--model", "resnet8", "--data", "fmnist:2", "--eval-data", "optdigits", "--epochs", "1",
@@ -225,7 +220,6 @@ def test_an_out_of_reach_budget_says_so(tmp_path, capsys):
     assert " on none" not in captured.out and "at input 1x28x28" in captured.out
 
 
-@pytest.mark.slow
 def test_hawq_says_what_it_does_and_on_how_many_images(tmp_path, capsys):
     assert main(["search", "--checkpoint", str(CKPT), "--method", "hawq", "--data", "mnist:3", "--iters", "1",
                  "--budget", "w4a4", "--out", str(tmp_path / "h.json"), "--quiet"]) == 0

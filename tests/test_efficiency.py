@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mpqlib import efficiency as E
+from mpqlib.study import efficiency as E
 from mpqlib.errors import ConfigError
 
 MACHINE = "x86_64 2 cores, torch 2.x, 2 threads"

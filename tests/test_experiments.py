@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import mpqlib.experiments as E
+import mpqlib.study.experiments as E
 from mpqlib.errors import ConfigError
-from mpqlib.experiments import Cache, Experiments, exact_uniform, recalibrate_bn
+from mpqlib.study.experiments import Cache, Experiments, exact_uniform, recalibrate_bn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,6 @@ def ex(tiny):
     return Experiments("smoke", **tiny)
 
 
-@pytest.mark.slow
 def test_identical_config_hits_changed_hyperparameter_recomputes(ex, tiny, monkeypatch):
     res = ex.search("seam-mnist")
     assert res.record["bitops"] <= ex.budget
@@ -95,7 +94,6 @@ def test_identical_config_hits_changed_hyperparameter_recomputes(ex, tiny, monke
         again.qat(res.policy, seed=0)
 
 
-@pytest.mark.slow
 def test_per_seed_runs_are_stored_and_paired(ex):
     rows = ex.runs("seam-mnist") + ex.runs("uniform") + ex.random_runs()
     E.save_runs(ex.p, rows, ex.policies)
@@ -106,7 +104,7 @@ def test_per_seed_runs_are_stored_and_paired(ex):
     policies = json.loads(ex.p.path("policies.json").read_text())
     seam = next(r for r in stored if r["policy"] == "seam-mnist")
     assert policies[seam["search"]]["bits"] == ex.search("seam-mnist").policy.to_dict()["bits"]
-    from mpqlib import report
+    from mpqlib.study import report
 
     table = ex.table(stored)
     d = report.paired_matrix(table, "seam-mnist", "uniform")
@@ -120,7 +118,6 @@ def test_per_seed_runs_are_stored_and_paired(ex):
     assert ex.power(stored).n_policies == 2
 
 
-@pytest.mark.slow
 def test_extra_search_seeds_only_where_the_proxy_vs_target_ci_is_wide(tiny):
     """The protocol's extension reads the CI of the first search seeds' runs (synthetic here)."""
     def rows(spread):
@@ -142,7 +139,6 @@ def test_extra_search_seeds_only_where_the_proxy_vs_target_ci_is_wide(tiny):
     assert Experiments("smoke", **tiny).extra_seeds(rows(spread=1.0)) == ()  # smoke has no extension
 
 
-@pytest.mark.slow
 def test_uniform_meets_the_budget_exactly_and_poor_policies_differ(ex):
     assert exact_uniform("w3a2") == (3, 2) and exact_uniform("w2.5a2.5") is None
     assert ex.cost.bitops(ex.uniform("w3a2").policy) == ex.bitops_of("w3a2")

@@ -46,7 +46,6 @@ def test_images():
     return D.load("fmnist", "test").subset(torch.arange(2000), name="fmnist-test-2000")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet20", "mobilenetv1"])
 def test_export_matches_eval_size_and_restores_exactly(name, test_images, tmp_path, one_thread):
     model, _ = load_checkpoint(ROOT / "checkpoints" / f"{name}-fmnist.pt")
@@ -97,7 +96,6 @@ def test_export_needs_a_qat_state(capsys):
     assert "--qat-state" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_cli_qat_eval_export(tmp_path, capsys):
     """The path a user takes: qat -> eval -> export, every number from the files on disk."""
     ckpt = str(ROOT / "checkpoints" / "resnet8-fmnist.pt")

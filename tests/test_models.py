@@ -43,7 +43,6 @@ def test_mobilenetv1_is_cheaper_than_resnet20_and_builds_the_same_for_the_same_s
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.mark.slow
 def test_mobilenetv1_quantizes_and_learns_one_batch():
     torch.manual_seed(0)
     model = build("mobilenetv1")
@@ -76,7 +75,6 @@ def test_build_rejects_unknown_names_and_gray_torchvision_models():
     assert set(ARCHS) >= {"resnet20", "resnet8", "mobilenetv1"}
 
 
-@pytest.mark.slow
 def test_committed_mobilenetv1_checkpoint_reaches_its_recorded_accuracy(fmnist_test):
     meta = read_json(MBV1.with_suffix(".json"))
     assert meta["arch"] == "mobilenetv1" and meta["dataset"] == "fmnist"

@@ -71,7 +71,6 @@ def test_duplicated_features_make_a_layer_less_important():
     assert imp[0] == pytest.approx(theta.mean())
 
 
-@pytest.mark.slow
 def test_orthogonality_meets_budget_deterministic_on_target_and_proxy(model, target, budget):
     cfg = OrthogonalityConfig(images=32)
     a = orthogonality(model, target, budget, cfg, progress=False)
@@ -113,7 +112,6 @@ def test_split_off_is_seeded_and_disjoint(target):
         split_off(target, len(target), seed=0)
 
 
-@pytest.mark.slow
 def test_joint_stops_on_patience_and_is_deterministic(model, target, budget):
     cfg = JointConfig(epochs=3, patience=1, val_images=40, batch_size=30)
     a = joint(model, target, budget, cfg, progress=False)
@@ -145,7 +143,6 @@ def test_joint_refuses_data_of_other_classes_and_frozen_backbone(target, budget)
 
 
 # --------------------------------------------------------------------------- evaluation
-@pytest.mark.slow
 def test_evaluation_best_so_far_curve_and_budget(model, target, budget):
     cfg = EvaluationConfig(candidates_to_try=4, population=2, finetune_images=40, val_images=30, batch_size=20)
     a = evaluation(model, target, budget, cfg, progress=False)

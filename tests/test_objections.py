@@ -13,7 +13,7 @@ from mpqlib import data as D
 from mpqlib.config import CEConfig, SeamConfig
 from mpqlib.discriminability import LGMLoss
 from mpqlib.errors import ConfigError
-from mpqlib.profiles import CE_GRID, SEAM_GRID, resolve
+from mpqlib.study.profiles import CE_GRID, SEAM_GRID, resolve
 from mpqlib.study import facts as F
 from mpqlib.study import objections as O
 

@@ -6,7 +6,7 @@ import pytest
 
 from mpqlib.config import QATConfig, SeamConfig
 from mpqlib.errors import ConfigError
-from mpqlib.profiles import PILOT_BUDGETS, resolve
+from mpqlib.study.profiles import PILOT_BUDGETS, resolve
 
 
 def test_full_is_the_preregistered_protocol():

@@ -40,7 +40,6 @@ def test_qat_config_lives_in_config(train):
         QATConfig(epochs=0)
 
 
-@pytest.mark.slow
 def test_w4a4_qat_keeps_most_accuracy_and_is_deterministic(model, train, test_set):
     policy = Policy.uniform(model, 4, 4)
     fp = evaluate(model, test_set)
@@ -52,7 +51,6 @@ def test_w4a4_qat_keeps_most_accuracy_and_is_deterministic(model, train, test_se
     assert evaluate(q1, test_set) == rec1["top1"]
 
 
-@pytest.mark.slow
 def test_datasets_and_loaders_give_the_same_run_as_images(model, train, test_set):
     policy = Policy.uniform(model, 3, 3)
     _, base = qat(model, policy, train, test_set, FAST, progress=False)
@@ -61,7 +59,6 @@ def test_datasets_and_loaders_give_the_same_run_as_images(model, train, test_set
     assert rec["top1"] == base["top1"] and rec["images"] == base["images"]
 
 
-@pytest.mark.slow
 def test_train_images_takes_a_balanced_subset_of_any_dataset(model, train, test_set):
     policy = Policy.uniform(model, 4, 4)
     subset = torch.utils.data.Subset(train, range(len(train)))

@@ -85,7 +85,6 @@ def test_quantized_modules_behave_like_torch_modules():
     assert torch.allclose(ql(z), fc(z), atol=0.05)
 
 
-@pytest.mark.slow
 def test_quantize_resnet20_policy_bits_and_integer_weights():
     model = resnet20().eval()
     searchable, fixed = split_layers(model)
@@ -117,7 +116,6 @@ def test_quantize_keeps_8bit_model_close_to_fp():
     assert (ref - out).abs().mean() < 0.1 * ref.abs().mean()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v2"])
 def test_quantize_torchvision_models(arch):
     model = torchvision.models.get_model(arch, weights=None, num_classes=10).eval()
@@ -148,7 +146,6 @@ def test_quantize_rejects_bad_policies():
         quantize(model, [4, 4])
 
 
-@pytest.mark.slow
 def test_qat_step_trains_steps_and_weights():
     torch.manual_seed(0)
     model = resnet8()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mpqlib import report
+from mpqlib.study import report
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")

@@ -40,7 +40,6 @@ def folders(tmp_path_factory):
             "out": base}
 
 
-@pytest.mark.slow
 def test_resnet18_search_on_an_image_folder_then_qat_on_its_policy(folders, capsys):
     out = folders["out"] / "OUT.json"
     assert main(["search", "--model", "resnet18", "--num-classes", "10", "--input-size", "3,32,32",
@@ -63,7 +62,6 @@ def test_resnet18_search_on_an_image_folder_then_qat_on_its_policy(folders, caps
     assert qrec["images"] == CLASSES * PER_CLASS and 0 <= qrec["top1"] <= 100
 
 
-@pytest.mark.slow
 def test_trained_weights_as_a_plain_state_dict_and_a_class_balanced_proxy(folders, capsys):
     """The GPU recipe starts from torchvision's ImageNet weights, a plain state dict: here the
     miniature trains one on the target folder, saves it torchvision-style and searches with it

@@ -1,4 +1,4 @@
-"""mpqlib.report on synthetic per-seed tables whose true answers are known."""
+"""mpqlib.study.report on synthetic per-seed tables whose true answers are known."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpqlib import report as R
+from mpqlib.study import report as R
 from mpqlib.errors import ConfigError
 
 
@@ -230,7 +230,7 @@ def test_both_sides_of_a_claim_are_resampled():
     seeds on both sides, b's own variance widens the interval and a_units/b_units count them."""
     import numpy as np
 
-    from mpqlib import report
+    from mpqlib.study import report
 
     rng = np.random.default_rng(1)
     seeds = range(4)

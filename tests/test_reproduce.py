@@ -1,4 +1,4 @@
-"""The reproducibility contract (mpqlib.reproduce): bitwise where the committed steps' numerics
+"""The reproducibility contract (mpqlib.study.reproduce): bitwise where the committed steps' numerics
 (CPU capability and model) are the host's, within a measured tolerance elsewhere; host metadata in
 every cached record."""
 
@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from mpqlib import reproduce
+from mpqlib.study import reproduce
 from mpqlib._io import host
-from mpqlib.experiments import Cache
-from mpqlib.profiles import resolve
+from mpqlib.study.experiments import Cache
+from mpqlib.study.profiles import resolve
 
 POLICY = {"a": [3, 3], "b": [2, 4], "c": [4, 2]}
 AMD = reproduce.numerics({"capability": "AVX512", "cpu": "AMD EPYC"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from mpqlib.experiments import Cache
+from mpqlib.study.experiments import Cache
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("run_time", ROOT / "scripts" / "run_time.py")
@@ -33,7 +33,7 @@ def test_expected_time_counts_a_qat_run_by_its_epochs_and_images(tmp_path):
     are 40 runs of the common recipe (one epoch on 15,000), not one."""
     import json
 
-    from mpqlib.cache import Task
+    from mpqlib.study.cache import Task
     from mpqlib.study.pipeline import expected_seconds, step_seconds, work
 
     common = {"qat": {"epochs": 1, "train_images": 15000}, "train": {"size": 60000}}

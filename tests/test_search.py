@@ -54,7 +54,6 @@ def free(model, proxy):
                   progress=False)
 
 
-@pytest.mark.slow
 def test_seam_ilp_meets_and_fills_the_budget_and_is_deterministic(model, proxy, w3a3, seam):
     a = seam
     b = search(model, proxy, w3a3, "seam", progress=False, **FAST)  # a method name with options: the same config
@@ -70,7 +69,6 @@ def test_seam_ilp_meets_and_fills_the_budget_and_is_deterministic(model, proxy, 
     assert a.record["head"]["head_val_acc"] is None  # no val_data given
 
 
-@pytest.mark.slow
 def test_the_former_call_still_works_with_a_warning(model, w3a3):
     with pytest.warns(DeprecationWarning):
         old = search("uniform", model, None, w3a3)
@@ -84,7 +82,6 @@ def test_every_method_has_a_runner():
     assert set(METHODS) == set(METHOD_CONFIGS)
 
 
-@pytest.mark.slow
 def test_max_steps_and_val_data(model, proxy, w3a3):
     test = D.load("mnist", "test")
     val = D.Images("mnist-val", test.x[:100], test.y[:100], proxy.classes)
@@ -95,7 +92,6 @@ def test_max_steps_and_val_data(model, proxy, w3a3):
     assert 0 <= res.record["head"]["head_val_acc"] <= 100 and res.record["head"]["probe_val_acc"] > 50
 
 
-@pytest.mark.slow
 def test_without_cost_term_search_prefers_high_bits(free):
     # uniform mixing weights expect 4 bits; with nothing pushing down, the learned weights move up
     bits = torch.arange(2.0, 7.0)
@@ -104,7 +100,6 @@ def test_without_cost_term_search_prefers_high_bits(free):
     assert expected_a > 4.1 and (expected_w + expected_a) / 2 > 4.05, (expected_w, expected_a)
 
 
-@pytest.mark.slow
 def test_cost_term_pulls_expected_bitops_to_the_budget(model, proxy, free):
     tight = parse_budget(cost_model(model), "w2.5a2.5")
     pushed = search(model, proxy, tight, SeamConfig(gamma=5.0, epochs=3, batch_size=50, lr_arch=0.1, readout="argmax"),
@@ -115,7 +110,6 @@ def test_cost_term_pulls_expected_bitops_to_the_budget(model, proxy, free):
     assert sum(pushed.policy.mean_bits()) < sum(free.policy.mean_bits())
 
 
-@pytest.mark.slow
 def test_target_and_proxy_search_share_one_runner(model, proxy, target, w3a3):
     assert RUNNERS[SeamConfig] is RUNNERS[CEConfig] is RUNNERS[TargetConfig]
     assert (SeamConfig.head, CEConfig.head, TargetConfig.head) == ("lgm", "linear", "model")
@@ -129,7 +123,6 @@ def test_target_and_proxy_search_share_one_runner(model, proxy, target, w3a3):
 
 @pytest.mark.parametrize("cfg", [LimpqConfig(epochs=1, batch_size=100), HawqConfig(images=64, iters=2),
                                  UniformConfig(), RandomConfig()], ids=lambda c: c.method)
-@pytest.mark.slow
 def test_baselines_meet_the_budget(cfg, model, target, w3a3, tmp_path):
     res = search(model, target, w3a3, cfg, progress=False)
     assert res.record["bitops"] <= w3a3
@@ -141,7 +134,6 @@ def test_baselines_meet_the_budget(cfg, model, target, w3a3, tmp_path):
     assert back.policy == res.policy and back.record == res.record
 
 
-@pytest.mark.slow
 def test_hawq_probes_are_seeded(model, target):
     from mpqlib.search.baselines import hutchinson_traces
 
@@ -188,7 +180,6 @@ def _png_folder(root: Path, images: D.Images, per_class: int = 5) -> Path:
     return root
 
 
-@pytest.mark.slow
 def test_search_takes_an_imagefolder_and_a_dataloader(model, proxy, w3a3, tmp_path):
     folder = D.imagefolder(_png_folder(tmp_path / "pngs", proxy, per_class=10), input_size=(1, 28, 28))
     assert len(folder) == 100 and D.num_classes(folder) == 10

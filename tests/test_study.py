@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from mpqlib import chapters as C
-from mpqlib import efficiency as Eff
-from mpqlib import experiments as E
+from mpqlib.book import chapters as C
+from mpqlib.study import efficiency as Eff
+from mpqlib.study import experiments as E
 from mpqlib._io import create_json, write_json
 from mpqlib.errors import ConfigError
 from mpqlib.errors import ReadOnlyError
-from mpqlib.experiments import Cache, Overlay
-from mpqlib.stored import write_models
+from mpqlib.study.experiments import Cache, Overlay
+from mpqlib.study.stored import write_models
 from mpqlib.study import facts as F
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_a_read_only_experiment_raises_on_a_missing_step(tmp_path, monkeypatch):
 
 
 def test_paths_resolve_against_the_repository_whatever_the_working_directory(tmp_path, monkeypatch):
-    from mpqlib.profiles import resolve
+    from mpqlib.study.profiles import resolve
 
     monkeypatch.chdir(tmp_path)  # papermill --cwd book/chapters, say
     p = resolve("full")
@@ -143,7 +143,6 @@ def test_the_readme_script_reads_the_claims_words_from_the_facts():
 
 
 # --------------------------------------------------------------------------- the pipeline
-@pytest.mark.slow
 def test_status_of_the_committed_full_run_has_nothing_to_compute():
     """Every step of the committed (protocol version 3) full run is found under its key."""
     from mpqlib.study import status
@@ -152,7 +151,6 @@ def test_status_of_the_committed_full_run_has_nothing_to_compute():
     assert plan.done and plan.cached > 800, text
 
 
-@pytest.mark.slow
 def test_the_committed_full_results_regenerate_byte_identical_from_the_cache(tmp_path, monkeypatch):
     """The chapters' pipeline on the committed full run: zero steps computed, every results file
     it writes byte-identical to the committed one, nothing under cache/full touched."""
@@ -174,7 +172,7 @@ def test_the_committed_full_results_regenerate_byte_identical_from_the_cache(tmp
     assert _files(ROOT / "cache" / "full") == before[0]
     for name in ("runs.json", "correlation.json", "efficiency.json", "objections.json", "policies.json", "pilot.json"):
         assert (results / name).read_bytes() == (ROOT / "results" / name).read_bytes(), name
-    # claims.json: the same claims from the same runs; its CIs follow mpqlib.report's bootstrap as
+    # claims.json: the same claims from the same runs; its CIs follow mpqlib.study.report's bootstrap as
     # it is now (the committed file is regenerated when that changes).
     new, old = (json.loads((d / "claims.json").read_text()) for d in (results, ROOT / "results"))
     same = ("id", "model", "budget", "estimate_pp", "n")
@@ -261,7 +259,6 @@ def test_smoke_study_on_two_workers_equals_one_and_chapters_then_change_nothing(
     assert _files(tmp_path / "two") == before
 
 
-@pytest.mark.slow
 def test_chapter_one_is_one_cached_step_that_needs_no_weights_once_stored(tmp_path, monkeypatch):
     """Chapter 1's metrics, top-1 and t-SNE come from one cached record: with the QAT weights
     gone (they are not committed), reading it again trains nothing."""

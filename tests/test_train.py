@@ -20,7 +20,6 @@ def _tiny_run(state_path=None, epochs=2):
     return model, hist
 
 
-@pytest.mark.slow
 def test_training_is_deterministic_and_resumable(tmp_path):
     a, ha = _tiny_run()
     b, _ = _tiny_run()
@@ -112,7 +111,6 @@ def test_plain_state_dicts_and_ddp_prefixes_load(tmp_path):
         load_checkpoint(tmp_path / "junk.pth", arch="resnet8")
 
 
-@pytest.mark.slow
 def test_train_fp_takes_a_config_and_any_dataset(tmp_path):
     from mpqlib.config import TrainConfig
     from mpqlib.errors import ConfigError

@@ -1,4 +1,4 @@
-"""The claims in words (mpqlib.verdicts and the chapters' sentences): no word goes further than
+"""The claims in words (mpqlib.book.verdicts and the chapters' sentences): no word goes further than
 the CI, the power rule or the data behind a pattern."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mpqlib import verdicts as V
-from mpqlib.chapter_discriminability import DiscriminabilityMixin
-from mpqlib.chapter_objections import ObjectionsChapter
-from mpqlib.chapter_observation import ObservationMixin
+from mpqlib.book import verdicts as V
+from mpqlib.book.chapter_discriminability import DiscriminabilityMixin
+from mpqlib.book.chapter_objections import ObjectionsChapter
+from mpqlib.book.chapter_observation import ObservationMixin
 
 
 def claim(cid, lo, hi, verdict, model="mobilenetv1"):
@@ -119,7 +119,7 @@ def test_the_correlation_verdict_says_not_shown_and_names_a_better_trivial_predi
 
 
 def test_the_head_verdict_is_per_model_where_models_differ():
-    from mpqlib.chapter_search import SearchMixin
+    from mpqlib.book.chapter_search import SearchMixin
 
     assert SearchMixin.head_verdict({"ResNet-20": 0.95, "MobileNetV1": 0.97}) == "reaches"
     assert SearchMixin.head_verdict({"ResNet-20": 0.93, "MobileNetV1": 0.90 - 0.01}) == \
@@ -137,7 +137,7 @@ def test_chapter_seven_renders_every_table_figure_and_sentence_from_its_results(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mpqlib import display
+    from mpqlib.book import display
 
     glued = {}
     monkeypatch.setattr(display, "glue", lambda name, value: glued.__setitem__(name, value))

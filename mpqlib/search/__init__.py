@@ -35,7 +35,7 @@ import torch
 
 from .. import data as D
 from ..allocate import InfeasibleBudget
-from ..config import SearchConfig, SeamConfig, method_config, runner_for
+from ..config import METHODS, SearchConfig, SeamConfig, method_config, runner_for  # noqa: F401  (METHODS: the API)
 from ..cost import BUDGET_FORMS, INPUT_SIZE, CostModel, cost_model
 from ..errors import BudgetError, ConfigError
 from ..measure import Meter  # noqa: F401  (the package's API)

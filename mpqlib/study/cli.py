@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..profiles import PROFILES, REPO
+from .profiles import PROFILES, REPO
 
 
 def _overrides(text: str) -> dict:
@@ -59,7 +59,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_time(args) -> int:
-    from ..profiles import resolve
+    from .profiles import resolve
     from .pipeline import summarise
 
     p = resolve(args.profile, _overrides(args.override))
@@ -94,7 +94,7 @@ def cmd_check(args) -> int:
     if args.model:
         argv += ["--model", args.model]
     try:
-        from .. import reproduce  # type: ignore[attr-defined]
+        from . import reproduce  # type: ignore[attr-defined]
     except ImportError:
         return _script("check_reproducible").main(argv)
     return reproduce.check(args.profile, model=args.model, threads=args.threads, overrides=_overrides(args.override))

@@ -1,8 +1,8 @@
 """Where the pipeline's steps run: here, on a local Dask cluster, or on a running one.
 
 A step is computed by :func:`compute` wherever it lands: the worker builds the step's
-:class:`~mpqlib.experiments.Experiments` (which sets the profile's torch thread count), reads
-the cache it can see, computes the step into an in-memory :class:`~mpqlib.experiments.Overlay`
+:class:`~mpqlib.study.experiments.Experiments` (which sets the profile's torch thread count), reads
+the cache it can see, computes the step into an in-memory :class:`~mpqlib.study.experiments.Overlay`
 and sends the new records back; the driver stores them (create-only, atomically) as they
 arrive. So a worker on another machine needs the repository's checkpoints and the data sets,
 but no access to the driver's cache, and a result never depends on where or in which order the
@@ -15,8 +15,8 @@ import contextlib
 from typing import Callable, Iterator
 
 from ..errors import ConfigError
-from ..experiments import Experiments, Overlay, Task
-from ..profiles import Profile
+from .experiments import Experiments, Overlay, Task
+from .profiles import Profile
 
 _WORKER: dict[tuple[str, str], Experiments] = {}  # per process: one Experiments per (profile, model)
 

@@ -1,7 +1,7 @@
 """The study's facts, each written once: its claims, its policies and the paper's numbers.
 
-Everything else reads them from here: :mod:`mpqlib.experiments` (which policies run, which
-claims are tested), :mod:`mpqlib.verdicts` (their words and the paper's stance),
+Everything else reads them from here: :mod:`mpqlib.study.experiments` (which policies run, which
+claims are tested), :mod:`mpqlib.book.verdicts` (their words and the paper's stance),
 ``claims.json``, the README's results block and the book's first page. The old names
 (``experiments.CLAIMS``, ``chapters.CLAIM_TEXT``, ``chapters.PAPER_STANCE``, ``chapters.LABELS``,
 ``chapters.PAPER``, ``efficiency.PAPER``, ``scripts/readme_results.LABELS``) are views of these.
@@ -14,9 +14,7 @@ from typing import Any
 
 NO_CLAIM = "the paper makes no such claim"
 
-PROXY_PER_CLASS = 240
-"""The paper's 4% proxy at this scale: 240 images per class x 10 classes = 4% of Fashion-MNIST's
-60,000 training images (``mnist`` and ``fmnist4`` in :func:`mpqlib.data.search_data`)."""
+from ..data import PROXY_PER_CLASS  # noqa: F401  (the paper's 4% proxy: the library's default, one home)
 
 
 # --------------------------------------------------------------------------- the paper's numbers
@@ -116,7 +114,7 @@ LABELS = {**{f.name: f.label for f in POLICY_FACTS if not f.harness}, "random": 
 # --------------------------------------------------------------------------- the claims
 @dataclass(frozen=True)
 class ClaimFact:
-    """One claim: ``a - b`` within QAT seds under ``rule`` (of mpqlib.report.RULES; ``random``:
+    """One claim: ``a - b`` within QAT seds under ``rule`` (of mpqlib.study.report.RULES; ``random``:
     every random policy), in words (``words``; ``short`` in the README's table), what the paper
     reports and where (``paper``, ``where``: a table or figure, or :data:`NO_CLAIM`), and the
     verdicts that support or contradict the paper (None: a check of the design, no stance);
@@ -207,7 +205,7 @@ CLAIM_FACTS: tuple[ClaimFact, ...] = (
 )
 
 CLAIMS = {c.id: (c.a, c.b, c.rule) for c in CLAIM_FACTS}
-"""id -> (a, b, rule of mpqlib.report.RULES): a - b within QAT seeds; "random" = every random policy."""
+"""id -> (a, b, rule of mpqlib.study.report.RULES): a - b within QAT seeds; "random" = every random policy."""
 CLAIM_TEXT = {c.id: (c.words, c.paper) for c in CLAIM_FACTS}
 """Each claim of claims.json in words, and what the paper reports for it."""
 PAPER_STANCE = {c.id: (set(c.supports), set(c.contradicts)) for c in CLAIM_FACTS if c.supports is not None}

@@ -12,8 +12,8 @@
   model trained on Fashion-MNIST classes 0-4 (a cached ``train`` step), searched by SEAM on
   classes 5-9 (``seam-disjoint``) and by the target search on classes 0-4.
 
-Settings: :class:`mpqlib.profiles.Objections`; the protocol: book/method.md, "Protocol of the
-final run (version 3)". Every step goes through :class:`~mpqlib.experiments.Experiments`, so
+Settings: :class:`mpqlib.study.profiles.Objections`; the protocol: book/method.md, "Protocol of the
+final run (version 3)". Every step goes through :class:`~mpqlib.study.experiments.Experiments`, so
 the pipeline plans, caches and distributes them like the rest of the study.
 """
 
@@ -29,10 +29,10 @@ from typing import Callable
 import numpy as np
 
 from .._io import atomic_write_bytes, write_json
-from ..cache import Cache, Missing, Task, config_dict, fingerprint
+from .cache import Cache, Missing, Task, config_dict, fingerprint
 from ..config import QATConfig, TrainConfig
-from ..experiments import Experiments
-from ..profiles import Profile
+from .experiments import Experiments
+from .profiles import Profile
 
 # --------------------------------------------------------------------------- the derived model
 
@@ -274,8 +274,8 @@ def summary(ex: Experiments) -> dict:
     """The part's results once every step is cached: its rows into runs.json (:func:`walk`) and
     objections.json: the grid's validation scores and choices, the QAT plateau curve and the
     proxy ladder (each proxy's SEAM minus the target search, with its CI)."""
-    from .. import report
-    from ..experiments import load_runs
+    from . import report
+    from .experiments import load_runs
 
     walked = walk(ex, None)
     rows = load_runs(ex.p)

@@ -1,12 +1,12 @@
 """The study as a pipeline of cached steps: pilot -> budget -> searches -> QAT -> claims,
 efficiency, correlation, and chapter 1's observation.
 
-A step is one cached record of :class:`~mpqlib.experiments.Cache` (a search, a QAT run, the
+A step is one cached record of :class:`~mpqlib.study.experiments.Cache` (a search, a QAT run, the
 proxy metrics of a policy, chapter 1's observation): a pure function of its resolved inputs
 (configuration, data fingerprint, checkpoint hash, budget, seeds, the profile's thread count),
 stored under the hash of those inputs. The graph is not written out by hand: :meth:`Study.walk`
-runs the study's own code (:class:`~mpqlib.experiments.Experiments`) in *planning* mode, where a
-step the cache lacks is noted as a :class:`~mpqlib.experiments.Task` instead of being computed,
+runs the study's own code (:class:`~mpqlib.study.experiments.Experiments`) in *planning* mode, where a
+step the cache lacks is noted as a :class:`~mpqlib.study.experiments.Task` instead of being computed,
 and everything that depends on it is skipped. So the keys the pipeline computes are, by
 construction, the keys the study reads. :func:`run` repeats walk -> compute what is missing (in
 parallel, see :mod:`mpqlib.study.engine`) until nothing is missing, then writes the results
@@ -24,13 +24,13 @@ from typing import Callable, Iterable, Mapping
 
 from .._io import write_json
 from ..errors import ConfigError
-from ..cache import Cache, config_dict
-from ..experiments import Experiments, Missing, Task
+from .cache import Cache, config_dict
+from .experiments import Experiments, Missing, Task
 from ..policy import Policy
 from . import objections
 from .runs import claims_file, efficiency_plan, efficiency_run, pilot
-from ..profiles import Profile, resolve
-from ..stored import write_models
+from .profiles import Profile, resolve
+from .stored import write_models
 
 
 from . import PARTS

@@ -1,6 +1,6 @@
 """The study's whole-run steps over every model of a profile: the pilot that picks the main
 budget, the efficiency harness, and claims.json (each reads its cached steps through
-:class:`~mpqlib.experiments.Experiments`; :mod:`mpqlib.study.pipeline` computes what is missing)."""
+:class:`~mpqlib.study.experiments.Experiments`; :mod:`mpqlib.study.pipeline` computes what is missing)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from typing import Iterable
 import numpy as np
 
 from .._io import read_json, write_json
-from ..experiments import Experiments, load_runs, save_runs
-from ..profiles import Profile, resolve
+from .experiments import Experiments, load_runs, save_runs
+from .profiles import Profile, resolve
 from ..search import SearchResult
 from .objections import disjoint_name, experiments
 
 def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
-    """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.report checks the schema)."""
-    from .. import report
+    """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.study.report checks the schema)."""
+    from . import report
 
     p = resolve(profile, overrides)
     rows = load_runs(p)
@@ -90,11 +90,11 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
                    remeasure: bool = False) -> dict:
     """Every class of search, each followed by the common QAT, measured in one run on one machine
     (chapter 4), plus search length and proxy size against policy quality. Writes efficiency.json
-    through :func:`mpqlib.efficiency.efficiency_table`, with the start-up / memory benchmark
+    through :func:`mpqlib.study.efficiency.efficiency_table`, with the start-up / memory benchmark
     results_dir/lean-MODEL.json where it exists (``benchmarks/bench_search_lean.py --out``; the
     book's run script makes it). ``remeasure``: searches whose cost was measured under contention
     run again (same policy, new cost record); run it on a quiet machine."""
-    from .. import efficiency
+    from . import efficiency
 
     p = resolve(profile, overrides)
     ex = Experiments(p, model or p.efficiency_model())

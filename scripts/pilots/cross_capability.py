@@ -8,7 +8,7 @@ compared with the committed per-seed top-1; and the search itself (seed 0), comp
 committed policy layer by layer, with the QAT top-1 of the policy it found. The run's own
 capability is the control: there every difference must be zero.
 
-The tolerance of the statistical contract (``mpqlib.reproduce``) is 3x the root-mean-square of
+The tolerance of the statistical contract (``mpqlib.study.reproduce``) is 3x the root-mean-square of
 the QAT differences on the other capabilities. Writes results/pilots/cross_capability.json.
 
     python scripts/pilots/cross_capability.py                          # avx2, default; seeds 0-3
@@ -34,9 +34,9 @@ from numerics import HOST_CAPS  # noqa: E402  (one definition of what each host'
 def worker(args) -> dict:
     import torch
 
-    from mpqlib.experiments import Experiments, load_runs
+    from mpqlib.study.experiments import Experiments, load_runs
     from mpqlib.policy import Policy
-    from mpqlib.profiles import resolve
+    from mpqlib.study.profiles import resolve
 
     p = resolve("full")
     model = "resnet20"

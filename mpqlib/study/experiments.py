@@ -1,6 +1,6 @@
 """The book's experiments as cached steps: searches, QAT runs, proxy metrics.
 
-Every setting comes from one :class:`~mpqlib.profiles.Profile` (``smoke`` or ``full``). Each
+Every setting comes from one :class:`~mpqlib.study.profiles.Profile` (``smoke`` or ``full``). Each
 expensive step is stored under ``cache_dir/<model>/<step>/<key>.json`` where ``key`` hashes the
 step's *fully resolved* configuration (the search or QAT config's ``to_dict()``, the candidate
 set, the data fingerprint, the checkpoint's sha256, the budget) together with the step's
@@ -11,7 +11,7 @@ The protocol (book/method.md, "Protocol (fixed before the run)") is paired: a QA
 the training subset, its order and its augmentation for every policy (:func:`mpqlib.qat.qat`
 draws them from the seed alone), so policies are compared within a seed. Every per-seed value
 goes into a long table (``runs.json``: model, budget, policy, search seed, QAT seed, top-1,
-BitOps, cache keys); claims are paired differences computed from it by :mod:`mpqlib.report`.
+BitOps, cache keys); claims are paired differences computed from it by :mod:`mpqlib.study.report`.
 """
 
 from __future__ import annotations
@@ -26,20 +26,19 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from . import data as D
-from ._io import read_json, torch_save, write_json
+from .. import data as D
+from .._io import read_json, torch_save, write_json
 from .cache import STEP_VERSIONS, Cache, Missing, Overlay, Task, config_dict, fingerprint, sha256_file  # noqa: F401
-from .config import (Config, DifferentiableConfig, QATConfig, RandomConfig, SearchConfig,
-                     UniformConfig)
-from .cost import Budget, CostModel, cost_model, exact_uniform
-from .errors import ConfigError, TrainingError
-from .policy import Policy
+from ..config import Config, DifferentiableConfig, QATConfig, RandomConfig, SearchConfig, UniformConfig
+from ..cost import Budget, CostModel, cost_model, exact_uniform
+from ..errors import ConfigError, TrainingError
+from ..policy import Policy
 from .profiles import Profile, resolve
-from .qat import qat
-from .search import SearchResult, search
+from ..qat import qat
+from ..search import SearchResult, search
 from .stored import RunsView
-from .study.facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES, SEEDED_SINCE_V3
-from .train import load_checkpoint
+from .facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES, SEEDED_SINCE_V3
+from ..train import load_checkpoint
 
 def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
                 progress: bool, val_data: D.Images | None = None) -> SearchResult:
@@ -250,7 +249,7 @@ class Experiments(RunsView):
 
     def readout(self, res: SearchResult, readout: str, seed: int = 0, budget: int | None = None) -> SearchResult:
         """The policy read out of a differentiable search's mixing weights again (``argmax``: the paper's)."""
-        from .search.differentiable import read_policy
+        from ..search.differentiable import read_policy
 
         ex = res.extras
         if "p_w" not in ex:
@@ -281,9 +280,9 @@ class Experiments(RunsView):
     def interpolated_policy(self, name: str, alpha: float, budget: str | int | None = None, seed: int = 0) -> Policy:
         """The ILP over ``alpha`` x ``name``'s learned per-layer costs + (1 - |alpha|) x random costs
         (both scaled to unit spread): alpha = 1 the search's own choice, -1 its opposite, 0 random."""
-        from .search import readout as ilp
-        from .search.baselines import limpq_cost
-        from .search.differentiable import mixing_cost
+        from ..search import readout as ilp
+        from ..search.baselines import limpq_cost
+        from ..search.differentiable import mixing_cost
 
         res = self.search(name)
         ex = res.extras
@@ -334,7 +333,7 @@ class Experiments(RunsView):
         (``<key>.pt``, not committed) or trained again into them. The cached record is never
         replaced: a model trained again on another host may differ from it in the last digits,
         so whoever reports its numbers measures them on this model (see :meth:`observation`)."""
-        from .quant import quantize
+        from ..quant import quantize
 
         path = self.cache.path("qat", self.qat_key_config(policy, seed), ".pt")
         if not path.exists():
@@ -387,8 +386,8 @@ class Experiments(RunsView):
         def compute() -> dict:
             from sklearn.manifold import TSNE
 
-            from .discriminability import features, summary
-            from .train import evaluate
+            from ..discriminability import features, summary
+            from ..train import evaluate
 
             nets = {"FP": self.model, **{n: self.qat_model(pol) for n, pol in policies.items()}}
             rows, embedding = [], {}
@@ -503,7 +502,7 @@ class Experiments(RunsView):
                ids: Iterable[str] | None = None) -> list[dict]:
         """This model's claims (:data:`CLAIMS`, or those of ``ids``) at ``budget``: paired differences
         within QAT seeds with bootstrap CIs (search seeds and QAT seeds resampled) and verdicts, by
-        mpqlib.report. A claim whose policies have no runs yet is left out."""
+        mpqlib.study.report. A claim whose policies have no runs yet is left out."""
         from . import report
 
         table = self.table(load_runs(self.p) if rows is None else rows, budget)
@@ -545,9 +544,9 @@ class Experiments(RunsView):
     def proxy_metrics(self, policy: Policy) -> dict:
         """Discriminability of ``policy``'s quantized model (no fine-tuning) on the proxy after
         re-estimating BatchNorm statistics on proxy images; target accuracy before fine-tuning."""
-        from .discriminability import features, summary
-        from .quant import quantize
-        from .train import evaluate
+        from ..discriminability import features, summary
+        from ..quant import quantize
+        from ..train import evaluate
 
         proxy = self.data("proxy")
         n_bn = min(self.p.bn_recalibration_images, len(proxy))

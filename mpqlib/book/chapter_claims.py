@@ -4,13 +4,14 @@ reproduced."""
 
 from __future__ import annotations
 
-from . import display, report
+from . import display
+from ..study import report
 from .display import budget_label, model_label
 from .verdicts import claim_caveat, claim_label, claim_stance, claims_rows
 
 
 class ClaimsMixin:
-    """Chapter 6: claims.json in tables and sentences. Mixed into :class:`mpqlib.chapters.Chapter`,
+    """Chapter 6: claims.json in tables and sentences. Mixed into :class:`mpqlib.book.chapters.Chapter`,
     whose ``p``, ``models``, ``joined`` and ``table`` it uses (and chapter 3's ``controls`` and
     ``power_verdict``)."""
 
@@ -28,7 +29,7 @@ class ClaimsMixin:
                                 nowrap=("ours",))
         return out
 
-    stance = staticmethod(claim_stance)  # :func:`mpqlib.verdicts.claim_stance`, as ``Chapter.stance``
+    stance = staticmethod(claim_stance)  # :func:`mpqlib.book.verdicts.claim_stance`, as ``Chapter.stance``
 
     def claims_summary(self, doc: dict) -> None:
         """Glue the sentences of the closing section: what was and was not reproduced."""

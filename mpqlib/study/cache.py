@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from . import data as D
-from ._io import create_json, host, read_json, sha256_file
-from .config import Config
-from .errors import ConfigError, ReadOnlyError
+from .. import data as D
+from .._io import create_json, host, read_json, sha256_file
+from ..config import Config
+from ..errors import ConfigError, ReadOnlyError
 
 READ_ONLY_ENV = "MPQ_READ_ONLY"  # set (to anything but "" or "0"): every Cache reads, none computes
 

@@ -1,6 +1,6 @@
 """The book's display kit: figure and table settings sized for its text column, colours, the
 names and number formats a reader sees, the HTML table renderer and ``glue``. Every chapter
-(:mod:`mpqlib.chapters`, its ``chapter_*`` parts, :mod:`mpqlib.chapter_objections`) shows
+(:mod:`mpqlib.book.chapters`, its ``chapter_*`` parts, :mod:`mpqlib.book.chapter_objections`) shows
 through these and calls ``display.glue`` by its module, so that replacing :func:`glue` here (a
 test capturing what a chapter glues) reaches every caller."""
 
@@ -26,7 +26,7 @@ def _quiet_tqdm() -> None:
 
 _quiet_tqdm()
 
-from .study.facts import LABELS  # noqa: E402
+from ..study.facts import LABELS  # noqa: E402
 
 MODEL_NAMES = {"resnet20": "ResNet-20", "resnet8": "ResNet-8", "mobilenetv1": "MobileNetV1", "resnet18": "ResNet-18"}
 

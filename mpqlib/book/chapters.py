@@ -11,26 +11,26 @@ The chapter notebooks are thin. Each holds one papermill parameter (``profile``,
 Numbers that the prose quotes are *glued* (myst-nb ``glue``) by these methods under documented
 names and shown in the Markdown with ``{glue:text}`NAME```: no number in the book is typed by
 hand. The paper's own numbers live in :data:`PAPER` (from the poster's Table 2 and figures).
-Statistics (CIs, paired differences, power, correlations) come from :mod:`mpqlib.report`;
-every experiment from :mod:`mpqlib.experiments` (cached, so a chapter of the full profile only
+Statistics (CIs, paired differences, power, correlations) come from :mod:`mpqlib.study.report`;
+every experiment from :mod:`mpqlib.study.experiments` (cached, so a chapter of the full profile only
 reads what the full run computed, and a smoke chapter computes what it needs).
 
 The code is split by job, and each file imports only the ones below it (no import circle):
 
-* :mod:`mpqlib.display`: the display kit (figure and table settings, colours, labels, number
-  formats, the table renderer :func:`~mpqlib.display.table` and ``glue``);
-* :mod:`mpqlib.verdicts`: the claims in words (stances, power caveats, the claims tables' rows,
+* :mod:`mpqlib.book.display`: the display kit (figure and table settings, colours, labels, number
+  formats, the table renderer :func:`~mpqlib.book.display.table` and ``glue``);
+* :mod:`mpqlib.book.verdicts`: the claims in words (stances, power caveats, the claims tables' rows,
   the bottom line);
 * one module per chapter for its tables and figures, each a mixin class:
-  :mod:`~mpqlib.chapter_observation` (chapter 1), :mod:`~mpqlib.chapter_search` (2),
-  :mod:`~mpqlib.chapter_qat` (3), :mod:`~mpqlib.chapter_efficiency` (4),
-  :mod:`~mpqlib.chapter_discriminability` (5) and :mod:`~mpqlib.chapter_claims` (6). A mixin
+  :mod:`~mpqlib.book.chapter_observation` (chapter 1), :mod:`~mpqlib.book.chapter_search` (2),
+  :mod:`~mpqlib.book.chapter_qat` (3), :mod:`~mpqlib.book.chapter_efficiency` (4),
+  :mod:`~mpqlib.book.chapter_discriminability` (5) and :mod:`~mpqlib.book.chapter_claims` (6). A mixin
   reads the results through :class:`Chapter`'s methods (``self.ex``, ``self.runs``,
   ``self.table``, ...) and never imports this module;
 * this module: :class:`Chapter`, the six mixins combined with the construction (profile, display
   settings, the glued numbers every chapter quotes) and the access to the results that the
   chapters share (the models' experiments, the per-seed runs, claims.json, efficiency.json, the
-  correlations). :mod:`mpqlib.chapter_objections` (chapter 7) subclasses it.
+  correlations). :mod:`mpqlib.book.chapter_objections` (chapter 7) subclasses it.
 
 The names the notebooks, tests and scripts import from here (``Chapter``, ``ensure``, the labels
 and formats, the paper's numbers, the claims' words) stay importable from here: they are
@@ -44,8 +44,8 @@ from typing import Iterable, Mapping
 import numpy as np
 
 from . import display  # first: display imports tqdm.auto without its warning, before anything else does
-from . import report
-from ._io import read_json
+from ..study import report
+from .._io import read_json
 from .chapter_claims import ClaimsMixin
 from .chapter_discriminability import DiscriminabilityMixin
 from .chapter_efficiency import EfficiencyMixin
@@ -53,15 +53,15 @@ from .chapter_observation import Observation, ObservationMixin
 from .chapter_qat import QATMixin
 from .chapter_search import HEAD_THRESHOLD, SearchMixin  # noqa: F401
 from .display import fmt_pct, fmt_ratio, model_label, setup_display
-from .experiments import CLAIMS, load_runs
-from .profiles import Profile, resolve
-from .stored import StoredModel, require
+from ..study.experiments import CLAIMS, load_runs
+from ..study.profiles import Profile, resolve
+from ..study.stored import StoredModel, require
 
 # Re-exported from their homes (see above).
 from .display import (BIT_COLOURS, DPI, FIG_WIDTH, METHOD_COLOURS, MODEL_NAMES, budget_label,  # noqa: F401
                       fmt_num, glue, policy_label)
 # The paper's numbers, the policies' names and the claims' words: one home, mpqlib.study.facts.
-from .study.facts import CLAIM_TEXT, LABELS, PAPER, PAPER_ROWS, PAPER_STANCE  # noqa: F401
+from ..study.facts import CLAIM_TEXT, LABELS, PAPER, PAPER_ROWS, PAPER_STANCE  # noqa: F401
 from .verdicts import (POWER_RULE, STANCE_WORDS, TRANSFER_CLAIMS, bottom_line, claim_label,  # noqa: F401
                        claims_rows, paper_fill, pilot_ratio, power_caveat, power_words, stance_text)
 
@@ -94,7 +94,7 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
             self._ex[model] = StoredModel(self.p, model)
         return self._ex[model]
 
-    table = staticmethod(display.table)  # an HTML table that fits the text column (:func:`mpqlib.display.table`)
+    table = staticmethod(display.table)  # an HTML table that fits the text column (:func:`mpqlib.book.display.table`)
 
     def _glue_paper(self) -> None:
         t = PAPER["table2"]
@@ -144,7 +144,7 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
 
     # ------------------------------------------------------------------ the results files
     def claims(self) -> dict:
-        """claims.json of the profile, as the study computed it from the per-seed runs (mpqlib.report)."""
+        """claims.json of the profile, as the study computed it from the per-seed runs (mpqlib.study.report)."""
         return read_json(require(self.p, "claims.json", ("protocol", "sweep", "claims")))
 
     def pilot(self) -> dict | None:
@@ -153,7 +153,7 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
         return read_json(path) if path.exists() else None
 
     def model_caveat(self, model: str) -> str:
-        """The power caveat of ``model``'s verdicts (:func:`mpqlib.verdicts.power_caveat`; "" when
+        """The power caveat of ``model``'s verdicts (:func:`mpqlib.book.verdicts.power_caveat`; "" when
         powered or before claims.json exists), for the captions of tables that compare policies."""
         path = self.p.path("claims.json")
         return power_caveat(read_json(path), model, self.pilot()) if path.exists() else ""

@@ -8,15 +8,16 @@ from typing import Mapping
 
 import numpy as np
 
-from . import display, report
-from ._io import read_json
+from . import display
+from ..study import report
+from .._io import read_json
 from .display import FIG_WIDTH, fmt_pct, fmt_ratio, model_label
-from .study.facts import PAPER
+from ..study.facts import PAPER
 
 
 class EfficiencyMixin:
     """Chapter 4: efficiency.json in tables, sentences and figures. Mixed into
-    :class:`mpqlib.chapters.Chapter`, whose ``p`` and ``table`` it uses."""
+    :class:`mpqlib.book.chapters.Chapter`, whose ``p`` and ``table`` it uses."""
 
     EFF_NAMES = {"seam": "SEAM on the proxy", "target-equal-epochs": "target, equal epochs",
                  "target-equal-steps": "target, equal steps", "joint": "joint weights + bits (FracBits class)",

@@ -29,8 +29,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ._io import read_json, write_json
-from .study.facts import PAPER_HOURS as PAPER  # what the paper reports: FracBits 237.2 h / SEAM 0.8 h = 297x, ...
+from .._io import read_json, write_json
+from .facts import PAPER_HOURS as PAPER  # what the paper reports: FracBits 237.2 h / SEAM 0.8 h = 297x, ...
 
 ASSUMPTIONS: dict[str, dict[str, Any]] = {
     "imagenet_images": {"value": 1_281_167, "why": "ImageNet-1k training set (paper: the target)"},
@@ -71,7 +71,7 @@ REFERENCE = "seam"
 
 # --------------------------------------------------------------------------- the measured table
 def top1_summary(values) -> tuple[float | None, float | None, float | None]:
-    """Mean top-1 over QAT seeds and its 95% bootstrap CI (:func:`mpqlib.report.mean_ci`), rounded
+    """Mean top-1 over QAT seeds and its 95% bootstrap CI (:func:`mpqlib.study.report.mean_ci`), rounded
     for efficiency.json; one value gives no interval, none gives no mean."""
     if values is None:
         return None, None, None
@@ -186,7 +186,7 @@ def _assumed(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     values = {k: v["value"] for k, v in ASSUMPTIONS.items()}
     unknown = set(overrides or {}) - set(values)
     if unknown:
-        from .errors import ConfigError
+        from ..errors import ConfigError
 
         raise ConfigError(f"unknown assumption(s) {sorted(unknown)}; the cost model knows {sorted(values)}")
     return {**values, **(overrides or {})}

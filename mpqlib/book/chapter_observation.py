@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import display, report
+from . import display
+from ..study import report
 from .display import FIG_WIDTH, budget_label, fmt_num, fmt_pct
-from .experiments import Experiments
+from ..study.experiments import Experiments
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Observation:
 
 class ObservationMixin:
     """Chapter 1: the observation's metrics, tables and figures. Mixed into
-    :class:`mpqlib.chapters.Chapter`, whose ``p``, ``ex`` and ``table`` it uses."""
+    :class:`mpqlib.book.chapters.Chapter`, whose ``p``, ``ex`` and ``table`` it uses."""
 
     def observation(self, model: str | None = None) -> Observation:
         """FP, uniform W8A8/W4A4/W3A3/W2A2 and two mixed policies at the main budget (SEAM's and a

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from . import report
+from ..study import report
 from .display import fmt_pct, fmt_ratio, model_label, policy_label
-from .study.facts import CLAIM_TEXT, CLAIMS, MATCH_CLAIMS, PAPER, PAPER_STANCE, POWER_NOTES
+from ..study.facts import CLAIM_TEXT, CLAIMS, MATCH_CLAIMS, PAPER, PAPER_STANCE, POWER_NOTES
 
 STANCE_WORDS = {"supports": "reproduced", "contradicts": "not reproduced at this scale", "undecided": "undecided"}
 """What a stance says to a reader ("not reproduced at this scale": on this book's small data,

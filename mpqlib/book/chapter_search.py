@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from . import display, report
+from . import display
+from ..study import report
 from .display import BIT_COLOURS, FIG_WIDTH, budget_label, fmt_num, fmt_pct, model_label, policy_label
 
 HEAD_THRESHOLD = 0.9  # the protocol: the SEAM head must reach 90% of the linear probe's accuracy
@@ -16,7 +17,7 @@ HEAD_THRESHOLD = 0.9  # the protocol: the SEAM head must reach 90% of the linear
 
 class SearchMixin:
     """Chapter 2: the searched policies, layer groups, agreement and head fit. Mixed into
-    :class:`mpqlib.chapters.Chapter`, whose ``p``, ``models``, ``ex``, ``joined`` and ``table`` it uses."""
+    :class:`mpqlib.book.chapters.Chapter`, whose ``p``, ``models``, ``ex``, ``joined`` and ``table`` it uses."""
 
     MAIN = ("seam-mnist", "seam-mnist-argmax", "seam-optdigits", "seam-fmnist4", "ce-mnist", "target-fmnist",
             "limpq-fmnist", "hawq-fmnist", "uniform")

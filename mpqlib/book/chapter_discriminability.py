@@ -7,13 +7,14 @@ import math
 
 import numpy as np
 
-from . import display, report
+from . import display
+from ..study import report
 from .display import FIG_WIDTH, budget_label, fmt_pct, model_label
 
 
 class DiscriminabilityMixin:
     """Chapter 5: the correlations in tables, sentences and a figure. Mixed into
-    :class:`mpqlib.chapters.Chapter`, whose ``joined`` and ``table`` it uses."""
+    :class:`mpqlib.book.chapters.Chapter`, whose ``joined`` and ``table`` it uses."""
 
     PREDICTORS = {"fisher_ratio": "Fisher ratio on the proxy", "-normalised_compactness": "compactness on the proxy (negated)",
                   "ptq_top1_target": "target top-1 before fine-tuning (trivial)", "mean_bits": "mean bits (trivial)"}

@@ -8,16 +8,17 @@ import math
 
 import numpy as np
 
-from . import display, report
+from . import display
+from ..study import report
 from .display import FIG_WIDTH, METHOD_COLOURS, budget_label, fmt_pct, fmt_ratio, model_label, policy_label
-from .errors import ConfigError
-from .study.facts import PAPER, PAPER_ROWS
+from ..errors import ConfigError
+from ..study.facts import PAPER, PAPER_ROWS
 from .verdicts import POWER_RULE, claim_label, pilot_ratio
 
 
 class QATMixin:
     """Chapter 3: the main table, the QAT sentences, the paper's table, the sweep, power and the
-    positive control. Mixed into :class:`mpqlib.chapters.Chapter`, whose ``p``, ``models``, ``ex``,
+    positive control. Mixed into :class:`mpqlib.book.chapters.Chapter`, whose ``p``, ``models``, ``ex``,
     ``runs``, ``model_rows``, ``matrix``, ``claims``, ``joined`` and ``table`` it uses (and chapter
     2's ``MAIN``)."""
 
@@ -264,7 +265,7 @@ class QATMixin:
     def power_verdict(self, model: str, control: dict | None, run_ratio: float | None = None) -> str:
         """The power checks of ``model`` in words: the pilot's rule (policy SD >= 2x seed SD), the
         positive control of the protocol run and, given, the protocol run's own ratio; where they
-        disagree the sentence says so. The caveat follows :func:`mpqlib.verdicts.power_caveat`'s
+        disagree the sentence says so. The caveat follows :func:`mpqlib.book.verdicts.power_caveat`'s
         rule: a ratio below 2 in the pilot or in the run."""
         doc = self.pilot() or {}
         ratio = pilot_ratio(doc, model, self.ex(model).budget_name)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import display, report
-from ._io import read_json
+from . import display
+from ..study import report
+from .._io import read_json
 from .chapters import Chapter
 from .display import FIG_WIDTH, model_label, policy_label
 from .verdicts import OBJECTION_CLAIMS, claim_caveat, claim_label, stance_text

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._io import host, read_json
+from .._io import host, read_json
 from .profiles import REPO, Profile, resolve
 
 EXACT_PP = 0.02          # the same QAT step on the same numerics: equal to the printed precision
@@ -150,7 +150,7 @@ def check(profile: str | Profile = "full", overrides: dict | None = None, model:
         res = ex.search(policy_name, budget, 0)
         print(f"search: {time.perf_counter() - t0:.0f} s, {res.record['bitops']:,} BitOps")
         policy = res.policy.to_dict()["bits"]
-        from .policy import Policy
+        from ..policy import Policy
 
         committed_policy = Policy.from_dict(json.loads(p.path("policies.json").read_text())[row["search"]])
         t0 = time.perf_counter()

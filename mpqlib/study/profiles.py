@@ -4,7 +4,7 @@ The notebooks take a single papermill parameter, ``profile``, plus optional ``ov
 everything else (checkpoints per model, budgets, seeds, the search and QAT configs, the
 numbers of random policies, the sweep, the efficiency harness) is decided here, once::
 
-    from mpqlib.profiles import resolve
+    from mpqlib.study.profiles import resolve
     p = resolve("smoke")                                   # tiny: ResNet-8, tiny data, 2 seeds
     p = resolve("full", qat_seeds=[0, 1], seam={"margin": 0.1})   # overrides win
 
@@ -22,10 +22,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import (CEConfig, Config, EvaluationConfig, HawqConfig, JointConfig, LimpqConfig, OrthogonalityConfig,
-                     QATConfig, SeamConfig, TargetConfig)
-from .errors import ConfigError
-from .study.facts import PROXY_PER_CLASS
+from ..config import (CEConfig, Config, EvaluationConfig, HawqConfig, JointConfig, LimpqConfig, OrthogonalityConfig, QATConfig, SeamConfig, TargetConfig)
+from ..errors import ConfigError
+from .facts import PROXY_PER_CLASS
 
 PROFILES = ("smoke", "full")
 
@@ -36,7 +35,7 @@ def _root() -> Path:
     with ``papermill --cwd book/chapters`` reads the same committed results as one run from the top."""
     if os.environ.get("MPQ_ROOT"):
         return Path(os.environ["MPQ_ROOT"]).expanduser().resolve()
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 REPO = _root()

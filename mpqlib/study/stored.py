@@ -6,7 +6,7 @@ per-layer cost table, the policy and record of every search a chapter shows (the
 methods at search seed 0 and the random policies, whose ILP the study solved), SEAM's head fit
 over its search seeds, and the path of chapter 1's observation record. A chapter reads them
 through :class:`StoredModel`, which answers the questions a chapter asks of
-:class:`~mpqlib.experiments.Experiments` without a model, data or solver: nothing is computed
+:class:`~mpqlib.study.experiments.Experiments` without a model, data or solver: nothing is computed
 while a page renders, and a missing file says which ``mpq study run`` makes it."""
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
-from ._io import read_json
-from .cost import CostModel, LayerCost
-from .errors import ReadOnlyError
-from .policy import Policy
+from .._io import read_json
+from ..cost import CostModel, LayerCost
+from ..errors import ReadOnlyError
+from ..policy import Policy
 
 MODELS_FILE = "models.json"
 # The searches a chapter shows at the main budget (chapter 2's policies, chapter 3's table).
@@ -45,7 +45,7 @@ def require(p: "Profile", name: str, parts: Iterable[str] = ()) -> Path:
 
 class RunsView:
     """The per-seed rows of one model (``runs.json``), and its claims' sides: shared by the
-    study's :class:`~mpqlib.experiments.Experiments` and the book's :class:`StoredModel`.
+    study's :class:`~mpqlib.study.experiments.Experiments` and the book's :class:`StoredModel`.
     Needs ``model_name``, ``budget_name`` and ``p`` (the profile)."""
 
     model_name: str
@@ -61,7 +61,7 @@ class RunsView:
         return [f"random-{i}" for i in range(self.p.n_random)] if name == "random" else name
 
     def power(self, rows: list[dict], budget: str | None = None):
-        """Seed SD and policy SD over the random policies at ``budget`` (:func:`mpqlib.report.power`)."""
+        """Seed SD and policy SD over the random policies at ``budget`` (:func:`mpqlib.study.report.power`)."""
         from . import report
 
         return report.power(self.table(rows, budget), self.side("random"))
@@ -90,7 +90,7 @@ def write_models(p: "Profile", exs: "dict[str, Experiments]", parts: Iterable[st
     """Merge into ``results/models.json`` what the study's ``parts`` let a chapter read of each
     model: the model's facts always, its searches with the protocol, chapter 1's record with the
     observation (first model). Keys sorted: the same content gives the same bytes."""
-    from ._io import write_json
+    from .._io import write_json
 
     parts = set(parts)
     path = p.path(MODELS_FILE)

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
-from ._io import write_json
-from .errors import ConfigError
+from .._io import write_json
+from ..errors import ConfigError
 
 LEVEL = 0.95
 """Confidence level of every interval in the book."""
