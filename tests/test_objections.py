@@ -119,13 +119,11 @@ def test_objections_overrides_are_checked():
 
 # --------------------------------------------------------------------------- the part, on the smoke study
 @pytest.mark.slow
-def test_objections_part_on_the_smoke_study(tmp_path):
-    """The whole part on tiny settings: a 5-class model trained and cached (its weights inside the
-    record), the grid scored on the validation split, the plateau found, the claims written."""
-    from mpqlib.study import run
-
-    over = {"cache_dir": str(tmp_path / "cache"), "results_dir": str(tmp_path / "results")}
-    run("smoke", over, parts=("objections", "claims"), log=None)  # the part stands on its own
+def test_objections_part_on_the_smoke_study(smoke_study):
+    """The whole part on tiny settings (the shared smoke study, tests/conftest.py): a 5-class model
+    trained and cached (its weights inside the record), the grid scored on the validation split,
+    the plateau found, the claims written."""
+    tmp_path = Path(smoke_study["cache_dir"]).parent
     doc = json.loads((tmp_path / "results" / "objections.json").read_text())
     assert doc["tuning"]["chosen"]["seam"] is not None and doc["tuning"]["chosen"]["ce"] is not None
     assert doc["long_qat"]["plateau_epochs"] in (1, 2)

@@ -185,23 +185,6 @@ def _files(root: Path) -> dict[str, tuple[str, int]]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-# The parts compared across worker counts (the protocol's searches and QAT runs, the sweep, the
-# claims); the other parts run in CI's smoke book, and the objections in test_objections.py.
-COMPARED = ("protocol", "sweep", "claims")
-
-
-# Scheduling is what is compared, not the size: one search seed, two random policies, one sweep budget.
-SMALL = {"search_seeds": [0], "n_random": 2, "sweep_budgets": ["w2a4"]}
-
-
-def _smoke(tmp: Path, workers: int) -> dict:
-    from mpqlib.study import run
-
-    overrides = {**SMALL, "cache_dir": str(tmp / "cache"), "results_dir": str(tmp / "results")}
-    run("smoke", overrides, parts=COMPARED, workers=workers, log=None)
-    return overrides
-
-
 def _untimed(doc):
     """A result without its wall-clock fields (``seconds``, ``ilp_seconds``, ...): what was found,
     not how long finding it took (the ILP's solve time differs by 0.1 ms between two runs)."""
@@ -212,21 +195,68 @@ def _untimed(doc):
     return doc
 
 
-def _results(overrides: dict) -> dict:
+def _results(results_dir: Path) -> dict:
     """What the study found, without what it took: policies, accuracies and claims."""
-    res = Path(overrides["results_dir"])
-    runs = json.loads((res / "runs.json").read_text())
-    return {"runs": _untimed(runs), "policies": _untimed(json.loads((res / "policies.json").read_text())),
-            "claims": json.loads((res / "claims.json").read_text())}
+    read = lambda name: json.loads((Path(results_dir) / name).read_text())  # noqa: E731
+    return {"runs": _untimed(read("runs.json")), "policies": _untimed(read("policies.json")),
+            "claims": read("claims.json")}
+
+
+@pytest.mark.slow
+def test_steps_spread_over_two_workers_give_what_one_worker_gave(smoke_study, tmp_path):
+    """The smallest grid that still schedules steps across workers: two searches of the shared
+    smoke study (one worker) are removed with the QAT runs of their policies, and a local Dask
+    cluster of 2 workers recomputes them (the searches side by side, then the QAT runs that wait on
+    them). Every per-seed top-1, every policy and every claim is what the one worker found."""
+    from mpqlib.study import run
+
+    src_cache, src_results = Path(smoke_study["cache_dir"]), Path(smoke_study["results_dir"])
+    over = {"cache_dir": str(tmp_path / "cache"), "results_dir": str(tmp_path / "results")}
+    shutil.copytree(src_cache, over["cache_dir"])
+    shutil.copytree(src_results, over["results_dir"])
+    runs = json.loads((src_results / "runs.json").read_text())["runs"]
+    budget = runs[0]["budget"] if runs else None
+    picked = [r for r in runs if r["policy"] in ("seam-mnist", "target-fmnist") and r["search_seed"] == 0
+              and r["budget"] == json.loads((src_results / "models.json").read_text())[r["model"]]["budget"]["name"]]
+    removed = {Path(over["cache_dir"]) / r["model"] / kind / f"{r[kind]}.json" for r in picked for kind in ("search", "qat")}
+    assert budget and len({p for p in removed if p.parent.name == "search"}) == 2 and len(removed) >= 4
+    for path in removed:
+        path.unlink()
+    run("smoke", over, parts=("protocol", "claims"), workers=2, log=None)
+    assert all(path.exists() for path in removed)  # recomputed, on the workers
+    assert _results(Path(over["results_dir"])) == _results(src_results)
+
+
+@pytest.mark.slow
+def test_chapters_read_the_smoke_study_and_compute_nothing(smoke_study, monkeypatch):
+    """Every chapter's reads on the shared smoke study: nothing is computed, no file changes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    before = _files(Path(smoke_study["cache_dir"])), _files(Path(smoke_study["results_dir"]))
+
+    def computed(*args, **kwargs):
+        raise AssertionError("a chapter computed a step although the study stored every result")
+
+    monkeypatch.setattr(Cache, "record", computed)
+    monkeypatch.setattr(E.Experiments, "__init__", computed)  # a chapter never builds an experiment
+    ch = C.Chapter("smoke", smoke_study)
+    model = ch.models[0]
+    assert len(ch.runs()) > 15 and ch.claims()["claims"]
+    assert len(ch.policy_table(model).data) == len(ch.MAIN) and len(ch.main_table(model).data) > 5
+    assert ch.observation().models[0] == "FP" and ch.correlations()[0]["n_policies"] > 3
+    assert ch.efficiency()["methods"]
+    assert (_files(Path(smoke_study["cache_dir"])), _files(Path(smoke_study["results_dir"]))) == before
 
 
 @pytest.mark.slow
 def test_pilot_on_a_local_cluster_of_two_workers_equals_one(tmp_path):
-    """The pilot's QAT steps (no search: minutes) spread over 2 processes or run in 1: the same
-    per-seed accuracies, the same choice."""
+    """The pilot's QAT steps (no search) spread over 2 processes or run in 1: the same per-seed
+    accuracies, the same choice (small QAT runs: what is compared is the scheduling)."""
     from mpqlib.study import run
 
-    small = {"budget": "pilot", "pilot_budgets": ["w3a3", "w2a4"], "n_random": 2, "qat_seeds": [0, 1]}
+    small = {"budget": "pilot", "pilot_budgets": ["w3a3", "w2a4"], "n_random": 2, "qat_seeds": [0, 1],
+             "qat": {"train_images": 200}, "test_images": 500}
     out = {}
     for workers in (1, 2):
         d = tmp_path / str(workers)
@@ -234,29 +264,6 @@ def test_pilot_on_a_local_cluster_of_two_workers_equals_one(tmp_path):
             workers=workers, log=None)
         out[workers] = {n: json.loads((d / "results" / n).read_text()) for n in ("runs.json", "pilot.json")}
     assert out[1] == out[2] and len(out[1]["runs.json"]["runs"]) == 2 * 2 * 3
-
-
-@pytest.mark.slow
-def test_smoke_study_on_two_workers_equals_one_and_chapters_then_change_nothing(tmp_path, monkeypatch):
-    one = _smoke(tmp_path / "one", workers=1)
-    two = _smoke(tmp_path / "two", workers=2)
-    a, b = _results(one), _results(two)
-    assert a["runs"] == b["runs"] and a["policies"] == b["policies"] and a["claims"] == b["claims"]
-    assert len(a["runs"]["runs"]) > 15
-
-    # Executing what the chapters execute, on the cached run: nothing is computed, no file changes.
-    before = _files(tmp_path / "two")
-
-    def computed(*args, **kwargs):
-        raise AssertionError("a chapter computed a step although every step is cached")
-
-    monkeypatch.setattr(Cache, "record", computed)
-    ch = C.Chapter("smoke", two)  # chapters 2, 3 and 6 read the compared parts' files
-    ch.runs()
-    ch.claims()
-    model = ch.models[0]
-    assert len(ch.policy_table(model).data) == len(ch.MAIN) and len(ch.main_table(model).data) > 5
-    assert _files(tmp_path / "two") == before
 
 
 def test_chapter_one_is_one_cached_step_that_needs_no_weights_once_stored(tmp_path, monkeypatch):

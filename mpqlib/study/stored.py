@@ -25,6 +25,10 @@ MODELS_FILE = "models.json"
 SHOWN = ("seam-mnist", "seam-mnist-argmax", "seam-optdigits", "seam-fmnist4", "ce-mnist", "target-fmnist",
          "limpq-fmnist", "hawq-fmnist", "uniform")
 META_KEYS = ("arch", "dataset", "num_classes", "epochs", "top1", "seed")
+# What a chapter may show of a search's record: what ran and what it found, not what it took (a
+# uniform or random policy is found again on each read, with new timings).
+RECORD_KEYS = ("method", "search_data", "seed", "epochs", "images", "budget_bitops", "bitops", "size_bytes",
+               "cache_key")
 
 
 def study_command(p: "Profile", parts: Iterable[str] = ()) -> str:
@@ -75,6 +79,14 @@ def model_facts(ex: "Experiments") -> dict:
             "cost": {"input_size": list(ex.cost.input_size), "layers": [asdict(c) for c in ex.cost.layers]}}
 
 
+def _untimed(doc):
+    """``doc`` without its wall-clock fields (``ilp_seconds``, ...): a policy's provenance says how
+    long its ILP took, which differs from one solve to the next."""
+    if isinstance(doc, dict):
+        return {k: _untimed(v) for k, v in doc.items() if not k.endswith("seconds")}
+    return doc
+
+
 def search_facts(ex: "Experiments") -> dict:
     """The searches a chapter shows and SEAM's head fit (every step they read is cached by the
     protocol part; the random policies' and readouts' ILPs are solved here, once)."""
@@ -82,7 +94,8 @@ def search_facts(ex: "Experiments") -> dict:
     searches = {}
     for n in names:
         res = ex.search(n)
-        searches[n] = {"policy": res.policy.to_dict(), "record": res.record}
+        record = {k: res.record[k] for k in RECORD_KEYS if k in res.record}  # no timings: the same bytes each run
+        searches[n] = {"policy": _untimed(res.policy.to_dict()), "record": record}
     return {"searches": searches, "head_accuracy": ex.head_accuracy()}
 
 
