@@ -45,7 +45,8 @@ from .errors import ConfigError, DataError
 from .images import MEAN, STD, Images, _base, _base_indices, describe, labels_of, num_classes
 
 # Re-exported: the data API is mpqlib.data's (see above).
-from .images import check_fits, check_labels, check_model_takes, native_size, sample_shape  # noqa: F401
+from .images import (check_classes, check_fits, check_labels, check_model_takes, folder_classes,  # noqa: F401
+                     image_sizes, native_size, preprocessing, sample_shape)
 from .loaders import ShuffledBatches, as_loader, augment, in_order, loader, take  # noqa: F401
 
 PROXY_PER_CLASS = 240
@@ -430,4 +431,7 @@ def imagefolder(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 224, 
         raise DataError(f"{path} is not an image folder: {e}") from None
     ds.name = f"imagefolder:{path}"
     ds.crop = crop
+    # what gives the model's numbers their meaning, stored with a checkpoint or QAT state
+    ds.preprocessing = {"input_size": [c, h, w], "crop": crop, "resize": "bilinear, antialiased (torchvision)",
+                        "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
     return ds

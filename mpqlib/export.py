@@ -247,6 +247,7 @@ def _rewrite_qdq(model) -> dict[str, int]:
             src = f"{base}_clamped"
         nodes.append(helper.make_node("QuantizeLinear", [src, scale, zero], [f"{base}_q"], name=f"{base}_q"))
         nodes.append(helper.make_node("DequantizeLinear", [f"{base}_q", scale, zero], list(node.output), name=f"{base}_dq"))
+    nodes = _clip_as_max_min(nodes)
     del graph.node[:]
     graph.node.extend(nodes)
     still = {i for n in nodes for i in n.input}
@@ -258,6 +259,27 @@ def _rewrite_qdq(model) -> dict[str, int]:
             model.opset_import.remove(imp)
     onnx.checker.check_model(model)
     return counts
+
+
+def _clip_as_max_min(nodes: list) -> list:
+    """Every ``Clip`` (ReLU6 and the like) as ``Max`` then ``Min`` on the same bounds: the same
+    values, but onnxruntime's Clip/QuantizeLinear fusion, which fails on 4-bit zero points
+    ("Unexpected data type for QuantizeLinear input y_zero_point of 21"), no longer applies."""
+    from onnx import helper
+
+    out = []
+    for node in nodes:
+        if node.op_type != "Clip" or node.attribute:  # opset >= 11: min and max are inputs
+            out.append(node)
+            continue
+        x, lo, hi = (list(node.input) + ["", ""])[:3]
+        src = x
+        if lo:
+            out.append(helper.make_node("Max", [src, lo], [f"{node.output[0]}_max"], name=f"{node.name}_max"))
+            src = f"{node.output[0]}_max"
+        out.append(helper.make_node("Min", [src, hi], list(node.output), name=f"{node.name}_min") if hi else
+                   helper.make_node("Identity", [src], list(node.output), name=f"{node.name}_id"))
+    return out
 
 
 def to_onnx(qmodel: nn.Module, input_size: tuple[int, ...], path: str | os.PathLike,

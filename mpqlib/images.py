@@ -204,6 +204,61 @@ def native_size(data) -> tuple[int, int] | None:
     return h, w
 
 
+def image_sizes(data, limit: int = 200) -> list[tuple[int, int]]:
+    """The distinct (height, width) of up to ``limit`` image files of an image folder (spread over
+    its classes), most frequent first; [] for data not read from image files."""
+    samples = getattr(_base(data), "samples", None)
+    if not samples:
+        return []
+    from collections import Counter
+
+    from PIL import Image
+
+    step = max(1, len(samples) // limit)
+    seen: Counter = Counter()
+    for path, _ in samples[::step][:limit]:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except OSError:
+            continue
+        seen[(h, w)] += 1
+    return [size for size, _ in seen.most_common()]
+
+
+def folder_classes(data) -> tuple[str, ...] | None:
+    """The class names of an image folder (its sub-folders, in label order); None for other data."""
+    base = _base(data)
+    if getattr(base, "samples", None) is None or getattr(base, "classes", None) is None:
+        return None
+    return tuple(str(c) for c in base.classes)
+
+
+def preprocessing(data) -> dict | None:
+    """How an image folder's files become tensors (input size, crop, resize, normalisation); None
+    for other data."""
+    return getattr(_base(data), "preprocessing", None)
+
+
+def check_classes(data, expected, fix: str) -> None:
+    """An image folder's classes must be ``expected`` (the model's, in label order): a missing,
+    extra, renamed or reordered class folder would give every image another label, and a wrong
+    accuracy with exit code 0. Refused in one line naming the difference; nothing to check where
+    either side is unknown (a built-in data set, a checkpoint without class names)."""
+    names = folder_classes(data)
+    if not expected or names is None or tuple(names) == tuple(expected):
+        return
+    expected = tuple(str(c) for c in expected)
+    missing = [c for c in expected if c not in names]
+    extra = [c for c in names if c not in expected]
+    what = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
+                                        f"extra {', '.join(extra)}" if extra else "") if part) or \
+        "the same names in another order"
+    shown = ", ".join(expected[:12]) + (", ..." if len(expected) > 12 else "")
+    raise DataError(f"{describe(data)} does not hold the model's classes ({what}); the model's {len(expected)} "
+                    f"classes, in label order: {shown}. {fix}")
+
+
 # --------------------------------------------------------------------------- whole batches
 class _BatchView(Dataset):
     """Reads a whole batch per index list: tensors indexed at once for :class:`Images`, items
@@ -223,4 +278,5 @@ class _BatchView(Dataset):
 
 
 __all__ = ["MEAN", "STD", "Images", "labels_of", "num_classes", "describe", "sample_shape", "check_fits",
+           "image_sizes", "folder_classes", "check_classes", "preprocessing",
            "check_model_takes", "check_labels", "native_size"]

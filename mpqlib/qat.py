@@ -67,17 +67,21 @@ def qat(model: nn.Module, policy: Policy, train, test, cfg: QATConfig | None = N
 
 # --------------------------------------------------------------------------- the fine-tuned state
 def save_state(path: str | os.PathLike, qmodel: nn.Module, policy: Policy, input_size: tuple[int, ...],
-               checkpoint: str | os.PathLike | None, record: dict | None = None) -> Path:
+               checkpoint: str | os.PathLike | None, record: dict | None = None, *,
+               classes: list[str] | None = None, preprocessing: dict | None = None) -> Path:
     """Write a fine-tuned quantized model with what it was trained with: ``{"state_dict", "meta"}``,
     ``meta`` holding the policy, the input size (C, H, W) and the sha256 of the full-precision
-    checkpoint it started from, so that :func:`load_state` can refuse any other combination."""
+    checkpoint it started from, so that :func:`load_state` can refuse any other combination, and
+    (image folders) the class names in label order and the preprocessing (crop, resize,
+    normalisation) that every later reading of data must match."""
     from ._io import torch_save
     from .train import state_dict
 
     meta = {"kind": "qat", "policy": policy.to_dict(), "input_size": [int(v) for v in tuple(input_size)[-3:]],
             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None,
-            **({"top1": round(float(record["top1"]), 2)} if record and "top1" in record else {})}
+            **({"top1": round(float(record["top1"]), 2)} if record and "top1" in record else {}),
+            **({"classes": list(classes)} if classes else {}), **({"preprocessing": preprocessing} if preprocessing else {})}
     return torch_save(path, {"state_dict": state_dict(qmodel), "meta": meta})
 
 

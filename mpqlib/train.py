@@ -364,6 +364,13 @@ def _diff_keys(want: dict, got: dict) -> tuple[list[str], list[str]]:
 
 # --------------------------------------------------------------------------- full-precision recipe
 
+def data_meaning(data) -> dict:
+    """What gives a model's numbers their meaning when it was trained on an image folder: the class
+    names in label order and the preprocessing (``{}`` for built-in data sets)."""
+    names, prep = D.folder_classes(data), D.preprocessing(data)
+    return {**({"classes": list(names)} if names else {}), **({"preprocessing": prep} if prep else {})}
+
+
 def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None, *, train=None, test=None,
              out: str | os.PathLike = "checkpoints/resnet20-fmnist.pt", arch: str | None = None,
              data_root: str | None = None, device: torch.device | str = "cpu", progress: bool = True,
@@ -410,7 +417,8 @@ def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None
     top1 = evaluate(model, test, device=device)
     meta = {"arch": name, "dataset": D.describe(train), "num_classes": classes, "in_channels": shape[0],
             "input_size": list(shape), **cfg.to_dict(), "processes": dist.world(), "top1": round(top1, 2),
-            "train_seconds": round(hist.seconds, 1), "train_images": hist.images, "history": hist.epochs}
+            "train_seconds": round(hist.seconds, 1), "train_images": hist.images, "history": hist.epochs,
+            **data_meaning(train)}
     with dist.main_process_writes() as writer:
         save_checkpoint(out, model, meta)
         if writer:

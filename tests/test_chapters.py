@@ -329,6 +329,7 @@ def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatc
            for b, g in (("w3a2", 6.0), ("w4a4", 16.0)) for n, t in (("seam-mnist", 90.0), ("target-fmnist", 90.5),
                                                                     ("uniform", 89.5))]
     monkeypatch.setattr(ch, "sweep_points", lambda model=None: pts)
+    monkeypatch.setattr(ch, "sweep_gain", lambda model, budget: "+0.10 [-0.10, +0.30] pp, within noise")
     monkeypatch.setattr(display, "glue", lambda name, value: value)
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
@@ -367,7 +368,7 @@ def test_a_chapter_executed_on_the_committed_results_is_the_committed_file(tmp_p
     env.pop("MPLBACKEND", None)
     subprocess.run([str(REPO / ".venv" / "bin" / "papermill") if (REPO / ".venv" / "bin" / "papermill").exists()
                     else "papermill", str(REPO / "notebooks" / "04_efficiency.ipynb"), str(out), "-k", "python3",
-                    "--cwd", str(tmp_path), "-p", "profile", "full", "--no-progress-bar"],
+                    "--cwd", str(tmp_path), "-p", "profile", "full", "-y", "overrides: {}", "--no-progress-bar"],
                    check=True, env=env, capture_output=True)
     subprocess.run([sys.executable, str(REPO / "scripts" / "tag_notebooks.py"), str(out)], check=True)
     assert out.read_bytes() == (REPO / "book" / "chapters" / "04_efficiency.ipynb").read_bytes()

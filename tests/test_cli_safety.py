@@ -110,6 +110,10 @@ def test_torchvision_model_at_default_224_on_small_images_is_refused(tmp_path, c
     torch.save(build("resnet18", 10, 3).state_dict(), plain)  # a plain state dict: no input size
     line = _error(["eval", "--model", "resnet18", "--checkpoint", plain, "--eval-data", f"imagefolder:{folder}"], capsys)
     assert "--input-size 3,32,32" in line and "32x32" in line
+    # at any image size, not only far smaller ones: 128-px images once ran at 224 px with exit 0
+    big = write_folder(tmp_path / "big", per_class=1, size=128)
+    line = _error(["eval", "--model", "resnet18", "--checkpoint", plain, "--eval-data", f"imagefolder:{big}"], capsys)
+    assert "128x128" in line and "--input-size C,H,W" in line and "trained at" in line
     assert main(["eval", "--model", "resnet18", "--checkpoint", str(plain), "--eval-data", f"imagefolder:{folder}",
                  "--input-size", "3,32,32"]) == 0
     assert "at input 3x32x32" in capsys.readouterr().out
@@ -221,7 +225,7 @@ def test_an_out_of_reach_budget_says_so(tmp_path, capsys):
 
 
 def test_hawq_says_what_it_does_and_on_how_many_images(tmp_path, capsys):
-    assert main(["search", "--checkpoint", str(CKPT), "--method", "hawq", "--data", "mnist:3", "--iters", "1",
+    assert main(["search", "--checkpoint", str(CKPT), "--method", "hawq", "--data", "fmnist:3", "--iters", "1",
                  "--budget", "w4a4", "--out", str(tmp_path / "h.json"), "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "hawq: Hessian traces on 30 images (all of 30: fewer than --images 512)" in err
@@ -243,3 +247,120 @@ def test_train_is_seeded_before_the_model_is_built_and_never_trains_over_a_finis
     assert "finished model" in line and "--force" in line and a.read_bytes() == before
     assert main([*base, "--out", str(a), "--lr", "0.05", "--force"]) == 0
     assert json.loads((tmp_path / "a.json").read_text())["lr"] == 0.05
+
+
+
+# --------------------------------------------------------------------------- what gives a model's numbers their meaning
+@pytest.fixture(scope="module")
+def folder_model(tmp_path_factory):
+    """ResNet-8 trained (1 epoch) on an image folder of 10 classes read with --crop center, and
+    a QAT state fine-tuned from it: both carry the class names and the preprocessing."""
+    tmp = tmp_path_factory.mktemp("folders")
+    train, val = write_folder(tmp / "train", per_class=3), write_folder(tmp / "val", per_class=2)
+    ckpt, q = tmp / "m.pt", tmp / "q.pt"
+    common = ["--model", "resnet8", "--input-size", "1,28,28", "--crop", "center", "--batch-size", "10", "--quiet"]
+    assert main(["train", *common, "--data", f"imagefolder:{train}", "--eval-data", f"imagefolder:{val}",
+                 "--epochs", "1", "--out", str(ckpt)]) == 0
+    model, meta = load_checkpoint(ckpt)
+    mixed_policy(model).save(tmp / "p.json")
+    assert main(["qat", "--checkpoint", str(ckpt), "--policy", str(tmp / "p.json"), "--data", f"imagefolder:{train}",
+                 "--eval-data", f"imagefolder:{val}", "--epochs", "1", "--batch-size", "10", "--crop", "center",
+                 "--out", str(q), "--quiet"]) == 0
+    return tmp, ckpt, q
+
+
+def test_a_checkpoint_and_a_qat_state_carry_their_classes_and_preprocessing(folder_model):
+    tmp, ckpt, q = folder_model
+    _, meta = load_checkpoint(ckpt)
+    names = [f"c{c}" for c in range(10)]
+    assert meta["classes"] == names and meta["preprocessing"]["crop"] == "center"
+    assert meta["preprocessing"]["input_size"] == [1, 28, 28] and len(meta["preprocessing"]["mean"]) == 1
+    qmeta = torch.load(q, weights_only=True)["meta"]
+    assert qmeta["classes"] == names and qmeta["preprocessing"]["crop"] == "center"
+
+
+def test_class_folders_that_are_not_the_models_are_refused_before_any_work(folder_model, tmp_path, capsys):
+    """A missing folder renumbered the classes (11.67% with exit 0); an 11th folder gave 71.27%."""
+    import shutil
+
+    tmp, ckpt, q = folder_model
+    missing = tmp_path / "missing"
+    shutil.copytree(tmp / "val", missing)
+    shutil.rmtree(missing / "c3")
+    line = _error(["eval", "--qat-state", q, "--eval-data", f"imagefolder:{missing}"], capsys)
+    assert "missing c3" in line and "class folders" in line
+    extra = write_folder(tmp_path / "extra", per_class=1, classes=11)
+    assert "extra c10" in _error(["eval", "--checkpoint", ckpt, "--eval-data", f"imagefolder:{extra}"], capsys)
+    assert "extra c10" in _error(["export", "--qat-state", q, "--eval-data", f"imagefolder:{extra}", "--out",
+                                  tmp_path / "m"], capsys)
+    assert not list(tmp_path.glob("m.*"))
+    assert "extra c10" in _error(["qat", "--checkpoint", ckpt, "--policy", tmp / "p.json", "--data",
+                                  f"imagefolder:{extra}", "--eval-data", f"imagefolder:{tmp / 'val'}",
+                                  "--out", tmp_path / "q2.pt"], capsys)
+    renamed = tmp_path / "renamed"
+    shutil.copytree(tmp / "val", renamed)
+    (renamed / "c9").rename(renamed / "z9")
+    line = _error(["eval", "--qat-state", q, "--eval-data", f"imagefolder:{renamed}"], capsys)
+    assert "missing c9" in line and "extra z9" in line
+
+
+def test_the_crop_a_model_was_trained_with_is_used_and_another_is_refused(folder_model, capsys):
+    """--crop was not stored: `eval --qat-state ... --crop resize` gave another top-1 under the same line."""
+    tmp, ckpt, q = folder_model
+    top1 = json.loads((tmp / "q.json").read_text())["top1"]
+    assert main(["eval", "--qat-state", str(q), "--eval-data", f"imagefolder:{tmp / 'val'}"]) == 0
+    assert f"top-1 {top1:.2f}%" in capsys.readouterr().out  # read with the stored crop, as QAT measured it
+    line = _error(["eval", "--qat-state", q, "--eval-data", f"imagefolder:{tmp / 'val'}", "--crop", "resize"], capsys)
+    assert "--crop center" in line and "not resize" in line
+
+
+def test_a_qat_state_whose_checkpoint_moved_says_so(folder_model, tmp_path, capsys):
+    """It once fell back to the repository's ResNet-20 and reported a size mismatch."""
+    import shutil
+
+    tmp, ckpt, q = folder_model
+    moved = tmp_path / "m.pt"
+    shutil.copy(ckpt, moved)
+    state = torch.load(q, weights_only=True)
+    state["meta"]["checkpoint"] = str(tmp_path / "gone.pt")
+    torch.save(state, tmp_path / "q.pt")
+    line = _error(["eval", "--qat-state", tmp_path / "q.pt", "--eval-data", f"imagefolder:{tmp / 'val'}"], capsys)
+    assert "gone.pt" in line and "not there" in line and "--checkpoint" in line and "size mismatch" not in line
+    assert main(["eval", "--qat-state", str(tmp_path / "q.pt"), "--checkpoint", str(moved),
+                 "--eval-data", f"imagefolder:{tmp / 'val'}"]) == 0
+    assert "random weights" not in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- a search that says how sure it is
+def test_a_search_says_how_sure_it_is_and_several_seeds_agree_or_not(tmp_path, capsys):
+    """Per-layer margins between the best and the next candidate, a warning where the policy is
+    not determined, and --seeds N: the policy of the averaged mixing weights with each layer's
+    agreement across the seeds."""
+    base = ["search", "--checkpoint", CKPT, "--method", "seam", "--data", "mnist:5", "--epochs", "1", "--budget",
+            "w3a3", "--quiet"]
+    assert main([*map(str, base), "--out", str(tmp_path / "one.json")]) == 0
+    out = capsys.readouterr()
+    sure = json.loads((tmp_path / "one.json").read_text())["record"]["decisiveness"]
+    assert sure["layers"] == len(sure["per_layer"]) and 0 <= sure["determined"] <= sure["layers"]
+    assert sure["no_preference"] == 0.2 and all(0 <= v["w"] <= 1 and 0 <= v["a"] <= 1 for v in sure["per_layer"].values())
+    assert "decisiveness:" in out.out and "margin w" in out.out
+    assert sure["determined"] < sure["layers"] / 2 and "not determined" in out.err and "--seeds" in out.err
+    assert main([*map(str, base), "--seeds", "2", "--out", str(tmp_path / "two.json")]) == 0
+    rec = json.loads((tmp_path / "two.json").read_text())
+    agree = rec["record"]["agreement"]
+    assert rec["record"]["seeds"] == [0, 1] and len(rec["extras"]["per_seed"]) == 2
+    assert set(agree["per_layer"].values()) <= {0.0, 0.5, 1.0} and agree["layers"] == sure["layers"]
+    assert "of seeds" in capsys.readouterr().out
+    assert "--seeds" in _error(["search", "--checkpoint", CKPT, "--method", "hawq", "--data", "fmnist:2", "--seeds",
+                                "2", "--out", tmp_path / "h.json"], capsys)
+
+
+def test_a_label_reading_search_on_a_proxy_with_other_classes_is_refused(tmp_path, capsys):
+    """hawq/target on the MNIST proxy once read digit labels as Fashion-MNIST classes, silently."""
+    line = _error(["search", "--checkpoint", CKPT, "--method", "hawq", "--data", "mnist:2", "--out",
+                   tmp_path / "h.json"], capsys)
+    assert "not the model's" in line and "--labels-are-the-models" in line and not (tmp_path / "h.json").exists()
+    assert main(["search", "--checkpoint", str(CKPT), "--method", "hawq", "--data", "fmnist:2", "--quiet",
+                 "--out", str(tmp_path / "h.json")]) == 0  # the model's own classes
+    assert main(["search", "--checkpoint", str(CKPT), "--method", "hawq", "--data", "mnist:2", "--quiet",
+                 "--labels-are-the-models", "--out", str(tmp_path / "h2.json")]) == 0

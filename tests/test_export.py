@@ -113,3 +113,52 @@ def test_cli_qat_eval_export(tmp_path, capsys):
     assert abs(rec["onnx_top1"] - eval_top1) <= 0.1 and round(rec["torch_top1"], 2) == eval_top1
     assert abs(rec["packed_bytes"] / rec["cost_model_bytes"] - 1) <= 0.01
     assert {p.name for p in tmp_path.iterdir()} >= {"m.onnx", "m.mpqw", "m.mpqw.rest.pt", "m.json"}
+
+
+# The torchvision architectures the README names for a user's own model.
+TORCHVISION = ("resnet18", "mobilenet_v2")
+
+
+@pytest.mark.parametrize("arch", TORCHVISION)
+def test_export_of_each_supported_torchvision_model_runs_in_onnxruntime(arch, tmp_path, one_thread):
+    """Every supported torchvision architecture exports at a small size and onnxruntime gives
+    PyTorch's outputs. mobilenet_v2's ReLU6 (an ONNX Clip) before a 4-bit QuantizeLinear once
+    crashed onnxruntime's Clip/Quantize fusion: Clip is written as Max/Min."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, arch)(num_classes=10).eval()
+    x = torch.randn(64, 3, 32, 32)
+    policy = mixed_policy(model)
+    qmodel = quantize(model, policy, calibration=x[:32]).eval()
+    E.to_onnx(qmodel, (3, 32, 32), tmp_path / "m.onnx")
+    import onnx
+
+    assert not [n for n in onnx.load(tmp_path / "m.onnx").graph.node if n.op_type == "Clip"]
+    out = E.onnx_session(tmp_path / "m.onnx").run(["logits"], {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = qmodel(x).numpy()
+    # the same computation up to the rounding of values on a quantization boundary (untrained weights, random input)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9 and np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.99
+
+
+def test_an_interrupted_or_failed_export_leaves_no_file(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during onnxruntime's check, or an error in it: none of NAME.onnx, NAME.mpqw,
+    NAME.mpqw.rest.pt or NAME.json stays behind, and the message says nothing was kept."""
+    ckpt = str(ROOT / "checkpoints" / "resnet8-fmnist.pt")
+    model, _ = load_checkpoint(ckpt)
+    mixed_policy(model).save(tmp_path / "p.json")
+    q = str(tmp_path / "q.pt")
+    assert main(["qat", "--checkpoint", ckpt, "--policy", str(tmp_path / "p.json"), "--data", "fmnist:2",
+                 "--eval-data", "optdigits", "--epochs", "1", "--batch-size", "20", "--out", q, "--quiet"]) == 0
+    before = {p.name for p in tmp_path.iterdir()}
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(E, "onnx_top1", ctrl_c)
+    assert main(["export", "--qat-state", q, "--eval-data", "optdigits", "--out", str(tmp_path / "m")]) == 130
+    assert {p.name for p in tmp_path.iterdir()} == before and "no file was left" in capsys.readouterr().err
+    monkeypatch.setattr(E, "onnx_top1", lambda *a, **k: 0.0)  # onnxruntime disagrees with PyTorch
+    assert main(["export", "--qat-state", q, "--eval-data", "optdigits", "--out", str(tmp_path / "m")]) == 2
+    assert {p.name for p in tmp_path.iterdir()} == before and "no file was kept" in capsys.readouterr().err

@@ -22,7 +22,13 @@ def _imports(mod: str, path: Path, mods: dict[str, Path]) -> set[str]:
     (a runner importing its package's ``__init__``, which imports the runner, is a circle)."""
     pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}  # annotations only: not imported at run time
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom):
             base = pkg
             for _ in range(max(node.level - 1, 0)):

@@ -27,7 +27,7 @@ def test_smoke_is_small_with_two_seeds():
 
 def test_overrides_are_typed():
     p = resolve("smoke", {"qat_seeds": "[3, 4]", "seam": {"margin": 0.05}}, qat={"lr": 0.02})
-    assert p.qat_seeds == (3, 4) and p.seam.margin == 0.05 and p.qat.lr == 0.02 and p.qat.train_images == 500
+    assert p.qat_seeds == (3, 4) and p.seam.margin == 0.05 and p.qat.lr == 0.02 and p.qat.train_images == 300
     assert resolve(p).seam.margin == 0.05  # a resolved profile resolves to itself
     json.dumps(p.to_dict())
     with pytest.raises(ConfigError, match="unknown profile setting"):

@@ -256,7 +256,7 @@ def test_pilot_on_a_local_cluster_of_two_workers_equals_one(tmp_path):
     from mpqlib.study import run
 
     small = {"budget": "pilot", "pilot_budgets": ["w3a3", "w2a4"], "n_random": 2, "qat_seeds": [0, 1],
-             "qat": {"train_images": 200}, "test_images": 500}
+             "qat": {"train_images": 100}, "test_images": 200}
     out = {}
     for workers in (1, 2):
         d = tmp_path / str(workers)

@@ -11,7 +11,6 @@ import numpy as np
 from . import display
 from ..study import report
 from .display import FIG_WIDTH, METHOD_COLOURS, budget_label, fmt_pct, fmt_ratio, model_label, policy_label
-from ..errors import ConfigError
 from ..study.facts import PAPER, PAPER_ROWS
 from .verdicts import POWER_RULE, claim_label, pilot_ratio
 
@@ -28,21 +27,15 @@ class QATMixin:
         import pandas as pd
 
         ex = self.ex(model)
-        rows = self.model_rows(model)
-        names = [n for n in self.MAIN if n != "seam-mnist-argmax"] + ["random"]
+        stats = ex.qat_stats()["main"]  # computed by the study (mpqlib.study.stored.qat_facts)
         out = []
-        for n in names:
-            side = ex.side(n)
-            if not len(self.matrix(rows, side)):
-                continue
-            est = report.mean_ci(self.matrix(rows, side), n_boot=self.p.bootstrap)
-            diff = None if n == "uniform" else report.paired_difference(rows, side, "uniform", n_boot=self.p.bootstrap)
-            bitops = [r["bitops"] for r in rows if r["policy"] in ([side] if isinstance(side, str) else side)]
-            out.append({"policy": policy_label(n), "top-1": est.estimate, "95% CI": report.fmt_ci(est.ci_low, est.ci_high)
-                        .replace(" pp", "").replace("+", ""),
-                        "vs uniform": "—" if diff is None else f"{report.fmt_pp(diff.estimate)} "
-                        f"{report.fmt_ci(diff.ci_low, diff.ci_high).replace(' pp', '')}",
-                        "BitOps": float(np.mean(bitops)), "runs": est.n})
+        for n, st in stats.items():
+            est, diff = st["mean"], st["vs_uniform"]
+            out.append({"policy": policy_label(n), "top-1": est["estimate"],
+                        "95% CI": report.fmt_ci(est["ci_low"], est["ci_high"]).replace(" pp", "").replace("+", ""),
+                        "vs uniform": "—" if diff is None else f"{report.fmt_pp(diff['estimate'])} "
+                        f"{report.fmt_ci(diff['ci_low'], diff['ci_high']).replace(' pp', '')}",
+                        "BitOps": st["bitops"], "runs": est["n"]})
         df = pd.DataFrame(out)
         return self.table(df, {"top-1": lambda v: fmt_pct(v), "BitOps": report.fmt_bitops},
                           nowrap=("95% CI", "vs uniform", "BitOps"),
@@ -78,7 +71,7 @@ class QATMixin:
         top-1 and the gain over uniform precision."""
         import pandas as pd
 
-        rows = self.model_rows(model)
+        stats = self.ex(model).qat_stats()["main"]
         t = PAPER["table2"]
         base = t["LSQ uniform W3A3"][0]
         out = []
@@ -88,10 +81,9 @@ class QATMixin:
                    "paper vs uniform": "—" if method.startswith("LSQ") else report.fmt_pp(top - base, 1),
                    "ours": (f"uniform {budget_label(self.ex(model).budget_name)}" if ours == "uniform" else
                             policy_label(ours) if ours else "chapter 4 (joint search)"), "ours vs uniform": "—"}
-            if ours and len(self.matrix(rows, ours)):
-                if ours != "uniform":
-                    d = report.paired_difference(rows, ours, "uniform", n_boot=self.p.bootstrap)
-                    row["ours vs uniform"] = report.fmt_diff(d.estimate, d.ci_low, d.ci_high)
+            if ours and ours != "uniform" and ours in stats:
+                d = stats[ours]["vs_uniform"]
+                row["ours vs uniform"] = report.fmt_diff(d["estimate"], d["ci_low"], d["ci_high"])
             out.append(row)
         return self.table(pd.DataFrame(out), nowrap=("paper top-1", "paper vs uniform", "ours vs uniform"),
                           caption=f"{model_label(model)} at {budget_label(self.ex(model).budget_name)}: each row "
@@ -106,18 +98,7 @@ class QATMixin:
     def sweep_points(self, model: str | None = None) -> list[dict]:
         """Per sweep budget and policy: mean BitOps and top-1 with 95% CI (report.mean_ci)."""
         model = model or self.p.sweep_models()[0]
-        pts = []
-        for b in self.p.sweep_budgets:
-            rows = self.model_rows(model, b)
-            for n in ("seam-mnist", "target-fmnist", "uniform"):
-                m = self.matrix(rows, n)
-                if not len(m):
-                    continue
-                est = report.mean_ci(m, n_boot=self.p.bootstrap) if np.isfinite(m).sum() > 1 else \
-                    report.Estimate(float(np.nanmean(m)), math.nan, math.nan, 1)
-                bitops = float(np.mean([r["bitops"] for r in rows if r["policy"] == n]))
-                pts.append({"budget": b, "policy": n, "bitops": bitops, "top1": est.estimate, "lo": est.ci_low,
-                            "hi": est.ci_high})
+        pts = self.ex(model).qat_stats().get("sweep", [])  # computed by the study
         return pts
 
     def show_sweep(self, model: str | None = None) -> None:
@@ -170,16 +151,13 @@ class QATMixin:
         """SEAM minus uniform at one sweep budget: the paired difference within QAT seeds with its 95%
         CI and verdict ("+0.12 [-0.10, +0.30] pp, within noise"); the mean difference, labelled as
         such, where one QAT seed leaves nothing to pair over."""
-        rows = self.model_rows(model, budget)
-        a, b = self.matrix(rows, "seam-mnist"), self.matrix(rows, "uniform")
-        if not (len(a) and len(b)):
+        d = self.ex(model).qat_stats().get("sweep_gain", {}).get(budget)  # computed by the study
+        if d is None:
             return "not run"
-        try:
-            d = report.paired_difference(rows, "seam-mnist", "uniform", n_boot=self.p.bootstrap)
-        except ConfigError:  # a single run per side: no CI
-            return f"{report.fmt_pp(float(np.nanmean(a) - np.nanmean(b)))} (one run each, no CI)"
-        return (f"{report.fmt_diff(d.estimate, d.ci_low, d.ci_high)}, "
-                f"{report.verdict(d.estimate, (d.ci_low, d.ci_high), 'difference')}")
+        if d["ci_low"] is None:  # a single run per side: no CI
+            return f"{report.fmt_pp(d['estimate'])} (one run each, no CI)"
+        return (f"{report.fmt_diff(d['estimate'], d['ci_low'], d['ci_high'])}, "
+                f"{report.verdict(d['estimate'], (d['ci_low'], d['ci_high']), 'difference')}")
 
     def power_rows(self) -> list[dict]:
         """Seed SD and policy SD (random policies) per model and budget: the pilot's budgets where

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-import numpy as np
 
 from . import display  # first: display imports tqdm.auto without its warning, before anything else does
 from ..study import report
@@ -55,7 +54,7 @@ from .chapter_search import HEAD_THRESHOLD, SearchMixin  # noqa: F401
 from .display import fmt_pct, fmt_ratio, model_label, setup_display
 from ..study.experiments import CLAIMS, load_runs
 from ..study.profiles import Profile, resolve
-from ..study.stored import StoredModel, require
+from ..study.stored import StoredModel, matrix, require
 
 # Re-exported from their homes (see above).
 from .display import (BIT_COLOURS, DPI, FIG_WIDTH, METHOD_COLOURS, MODEL_NAMES, budget_label,  # noqa: F401
@@ -131,16 +130,7 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
     def model_rows(self, model: str, budget: str | None = None) -> list[dict]:
         return self.ex(model).table(self.runs(), budget)
 
-    @staticmethod
-    def matrix(rows: list[dict], policies: str | Iterable[str]) -> np.ndarray:
-        """Per-seed top-1 of ``policies``: one row per (policy, search seed), one column per QAT seed."""
-        names = [policies] if isinstance(policies, str) else list(policies)
-        units: dict = {}
-        for r in rows:
-            if r["policy"] in names:
-                units.setdefault((r["policy"], r["search_seed"]), {})[r["qat_seed"]] = r["top1"]
-        seeds = sorted({q for u in units.values() for q in u})
-        return np.array([[u.get(q, np.nan) for q in seeds] for _, u in sorted(units.items(), key=str)], float)
+    matrix = staticmethod(matrix)  # per-seed top-1, policies x QAT seeds (mpqlib.study.stored.matrix)
 
     # ------------------------------------------------------------------ the results files
     def claims(self) -> dict:

@@ -179,7 +179,9 @@ def load_model(args, classes_hint: int | None = None) -> tuple[torch.nn.Module, 
         classes = args.num_classes or classes_hint or 10
         model = build(args.model, classes, channels or (1 if _is_mpqlib_arch(args.model) else 3))
         meta = {"arch": args.model, "num_classes": classes, "source": "untrained"}
-        say_err(f"mpq: note: no --checkpoint: {args.model} starts from random weights")
+        if not getattr(args, "qat_state", None):  # a QAT state brings every weight
+            say_err(f"mpq: note: no --checkpoint: {args.model} starts from random weights")
+    use_stored_crop(args, meta, path)
     size = args.input_size or tuple(meta.get("input_size") or ())
     meta["input_size_from"] = "flag" if args.input_size else "checkpoint" if size else "default"
     if not size:
@@ -187,23 +189,47 @@ def load_model(args, classes_hint: int | None = None) -> tuple[torch.nn.Module, 
     _probe(model, tuple(size), meta.get("arch"))
     return model, meta, tuple(size)
 
+def use_stored_crop(args, meta: dict, source) -> None:
+    """The crop a checkpoint or QAT state was trained with becomes --crop's default; another
+    --crop is refused (the same images cropped otherwise give another accuracy)."""
+    crop = (meta.get("preprocessing") or {}).get("crop")
+    if crop is None or not hasattr(args, "crop"):
+        return
+    if args.crop is None:
+        args.crop = crop
+    elif args.crop != crop:
+        raise ConfigError(f"{source} was trained on images read with --crop {crop}, not {args.crop}: drop --crop "
+                          f"(or pass --crop {crop})")
+
+
+def check_model_classes(data, meta: dict, flag: str) -> None:
+    """An image folder given as ``flag`` must hold the classes the model was trained on (class
+    names stored by `mpq train` / `mpq qat`), checked before any work."""
+    from .. import data as D
+
+    D.check_classes(data, meta.get("classes"), f"Give {flag} a folder with exactly these class folders")
+
+
 def default_size(arch: str | None) -> tuple[int, int, int]:
     return (1, 28, 28) if _is_mpqlib_arch(arch) else (3, 224, 224)
 
 def check_default_size(arch: str | None, size: tuple[int, ...], size_from: str, data) -> None:
-    """A torchvision model at its default 224 px on images far smaller is refused: the checkpoint
-    did not say what it was trained at, and an upscaled small image gives a wrong accuracy."""
+    """The input size of a torchvision model is never guessed for an image folder: where neither
+    --input-size nor the checkpoint says it, the command stops and names the sizes of the folder's
+    images (the model must run at the size it was trained at, which only the user knows)."""
     from .. import data as D
 
     if size_from != "default" or _is_mpqlib_arch(arch):
         return
-    native = D.native_size(data)
-    if native and 2 * min(native) <= min(size[-2:]):
-        h, w = native
-        raise ConfigError(f"{arch}: no input size given and none in the checkpoint, so torchvision's default "
-                          f"{'x'.join(map(str, size))} would upscale the {h}x{w} images of {D.describe(data)}; pass "
-                          f"--input-size {size[0]},{h},{w} (the size it was trained at), or --input-size "
-                          f"{','.join(map(str, size))} to upscale on purpose")
+    seen = D.image_sizes(data)
+    if not seen:
+        return
+    shown = ", ".join(f"{h}x{w}" for h, w in seen[:4]) + (f" and {len(seen) - 4} more" if len(seen) > 4 else "")
+    raise ConfigError(f"{arch}: no input size given and none in the checkpoint; the images of {D.describe(data)} "
+                      f"are {shown} pixels. Pass --input-size C,H,W: the size the model was trained at (for "
+                      f"torchvision's ImageNet weights {','.join(map(str, size))}; for the images as they are, e.g. "
+                      f"--input-size {size[0]},{seen[0][0]},{seen[0][1]})")
+
 
 def check_writable(*paths: tuple[str, str | os.PathLike | None]) -> None:
     """Each (flag, path) must be writable, checked before any work: the folder exists or can be
@@ -346,14 +372,22 @@ def quantized_model(args):
     from ..quant import quantize
 
     state, qmeta = load_state(args.qat_state) if args.qat_state else (None, {})
-    if qmeta and not args.checkpoint and not args.model and qmeta.get("checkpoint") and Path(qmeta["checkpoint"]).is_file():
+    if qmeta and not args.checkpoint and qmeta.get("checkpoint"):
+        if not Path(qmeta["checkpoint"]).is_file():  # moved: never another checkpoint in its place
+            raise CheckpointError(f"{args.qat_state} was fine-tuned from {qmeta['checkpoint']}, which is not there any "
+                                  f"more: pass --checkpoint PATH with that file (sha256 "
+                                  f"{str(qmeta.get('checkpoint_sha256'))[:12]}...)")
         args.checkpoint = qmeta["checkpoint"]  # the checkpoint the state was fine-tuned from
     given_size = args.input_size
     if qmeta and not given_size:
         args.input_size = tuple(qmeta["input_size"])  # the size it was fine-tuned at
+    if qmeta:
+        use_stored_crop(args, qmeta, args.qat_state)
     model, meta, size = load_model(args)
     if qmeta and not given_size:
         meta["input_size_from"] = "qat-state"
+    if qmeta.get("classes"):
+        meta["classes"] = qmeta["classes"]
     if state is None and not args.policy:
         return model, meta, size, None
     policy = Policy.load(args.policy).validate(model) if args.policy else None

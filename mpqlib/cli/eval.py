@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import (say, check_default_size, eval_data, _dims, quantized_model, _name, _common, _model_args,
+from .common import (check_model_classes, say, check_default_size, eval_data, _dims, quantized_model, _name, _common, _model_args,
                      _eval_args)
 
 
@@ -16,6 +16,7 @@ def cmd_eval(args) -> int:
     qmodel, meta, size, under = quantized_model(args)
     data = eval_data(args, size)
     check_default_size(meta.get("arch"), size, meta["input_size_from"], data)
+    check_model_classes(data, meta, "--eval-data")
     D.check_fits(data, (1, *size))
     if args.workers:
         data = torch.utils.data.DataLoader(data, num_workers=args.workers)

@@ -8,15 +8,13 @@ from pathlib import Path
 from .. import distributed as dist
 from ..errors import ConfigError
 
-from .common import (say, checkpoint_path, check_writable, check_record_slot, eval_data, _dims, quantized_model,
+from .common import (check_model_classes, say, checkpoint_path, check_writable, check_record_slot, eval_data, _dims, quantized_model,
                      _name, _common, _model_args, _eval_args)
 
 
 def cmd_export(args) -> int:
     from .. import data as D
     from .. import export as E
-    from ..cost import cost_model
-    from ..train import evaluate
 
     if not args.qat_state:
         raise ConfigError("export needs the fine-tuned model: --qat-state Q.pt (written by `mpq qat --out Q.pt`)")
@@ -27,6 +25,28 @@ def cmd_export(args) -> int:
     check_record_slot(record, "export")
     qmodel, meta, size, _ = quantized_model(args)
     qmodel = qmodel.cpu().eval()
+    data = None
+    if not args.no_check:  # the evaluation images are read (and decoded) before anything is written
+        data = eval_data(args, size)
+        check_model_classes(data, meta, "--eval-data")
+        D.check_fits(data, (1, *size))
+    written = [p for p in (onnx_path, packed, E.rest_path(packed), record) if not p.exists()]
+    try:
+        rec, lines = _export(args, qmodel, meta, size, data, onnx_path, packed, record)
+    except BaseException:  # an error or Ctrl-C: none of this command's new files stays behind
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise
+    say(*lines, f"saved {record}")
+    return 0
+
+
+def _export(args, qmodel, meta, size, data, onnx_path: Path, packed: Path, record: Path) -> tuple[dict, list[str]]:
+    """Write the ONNX model, the packed weights and the record; check onnxruntime against PyTorch."""
+    from .. import export as E
+    from ..cost import cost_model
+    from ..train import evaluate
+
     policy = E.policy_of(qmodel)
     cost_bytes = cost_model(qmodel, (1, *size)).size_bytes(policy)
     containers = E.to_onnx(qmodel, size, onnx_path, metadata={"mpqlib.policy": json.dumps(policy.to_dict()["bits"]),
@@ -41,25 +61,21 @@ def cmd_export(args) -> int:
              f"  {packed}: {info.bytes:,} bytes of packed integer weights and step sizes (cost model: "
              f"{cost_bytes:,.0f} bytes, {100 * (info.bytes / cost_bytes - 1):+.2f}%), plus {info.rest_bytes:,} bytes "
              f"of 32-bit biases and BatchNorm in {info.rest_path}"]
-    if not args.no_check:
-        data = eval_data(args, size)
-        D.check_fits(data, (1, *size))
+    if data is not None:
         rec["torch_top1"] = evaluate(qmodel, data, device="cpu")
         rec["onnx_top1"] = E.onnx_top1(onnx_path, data)
         gap = abs(rec["onnx_top1"] - rec["torch_top1"])
         if gap > 0.1:
-            onnx_path.unlink(missing_ok=True)
             raise ConfigError(f"onnxruntime gives top-1 {rec['onnx_top1']:.2f}% but PyTorch {rec['torch_top1']:.2f}% "
                               f"on {_name(data)}: the exported model does not compute what the QAT model does; "
-                              f"{onnx_path} was removed")
+                              "no file was kept")
         lines.append(f"  top-1 on {_name(data)}: onnxruntime {rec['onnx_top1']:.2f}%, PyTorch {rec['torch_top1']:.2f}%")
     with dist.main_process_writes() as writer:
         if writer:
             from .._io import write_json
 
             write_json(record, rec)
-    say(*lines, f"saved {record}")
-    return 0
+    return rec, lines
 
 
 def add(sub) -> None:
@@ -71,7 +87,7 @@ def add(sub) -> None:
     _common(s)
     _model_args(s)
     _eval_args(s)
-    s.add_argument("--qat-state", default=None, help="the fine-tuned model written by `mpq qat --out` (required)")
+    s.add_argument("--qat-state", required=True, help="the fine-tuned model written by `mpq qat --out`")
     s.add_argument("--policy", default=None, help="must be the policy the QAT state carries (default: that one)")
     s.add_argument("--out", required=True, help="NAME of the files to write (NAME.onnx, NAME.mpqw, NAME.json)")
     s.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs PyTorch top-1 check")

@@ -8,7 +8,7 @@ from .. import distributed as dist
 from ..config import TrainConfig
 from ..errors import ConfigError
 
-from .common import (DEFAULT_CHECKPOINT, say, add_config_flags, build_config, default_size, check_default_size,
+from .common import (check_model_classes, DEFAULT_CHECKPOINT, say, add_config_flags, build_config, default_size, check_default_size,
                      check_writable, check_labels, record_path, check_record_slot, _probe, train_data,
                      with_workers, eval_data, _dims, _common, _model_args, _data_args)
 
@@ -29,6 +29,7 @@ def cmd_train(args) -> int:
     train = train_data(args, size)
     check_default_size(args.model, size, "flag" if args.input_size else "default", train)
     test = eval_data(args, size)
+    check_model_classes(test, {"classes": D.folder_classes(train)}, "--eval-data")  # the classes of --data
     seed_everything(cfg.seed)  # before the model is built: its initial weights come from the seed too
     model = build(args.model, args.num_classes or D.num_classes(train), size[0])
     _probe(model, size, args.model)

@@ -41,7 +41,7 @@ from ..models import head as find_head
 from ..policy import Policy
 from ..train import fit, seed_everything
 from . import heads
-from .result import Meter, SearchResult, make_record, readout as readout_ilp
+from .result import Meter, SearchResult, decisiveness, make_record, readout as readout_ilp
 from .supernet import arch_parameters, expected_bitops, search_optimiser, step_parameters, supernet
 
 class _FeatureTap:
@@ -133,7 +133,8 @@ def differentiable_search(model: nn.Module, data, budget: int | None, cfg: Diffe
     report = _head_report(head, net, data, labels, val_data, device, cfg.batch_size)
     record = make_record(policy.provenance["method"], data, meter, epochs=epochs, images=hist.images + head_images,
                          seed=cfg.seed, budget=budget, cost=cost, policy=policy, config=cfg)
-    record.update(steps=sum(-(-e["images"] // cfg.batch_size) for e in hist.epochs), head=report)
+    record.update(steps=sum(-(-e["images"] // cfg.batch_size) for e in hist.epochs), head=report,
+                  decisiveness=decisiveness(names, pw, pa))
     policy.provenance["code_version"] = record["code_version"]
     extras = {"layers": names, "candidates": list(cfg.candidates), "p_w": pw.round(5).tolist(), "p_a": pa.round(5).tolist(),
               "history": hist.epochs}

@@ -66,4 +66,26 @@ def readout(cost: CostModel, layer_cost: np.ndarray, choices: Sequence[tuple[int
                                              "size_bytes": alloc.size_bits / 8, "ilp_seconds": round(alloc.seconds, 4)})
 
 
-__all__ = ["Meter", "SearchResult", "make_record", "readout"]
+DECISIVE = 0.1
+"""A layer's choice is determined when the best candidate's probability leads the next by at
+least this much (for weights and for activations)."""
+
+
+def decisiveness(layers: Sequence[str], p_w, p_a, threshold: float = DECISIVE) -> dict:
+    """How sure a differentiable search is of its policy: per layer the margin between the most
+    and the second most likely candidate (weights ``w``, activations ``a``), and a summary: how
+    many layers are determined (both margins >= ``threshold``), the median and smallest margin,
+    and the probability that means no preference (1 / candidates)."""
+    per = {}
+    for name, w, a in zip(layers, np.asarray(p_w, float), np.asarray(p_a, float)):
+        sw, sa = np.sort(w)[::-1], np.sort(a)[::-1]
+        per[name] = {"w": round(float(sw[0] - sw[1]), 4), "a": round(float(sa[0] - sa[1]), 4),
+                     "top_w": round(float(sw[0]), 4), "top_a": round(float(sa[0]), 4)}
+    margins = [min(v["w"], v["a"]) for v in per.values()]
+    return {"threshold": threshold, "no_preference": round(1 / np.asarray(p_w).shape[1], 4),
+            "layers": len(per), "determined": sum(m >= threshold for m in margins),
+            "median_margin": round(float(np.median(margins)), 4) if margins else None,
+            "min_margin": round(float(min(margins)), 4) if margins else None, "per_layer": per}
+
+
+__all__ = ["DECISIVE", "Meter", "SearchResult", "decisiveness", "make_record", "readout"]

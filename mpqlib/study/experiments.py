@@ -140,7 +140,8 @@ class Experiments(RunsView):
         spec = {"proxy": f"{p.proxy}:{p.proxy_per_class}", "mnist": f"mnist:{p.proxy_per_class}",
                 "fmnist4": f"fmnist:{p.proxy_per_class}", "target": self.on_target(p.target_data),
                 "limpq": f"fmnist:{p.limpq_per_class}", "noise": f"noise:{p.proxy_per_class}",
-                "disjoint": f"{self.disjoint_proxy()}:{p.proxy_per_class}"}.get(spec, spec)
+                "disjoint": f"{self.disjoint_proxy()}:{p.proxy_per_class}",
+                "optdigits": p.second_proxy_data}.get(spec, spec)
         if spec not in self._data:
             if spec in (f"{self.target}-fit", f"{self.target}-val"):  # the tuning's validation split of the train set
                 fit, val = D.split_off(self.data(self.target), self.p.objections.val_per_class, seed=0)

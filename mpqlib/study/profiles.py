@@ -134,6 +134,8 @@ class Profile:
     # Step times measured on GPUs at 224 x 224 (chapter 4's transfer table): files of
     # benchmarks/bench_gpu_steps.py, a glob relative to the repository (or absolute).
     gpu_steps: str = "benchmarks/gpu_steps-*.json"
+    # The second proxy's data (``optdigits``: all 3,823 training images; the smoke profile a subset).
+    second_proxy_data: str = "optdigits"
 
     def checkpoint(self, model: str) -> Path:
         if model not in self.models:
@@ -235,14 +237,14 @@ def _smoke() -> dict:
         budget="w3a2", sweep_budgets=("w2a4", "w3a3"),
         search_seeds=(0, 1), qat_seeds=(0, 1), sweep_qat_seeds=(0,),
         n_random=3, n_correlation=6, correlation_qat_seeds=(0, 1), bootstrap=200,
-        proxy_per_class=20, target_data="fmnist:50", limpq_per_class=20,
-        bn_recalibration_images=200, n_points=200, test_images=2000,
+        proxy_per_class=20, target_data="fmnist:50", limpq_per_class=20, second_proxy_data="optdigits:20",
+        bn_recalibration_images=200, n_points=100, test_images=500,
         seam=SeamConfig(epochs=1), ce=CEConfig(epochs=1),
         target=TargetConfig(epochs=1), limpq=LimpqConfig(epochs=1), hawq=HawqConfig(images=64, iters=2),
         joint=JointConfig(epochs=1, val_images=200),
         evaluation=EvaluationConfig(candidates_to_try=2, finetune_images=128, val_images=200, population=2),
         orthogonality=OrthogonalityConfig(images=32),
-        qat=QATConfig(epochs=1, train_images=500),
+        qat=QATConfig(epochs=1, train_images=300),
         efficiency=Efficiency(epochs_curve=(1, 2), proxy_sizes=(10, 20), qat_seeds=(0,)), extra_search_seeds=(),
         objections=Objections(val_per_class=20, seam_grid=SEAM_GRID[3:5] + SEAM_GRID[-1:],
                               ce_grid=CE_GRID[7:8] + CE_GRID[-1:], tuning_search_seeds=(0,), tuning_qat_seeds=(0,),

@@ -11,14 +11,21 @@ while a page renders, and a missing file says which ``mpq study run`` makes it."
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
 
 from .._io import read_json
 from ..cost import CostModel, LayerCost
 from ..errors import ReadOnlyError
 from ..policy import Policy
+
+if TYPE_CHECKING:  # annotations only: experiments imports this module
+    from .experiments import Experiments
+    from .profiles import Profile
 
 MODELS_FILE = "models.json"
 # The searches a chapter shows at the main budget (chapter 2's policies, chapter 3's table).
@@ -99,6 +106,65 @@ def search_facts(ex: "Experiments") -> dict:
     return {"searches": searches, "head_accuracy": ex.head_accuracy()}
 
 
+def matrix(rows: list[dict], policies: str | Iterable[str]) -> np.ndarray:
+    """Per-seed top-1 of ``policies``: one row per (policy, search seed), one column per QAT seed."""
+    names = [policies] if isinstance(policies, str) else list(policies)
+    units: dict = {}
+    for r in rows:
+        if r["policy"] in names:
+            units.setdefault((r["policy"], r["search_seed"]), {})[r["qat_seed"]] = r["top1"]
+    seeds = sorted({q for u in units.values() for q in u})
+    return np.array([[u.get(q, np.nan) for q in seeds] for _, u in sorted(units.items(), key=str)], float)
+
+
+def _estimate(e) -> dict | None:
+    return None if e is None else {"estimate": e.estimate, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n}
+
+
+def qat_facts(ex: "Experiments", rows: list[dict]) -> dict:
+    """Chapter 3's statistics of ``ex``'s model from the per-seed runs, computed once by the study:
+    per policy at the main budget the mean top-1 with its bootstrap CI and the paired difference to
+    uniform (``main``); on a sweep model, per sweep budget each policy's mean and CI (``sweep``) and
+    SEAM minus uniform (``sweep_gain``; ``ci_low`` None where one run per side leaves no CI)."""
+    from ..errors import ConfigError
+    from . import report
+
+    p = ex.p
+    own = ex.table(rows)
+    main = {}
+    for n in [x for x in SHOWN if x != "seam-mnist-argmax"] + ["random"]:
+        side = ex.side(n)
+        if not len(matrix(own, side)):
+            continue
+        est = report.mean_ci(matrix(own, side), n_boot=p.bootstrap)
+        diff = None if n == "uniform" else report.paired_difference(own, side, "uniform", n_boot=p.bootstrap)
+        bitops = [r["bitops"] for r in own if r["policy"] in ([side] if isinstance(side, str) else side)]
+        main[n] = {"mean": _estimate(est), "vs_uniform": _estimate(diff), "bitops": float(np.mean(bitops))}
+    out = {"main": main}
+    if ex.model_name in p.sweep_models():
+        sweep, gains = [], {}
+        for b in p.sweep_budgets:
+            at = ex.table(rows, b)
+            for n in ("seam-mnist", "target-fmnist", "uniform"):
+                m = matrix(at, n)
+                if not len(m):
+                    continue
+                est = report.mean_ci(m, n_boot=p.bootstrap) if np.isfinite(m).sum() > 1 else \
+                    report.Estimate(float(np.nanmean(m)), math.nan, math.nan, 1)
+                bitops = float(np.mean([r["bitops"] for r in at if r["policy"] == n]))
+                sweep.append({"budget": b, "policy": n, "bitops": bitops, "top1": est.estimate, "lo": est.ci_low,
+                              "hi": est.ci_high})
+            a, u = matrix(at, "seam-mnist"), matrix(at, "uniform")
+            if not (len(a) and len(u)):
+                continue
+            try:
+                gains[b] = _estimate(report.paired_difference(at, "seam-mnist", "uniform", n_boot=p.bootstrap))
+            except ConfigError:  # a single run per side: no CI
+                gains[b] = {"estimate": float(np.nanmean(a) - np.nanmean(u)), "ci_low": None, "ci_high": None, "n": 1}
+        out.update(sweep=sweep, sweep_gain=gains)
+    return out
+
+
 def write_models(p: "Profile", exs: "dict[str, Experiments]", parts: Iterable[str]) -> Path:
     """Merge into ``results/models.json`` what the study's ``parts`` let a chapter read of each
     model: the model's facts always, its searches with the protocol, chapter 1's record with the
@@ -106,6 +172,7 @@ def write_models(p: "Profile", exs: "dict[str, Experiments]", parts: Iterable[st
     from .._io import write_json
 
     parts = set(parts)
+    runs = read_json(p.path("runs.json"))["runs"] if p.path("runs.json").exists() else []
     path = p.path(MODELS_FILE)
     doc = read_json(path) if path.exists() else {}
     first = next(iter(p.models))
@@ -113,6 +180,7 @@ def write_models(p: "Profile", exs: "dict[str, Experiments]", parts: Iterable[st
         entry = {**doc.get(model, {}), **model_facts(ex)}
         if {"protocol", "claims"} & parts:
             entry.update(search_facts(ex))
+            entry["qat"] = qat_facts(ex, runs)
         if "observation" in parts and model == first:
             entry["observation"] = ex.observation_path()
         doc[model] = dict(sorted(entry.items()))
@@ -153,6 +221,13 @@ class StoredModel(RunsView):
                                 f"write it with `{study_command(self.p, ('protocol',))}`")
         return self._searches[name]
 
+    def qat_stats(self) -> dict:
+        """Chapter 3's statistics (:func:`qat_facts`), as the study computed them."""
+        if "qat" not in self.doc:
+            raise ReadOnlyError(f"{self.p.path(MODELS_FILE)} holds no QAT statistics of {self.model_name}: "
+                                f"write them with `{study_command(self.p, ('protocol', 'sweep', 'claims'))}`")
+        return self.doc["qat"]
+
     def head_accuracy(self) -> dict:
         if "head_accuracy" not in self.doc:
             raise ReadOnlyError(f"{self.p.path(MODELS_FILE)} holds no head fit of {self.model_name}: "
@@ -180,5 +255,5 @@ class StoredModel(RunsView):
         return doc[self.model_name]
 
 
-__all__ = ["MODELS_FILE", "SHOWN", "RunsView", "StoredModel", "StoredSearch", "model_facts", "search_facts", "write_models", "require",
+__all__ = ["MODELS_FILE", "SHOWN", "RunsView", "StoredModel", "StoredSearch", "matrix", "model_facts", "qat_facts", "search_facts", "write_models", "require",
            "study_command"]
