@@ -388,6 +388,20 @@ def read_image(path: str):
         raise DataError(f"image {path} cannot be read ({e}): remove or replace the file, then rerun") from None
 
 
+def scan(data, progress: bool = False) -> int:
+    """Decode every image file of an image folder now (a :class:`DataError` naming the first that
+    cannot be read), so that a corrupt evaluation image stops a command before its training, not
+    after it. Returns how many files were read; 0 for data not read from image files."""
+    from tqdm.auto import tqdm
+
+    from .images import _base
+
+    samples = getattr(_base(data), "samples", None) or []
+    for path, _ in tqdm(samples, desc=f"checking {describe(data)}", disable=not progress or len(samples) < 1000):
+        read_image(path).close()
+    return len(samples)
+
+
 CROP_RATIO = 0.875  # torchvision's evaluation recipe: resize the short side to 256, centre-crop 224
 
 

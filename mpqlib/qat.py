@@ -68,10 +68,12 @@ def qat(model: nn.Module, policy: Policy, train, test, cfg: QATConfig | None = N
 # --------------------------------------------------------------------------- the fine-tuned state
 def save_state(path: str | os.PathLike, qmodel: nn.Module, policy: Policy, input_size: tuple[int, ...],
                checkpoint: str | os.PathLike | None, record: dict | None = None, *,
-               classes: list[str] | None = None, preprocessing: dict | None = None) -> Path:
+               classes: list[str] | None = None, preprocessing: dict | None = None, arch: str | None = None,
+               num_classes: int | None = None) -> Path:
     """Write a fine-tuned quantized model with what it was trained with: ``{"state_dict", "meta"}``,
     ``meta`` holding the policy, the input size (C, H, W) and the sha256 of the full-precision
-    checkpoint it started from, so that :func:`load_state` can refuse any other combination, and
+    checkpoint it started from, so that :func:`load_state` can refuse any other combination, the
+    architecture and its classes (a plain state dict's checkpoint does not say them), and
     (image folders) the class names in label order and the preprocessing (crop, resize,
     normalisation) that every later reading of data must match."""
     from ._io import torch_save
@@ -81,7 +83,8 @@ def save_state(path: str | os.PathLike, qmodel: nn.Module, policy: Policy, input
             "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
             "checkpoint_sha256": sha256_file(checkpoint) if checkpoint else None,
             **({"top1": round(float(record["top1"]), 2)} if record and "top1" in record else {}),
-            **({"classes": list(classes)} if classes else {}), **({"preprocessing": preprocessing} if preprocessing else {})}
+            **({"classes": list(classes)} if classes else {}), **({"preprocessing": preprocessing} if preprocessing else {}),
+            **({"arch": arch} if arch else {}), **({"num_classes": int(num_classes)} if num_classes else {})}
     return torch_save(path, {"state_dict": state_dict(qmodel), "meta": meta})
 
 

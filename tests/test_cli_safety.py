@@ -364,3 +364,21 @@ def test_a_label_reading_search_on_a_proxy_with_other_classes_is_refused(tmp_pat
                  "--out", str(tmp_path / "h.json")]) == 0  # the model's own classes
     assert main(["search", "--checkpoint", str(CKPT), "--method", "hawq", "--data", "mnist:2", "--quiet",
                  "--labels-are-the-models", "--out", str(tmp_path / "h2.json")]) == 0
+
+
+def test_a_corrupt_evaluation_image_stops_qat_before_the_fine_tuning(folder_model, tmp_path, monkeypatch, capsys):
+    """It was found only after all the QAT work, and the fine-tuned weights were lost."""
+    import shutil
+
+    import mpqlib.qat as Q
+
+    tmp, ckpt, _ = folder_model
+    val = tmp_path / "val"
+    shutil.copytree(tmp / "val", val)
+    bad = val / "c7" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:50])
+    trained = []
+    monkeypatch.setattr(Q, "fit", lambda *a, **k: trained.append(1))  # reaching the fine-tuning is the failure
+    line = _error(["qat", "--checkpoint", ckpt, "--policy", tmp / "p.json", "--data", f"imagefolder:{tmp / 'train'}",
+                   "--eval-data", f"imagefolder:{val}", "--epochs", "1", "--out", tmp_path / "q.pt"], capsys)
+    assert str(bad) in line and not trained

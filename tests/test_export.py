@@ -96,14 +96,20 @@ def test_export_needs_a_qat_state(capsys):
     assert "--qat-state" in capsys.readouterr().err
 
 
-def test_cli_qat_eval_export(tmp_path, capsys):
-    """The path a user takes: qat -> eval -> export, every number from the files on disk."""
+def _cli_qat_state(tmp_path, per_class: int) -> str:
+    """`mpq qat --out q.pt` of ResNet-8 under a mixed policy, on per_class Fashion-MNIST images."""
     ckpt = str(ROOT / "checkpoints" / "resnet8-fmnist.pt")
     model, _ = load_checkpoint(ckpt)
     mixed_policy(model).save(tmp_path / "p.json")
     q = str(tmp_path / "q.pt")
-    assert main(["qat", "--checkpoint", ckpt, "--policy", str(tmp_path / "p.json"), "--data", "fmnist:4",
+    assert main(["qat", "--checkpoint", ckpt, "--policy", str(tmp_path / "p.json"), "--data", f"fmnist:{per_class}",
                  "--eval-data", "optdigits", "--epochs", "1", "--batch-size", "20", "--out", q, "--quiet"]) == 0
+    return q
+
+
+def test_cli_qat_eval_export(tmp_path, capsys):
+    """The path a user takes: qat -> eval -> export, every number from the files on disk."""
+    q = _cli_qat_state(tmp_path, 4)
     assert json.loads((tmp_path / "q.json").read_text())["command"] == "qat"  # OUT.json beside OUT.pt
     capsys.readouterr()
     assert main(["eval", "--qat-state", q, "--eval-data", "optdigits"]) == 0
@@ -145,12 +151,7 @@ def test_export_of_each_supported_torchvision_model_runs_in_onnxruntime(arch, tm
 def test_an_interrupted_or_failed_export_leaves_no_file(tmp_path, monkeypatch, capsys):
     """Ctrl-C during onnxruntime's check, or an error in it: none of NAME.onnx, NAME.mpqw,
     NAME.mpqw.rest.pt or NAME.json stays behind, and the message says nothing was kept."""
-    ckpt = str(ROOT / "checkpoints" / "resnet8-fmnist.pt")
-    model, _ = load_checkpoint(ckpt)
-    mixed_policy(model).save(tmp_path / "p.json")
-    q = str(tmp_path / "q.pt")
-    assert main(["qat", "--checkpoint", ckpt, "--policy", str(tmp_path / "p.json"), "--data", "fmnist:2",
-                 "--eval-data", "optdigits", "--epochs", "1", "--batch-size", "20", "--out", q, "--quiet"]) == 0
+    q = _cli_qat_state(tmp_path, 2)
     before = {p.name for p in tmp_path.iterdir()}
 
     def ctrl_c(*a, **k):

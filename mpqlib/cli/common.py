@@ -383,6 +383,10 @@ def quantized_model(args):
         args.input_size = tuple(qmeta["input_size"])  # the size it was fine-tuned at
     if qmeta:
         use_stored_crop(args, qmeta, args.qat_state)
+        if not args.model and qmeta.get("arch"):  # the architecture a plain state dict's checkpoint does not say
+            args.model = qmeta["arch"]
+        if not args.num_classes and qmeta.get("num_classes"):
+            args.num_classes = qmeta["num_classes"]
     model, meta, size = load_model(args)
     if qmeta and not given_size:
         meta["input_size_from"] = "qat-state"
@@ -450,7 +454,8 @@ def _data_args(s: argparse.ArgumentParser, default: str, eval_data: bool = True)
     g.add_argument("--data-seed", type=int, default=0, help="seed of a class-balanced subset (NAME:N, mnist, below)")
     g.add_argument("--crop", choices=("center", "resize"), default=None,
                    help="image folders: center = short side to H/0.875, central HxW (torchvision's ImageNet "
-                        "evaluation); resize = the whole image to HxW (default: center from 64 px, resize below)")
+                        "evaluation); resize = the whole image to HxW; both bilinear with antialiasing (default: "
+                        "the crop a checkpoint or QAT state was trained with, else center from 64 px, resize below)")
     g.add_argument("--workers", type=_positive_int("--workers", 0), default=0, metavar="N",
                    help="loader processes decoding --data images (image folders on GPUs: 8 or so; default 0: none)")
     pick = g.add_mutually_exclusive_group()
@@ -462,6 +467,7 @@ def _data_args(s: argparse.ArgumentParser, default: str, eval_data: bool = True)
 def _eval_args(s: argparse.ArgumentParser) -> None:
     s.add_argument("--eval-data", default=None, help="fmnist (default), mnist, optdigits (test split) or imagefolder:PATH")
     s.add_argument("--crop", choices=("center", "resize"), default=None,
-                   help="image folders: center or resize (default: center from 64 px, resize below)")
+                   help="image folders: center or resize, bilinear with antialiasing (default: the crop the "
+                        "checkpoint or QAT state was trained with, else center from 64 px, resize below)")
     s.add_argument("--workers", type=_positive_int("--workers", 0), default=0, metavar="N",
                    help="loader processes decoding --eval-data images (default 0: none)")

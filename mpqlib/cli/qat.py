@@ -30,13 +30,15 @@ def cmd_qat(args) -> int:
     test = eval_data(args, size)
     classes = meta.get("classes") or D.folder_classes(train)  # the model's, else those it is fine-tuned on
     check_model_classes(test, {"classes": classes}, "--eval-data")
+    D.scan(test, progress=not args.quiet)  # a corrupt evaluation image stops it now, not after the fine-tuning
     qmodel, rec = qat(model, policy, with_workers(train, args, cfg), test, cfg, seed=args.seed, device=args.device,
                       progress=not args.quiet, input_size=(1, *size))
     if args.out:
         with dist.main_process_writes() as writer:
             if writer:
                 save_state(args.out, qmodel, policy, size, checkpoint_path(args), rec,
-                           classes=list(classes) if classes else None, preprocessing=D.preprocessing(train))
+                           classes=list(classes) if classes else None, preprocessing=D.preprocessing(train),
+                           arch=meta.get("arch"), num_classes=meta.get("num_classes"))
                 write_json(record, {"command": "qat", **rec, "policy": args.policy, "input_size": list(size),
                                     "checkpoint": checkpoint_path(args), "qat_state": str(args.out),
                                     "processes": dist.world()})

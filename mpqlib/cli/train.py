@@ -30,6 +30,7 @@ def cmd_train(args) -> int:
     check_default_size(args.model, size, "flag" if args.input_size else "default", train)
     test = eval_data(args, size)
     check_model_classes(test, {"classes": D.folder_classes(train)}, "--eval-data")  # the classes of --data
+    D.scan(test, progress=not args.quiet)  # a corrupt evaluation image stops it now, not after the training
     seed_everything(cfg.seed)  # before the model is built: its initial weights come from the seed too
     model = build(args.model, args.num_classes or D.num_classes(train), size[0])
     _probe(model, size, args.model)

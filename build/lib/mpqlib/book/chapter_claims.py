@@ -1,0 +1,71 @@
+"""Chapter 6's tables and sentences (the claims): every claim beside the paper's number, with its
+verdict, its stance on the paper and the caveat of an underpowered model; what was and was not
+reproduced."""
+
+from __future__ import annotations
+
+from . import display
+from ..study import report
+from .display import budget_label, model_label
+from .verdicts import claim_caveat, claim_label, claim_stance, claims_rows
+
+
+class ClaimsMixin:
+    """Chapter 6: claims.json in tables and sentences. Mixed into :class:`mpqlib.book.chapters.Chapter`,
+    whose ``p``, ``models``, ``joined`` and ``table`` it uses (and chapter 3's ``controls`` and
+    ``power_verdict``)."""
+
+    def claims_tables(self, doc: dict):
+        """One table per model: claim, the paper's number (and where), ours (paired difference, 95%
+        CI), the verdict with its stance, and the caveat of an underpowered model on every row."""
+        import pandas as pd
+
+        pilot = self.pilot()
+        out = {}
+        for m in dict.fromkeys(c["model"] for c in doc["claims"]):
+            rows = [{k: v for k, v in r.items() if k != "id"} for r in claims_rows(doc, m, pilot)]
+            budget = next(c["budget"] for c in doc["claims"] if c["model"] == m)
+            out[m] = self.table(pd.DataFrame(rows), caption=f"{model_label(m)} at {budget_label(budget)}",
+                                nowrap=("ours",))
+        return out
+
+    stance = staticmethod(claim_stance)  # :func:`mpqlib.book.verdicts.claim_stance`, as ``Chapter.stance``
+
+    def claims_summary(self, doc: dict) -> None:
+        """Glue the sentences of the closing section: what was and was not reproduced."""
+        pilot = self.pilot()
+
+        def names(stance):
+            def one(c):
+                caveat = claim_caveat(doc, c, pilot, short=True)
+                return f"{model_label(c['model'])}, {claim_label(c['id'])} ({c['verdict']}" + \
+                    (f"; {caveat})" if caveat else ")")
+            return "; ".join(one(c) for c in doc["claims"] if self.stance(c) == stance) or "none"
+
+        display.glue("claims_yes", names("supports"))
+        display.glue("claims_no", names("contradicts"))
+        display.glue("claims_open", names("undecided"))
+        display.glue("claims_n", str(len(doc["claims"])))
+        heads = doc.get("head", {})
+        models = [m for m in self.models if m in heads] if isinstance(heads, dict) else []
+
+        def head(m):
+            h = heads[m]
+            if h.get("seam_proxy_acc") is None or not h.get("linear_probe_acc"):
+                return "not measured"
+            return (f"{h['seam_proxy_acc']:.1f}% against {h['linear_probe_acc']:.1f}% "
+                    f"({h['seam_proxy_acc'] / h['linear_probe_acc']:.0%})")
+        display.glue("claims_head", self.joined(head, models) if models else "not measured")
+        pw = doc.get("power", {})
+        pc = self.controls(doc)
+        pmodels = [m for m in self.models if m in pw]
+
+        def power(m):
+            p = pw[m]
+            return (f"policy SD {report.fmt_pp(p['policy_sd_pp'], sign=False)} against seed SD "
+                    f"{report.fmt_pp(p['seed_sd_pp'], sign=False)} in the protocol run; "
+                    + self.power_verdict(m, pc.get(m), p.get("ratio")))
+        display.glue("claims_power", self.joined(power, pmodels) if pmodels else "n/a")
+
+
+__all__ = ["ClaimsMixin"]

@@ -1,0 +1,359 @@
+"""From a fine-tuned quantized model to files that run outside mpqlib.
+
+Two outputs, both written atomically:
+
+* :func:`to_onnx`: an ONNX model (opset 21) in which every quantized layer reads its input
+  through ``QuantizeLinear -> DequantizeLinear`` and its weight as integer codes through
+  ``DequantizeLinear``, at the layer's own bit-width: 2-4 bits in ``int4``/``uint4`` tensors,
+  5-8 bits in ``int8``/``uint8`` ones. A range narrower than its container (3 bits in int4, 6 in
+  int8) is enforced by ``Max``/``Min`` to [-Q_N s, Q_P s] in front of the ``QuantizeLinear``, so the
+  integer codes are exactly the ones LSQ computes: round(x / s) clamped to [-Q_N, Q_P]. Weights
+  are stored as codes only; the float weights are not in the file.
+* :func:`save_packed`: the weights bit-packed at their bit-widths (``w_bits`` bits per weight,
+  each layer's codes offset to 0..2^b-1, least significant bit first, each layer starting on a
+  byte), with each layer's bits, sign and two step sizes in a 11-byte header entry. Its size is
+  the cost model's size of the policy (:meth:`mpqlib.cost.CostModel.size_bytes`: weights x
+  w_bits / 8) plus 11 bytes a layer and 12 bytes of file header. The 32-bit tensors the cost
+  model leaves out (biases, BatchNorm) go beside it in ``NAME.rest.pt``. :func:`load_packed`
+  restores the quantized model from the two files and the float architecture: its outputs are
+  bitwise those of the model that was saved.
+
+Layer names and shapes are not stored: they come from the model the files are loaded into,
+checked against a CRC-32 of the layer names and weight shapes kept in the header.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._io import atomic_write, torch_save
+from .errors import CheckpointError, ConfigError
+from .quant import QLayer, quantized_layers
+
+OPSET = 21
+MAGIC = b"MPQW"
+VERSION = 1
+_HEAD = struct.Struct("<4sBHII")       # magic, version, layers, total weights, CRC-32 of names and shapes
+_LAYER = struct.Struct("<BBBff")       # w_bits, a_bits, a_signed, w_step, a_step
+REST_SUFFIX = ".rest.pt"
+
+
+# --------------------------------------------------------------------------- shared
+def _qlayers(qmodel: nn.Module) -> dict[str, QLayer]:
+    layers = quantized_layers(qmodel)
+    if not layers:
+        raise ConfigError(f"{type(qmodel).__name__} holds no quantized layers: export a model from "
+                          "mpqlib.quant.quantize (after `mpq qat`)")
+    unready = [n for n, m in layers.items() if not (m.w_quant.ready and m.a_quant.ready)]
+    if unready:
+        raise ConfigError(f"quantized layers {unready[:3]} have no step sizes yet: calibrate or fine-tune the "
+                          "model (mpqlib.qat.qat) before exporting it")
+    return layers
+
+
+def _fingerprint(layers: dict[str, QLayer]) -> int:
+    text = ";".join(f"{n}:{tuple(m.weight.shape)}" for n, m in layers.items())
+    return zlib.crc32(text.encode())
+
+
+def weight_codes(layer: QLayer) -> torch.Tensor:
+    """The integer codes of ``layer``'s weight (int64, in [-Q_N, Q_P]): what its forward pass multiplies."""
+    return layer.w_quant.integers(layer.weight.detach()).to(torch.int64).cpu()
+
+
+# --------------------------------------------------------------------------- packed integers
+@dataclass(frozen=True)
+class PackedInfo:
+    path: Path
+    rest_path: Path
+    bytes: int             # of the packed file: header + integer weights + step sizes
+    weight_bytes: int      # of the packed weights alone
+    rest_bytes: int        # of the 32-bit remainder (biases, BatchNorm)
+
+
+def _pack(codes: np.ndarray, bits: int) -> bytes:
+    """Unsigned ``codes`` (< 2^bits) as a bit stream, least significant bit first."""
+    planes = ((codes[:, None] >> np.arange(bits, dtype=np.uint64)) & 1).astype(np.uint8)
+    return np.packbits(planes.reshape(-1), bitorder="little").tobytes()
+
+
+def _unpack(blob: bytes, bits: int, n: int) -> np.ndarray:
+    planes = np.unpackbits(np.frombuffer(blob, dtype=np.uint8), bitorder="little")[:n * bits].reshape(n, bits)
+    return (planes.astype(np.int64) << np.arange(bits, dtype=np.int64)).sum(1)
+
+
+def _packed_len(n: int, bits: int) -> int:
+    return (n * bits + 7) // 8
+
+
+def rest_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + REST_SUFFIX)
+
+
+def save_packed(qmodel: nn.Module, path: str | os.PathLike) -> PackedInfo:
+    """Write ``qmodel``'s weights as packed integers with their step sizes to ``path``, and its
+    remaining 32-bit tensors (biases, BatchNorm) to ``path + '.rest.pt'``."""
+    layers = _qlayers(qmodel)
+    heads, blobs, total = [], [], 0
+    for m in layers.values():
+        qn, _ = m.w_quant.qrange
+        codes = (weight_codes(m).flatten() + qn).numpy().astype(np.uint64)
+        blobs.append(_pack(codes, m.w_quant.bits))
+        total += codes.size
+        heads.append(_LAYER.pack(m.w_quant.bits, m.a_quant.bits, int(bool(m.a_quant.signed)),
+                                 m.w_quant.step.item(), m.a_quant.step.item()))
+    data = _HEAD.pack(MAGIC, VERSION, len(layers), total, _fingerprint(layers)) + b"".join(heads) + b"".join(blobs)
+    path = Path(path)
+    atomic_write(path, lambda p: p.write_bytes(data))
+    skip = {f"{n}.{k}" for n in layers for k in ("weight", "w_quant.step", "a_quant.step", "w_quant.initialised",
+                                                "a_quant.initialised", "w_quant._sign", "a_quant._sign")}
+    rest = {k: v.detach().cpu() for k, v in qmodel.state_dict().items() if k not in skip}
+    rp = torch_save(rest_path(path), rest)
+    return PackedInfo(path, rp, len(data), sum(map(len, blobs)), rp.stat().st_size)
+
+
+def load_packed(path: str | os.PathLike, model: nn.Module) -> nn.Module:
+    """The quantized model saved by :func:`save_packed`, rebuilt on ``model`` (the float
+    architecture, e.g. the checkpoint the policy was searched on; its weights are replaced).
+    Its forward pass gives exactly the saved model's outputs."""
+    from .policy import Policy, split_layers
+    from .quant import quantize
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"packed model {path} not found; write it with `mpq export --out ...`")
+    data = path.read_bytes()
+    try:
+        magic, version, count, total, crc = _HEAD.unpack_from(data)
+    except struct.error:
+        magic = b""
+    if magic != MAGIC or version != VERSION:
+        raise CheckpointError(f"{path} is not an mpqlib packed model (version {VERSION}); write it with `mpq export`")
+    entries = [_LAYER.unpack_from(data, _HEAD.size + i * _LAYER.size) for i in range(count)]
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if len(names) != count:
+        raise CheckpointError(f"{path} holds {count} quantized layers but {type(model).__name__} has {len(names)}: "
+                              "load it into the model it was exported from")
+    searchable, fixed = split_layers(model)
+    bits = {n: (e[0], e[1]) for n, e in zip(names, entries)}
+    policy = Policy({n: bits[n] for n in searchable}, {n: bits[n] for n in fixed})
+    qmodel = quantize(model, policy)
+    layers = quantized_layers(qmodel)
+    if _fingerprint(layers) != crc:
+        raise CheckpointError(f"{path} was exported from a model with other layer names or shapes than "
+                              f"{type(model).__name__}: load it into the model it was exported from")
+    offset = _HEAD.size + count * _LAYER.size
+    with torch.no_grad():
+        for (n, m), (wb, _, signed, w_step, a_step) in zip(layers.items(), entries):
+            size = _packed_len(m.weight.numel(), wb)
+            codes = _unpack(data[offset:offset + size], wb, m.weight.numel()) - m.w_quant.qrange[0]
+            offset += size
+            m.w_quant.step.fill_(w_step)
+            m.a_quant.step.fill_(a_step)
+            m.a_quant.signed = bool(signed)
+            for q in (m.w_quant, m.a_quant):
+                q.initialised.fill_(True)
+                q._ready = True
+            m.weight.copy_(torch.from_numpy(codes).reshape(m.weight.shape).to(m.weight.dtype) * m.w_quant.step)
+    rp = rest_path(path)
+    if not rp.is_file():
+        raise CheckpointError(f"{rp} (biases and BatchNorm of {path}) not found: it is written beside the packed file")
+    rest = torch.load(rp, map_location="cpu", weights_only=True)
+    _, unexpected = qmodel.load_state_dict(rest, strict=False)
+    if unexpected:
+        raise CheckpointError(f"{rp} holds tensors {unexpected[:3]} that {type(model).__name__} does not have")
+    return qmodel.eval()
+
+
+# --------------------------------------------------------------------------- ONNX
+class _FakeQuant(torch.autograd.Function):
+    """LSQ's forward, exported as one placeholder node ``mpq::FakeQuant`` that :func:`to_onnx`
+    turns into standard QDQ nodes."""
+
+    @staticmethod
+    def forward(ctx, x, step, qn: int, qp: int):
+        return torch.clamp(torch.round(x / step), -qn, qp) * step
+
+    @staticmethod
+    def symbolic(g, x, step, qn: int, qp: int):
+        out = g.op("mpq::FakeQuant", x, step, qn_i=qn, qp_i=qp)
+        out.setType(x.type())
+        return out
+
+
+def _export_forward(self: QLayer, x: torch.Tensor) -> torch.Tensor:
+    xq = _FakeQuant.apply(x, self.a_quant.step, *self.a_quant.qrange)
+    wq = _FakeQuant.apply(self.weight, self.w_quant.step, *self.w_quant.qrange)
+    if isinstance(self, nn.Conv2d):
+        return self._conv_forward(xq, wq, self.bias)
+    return nn.functional.linear(xq, wq, self.bias)
+
+
+def _container(qn: int, qp: int) -> tuple[int, int, int]:
+    """(ONNX element type, its lowest, its highest value) holding the integers -qn..qp."""
+    from onnx import TensorProto
+
+    signed = qn > 0
+    if qn + qp + 1 <= 16:
+        return (TensorProto.INT4, -8, 7) if signed else (TensorProto.UINT4, 0, 15)
+    return (TensorProto.INT8, -128, 127) if signed else (TensorProto.UINT8, 0, 255)
+
+
+def _rewrite_qdq(model) -> dict[str, int]:
+    """Replace every ``mpq::FakeQuant`` by QDQ nodes; returns how many of each container type."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    nodes, new_inits, counts = [], [], {}
+    for node in graph.node:
+        if node.domain != "mpq":
+            nodes.append(node)
+            continue
+        a = {at.name: at.i for at in node.attribute}
+        qn, qp = a["qn"], a["qp"]
+        x, step_name = node.input
+        step = numpy_helper.to_array(inits[step_name]).astype(np.float32).reshape(())
+        ctype, low, high = _container(qn, qp)
+        kind = TensorProto.DataType.Name(ctype)
+        counts[kind] = counts.get(kind, 0) + 1
+        base = node.output[0].strip("/").replace("/", "_")
+        scale, zero = f"{base}_scale", f"{base}_zero_point"
+        new_inits += [numpy_helper.from_array(step, scale), helper.make_tensor(zero, ctype, [], [0])]
+        if x in inits:  # a weight: stored as its integer codes
+            w = numpy_helper.to_array(inits[x]).astype(np.float32)
+            codes = np.clip(np.round(w / step), -qn, qp).astype(np.int64)
+            new_inits.append(helper.make_tensor(f"{x}_codes", ctype, list(codes.shape), codes.flatten().tolist()))
+            nodes.append(helper.make_node("DequantizeLinear", [f"{x}_codes", scale, zero], list(node.output),
+                                          name=f"{base}_dq"))
+            continue
+        src = x
+        if -qn > low or qp < high:  # a range narrower than the container: clamp first, as LSQ does
+            lo, hi = f"{base}_low", f"{base}_high"
+            new_inits += [numpy_helper.from_array(np.float32(-qn) * step, lo), numpy_helper.from_array(np.float32(qp) * step, hi)]
+            nodes.append(helper.make_node("Max", [x, lo], [f"{base}_above"], name=f"{base}_max"))
+            nodes.append(helper.make_node("Min", [f"{base}_above", hi], [f"{base}_clamped"], name=f"{base}_min"))
+            src = f"{base}_clamped"
+        nodes.append(helper.make_node("QuantizeLinear", [src, scale, zero], [f"{base}_q"], name=f"{base}_q"))
+        nodes.append(helper.make_node("DequantizeLinear", [f"{base}_q", scale, zero], list(node.output), name=f"{base}_dq"))
+    nodes = _clip_as_max_min(nodes)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    still = {i for n in nodes for i in n.input}
+    keep = [t for t in graph.initializer if t.name in still]
+    del graph.initializer[:]
+    graph.initializer.extend(keep + new_inits)
+    for imp in list(model.opset_import):
+        if imp.domain == "mpq":
+            model.opset_import.remove(imp)
+    onnx.checker.check_model(model)
+    return counts
+
+
+def _clip_as_max_min(nodes: list) -> list:
+    """Every ``Clip`` (ReLU6 and the like) as ``Max`` then ``Min`` on the same bounds: the same
+    values, but onnxruntime's Clip/QuantizeLinear fusion, which fails on 4-bit zero points
+    ("Unexpected data type for QuantizeLinear input y_zero_point of 21"), no longer applies."""
+    from onnx import helper
+
+    out = []
+    for node in nodes:
+        if node.op_type != "Clip" or node.attribute:  # opset >= 11: min and max are inputs
+            out.append(node)
+            continue
+        x, lo, hi = (list(node.input) + ["", ""])[:3]
+        src = x
+        if lo:
+            out.append(helper.make_node("Max", [src, lo], [f"{node.output[0]}_max"], name=f"{node.name}_max"))
+            src = f"{node.output[0]}_max"
+        out.append(helper.make_node("Min", [src, hi], list(node.output), name=f"{node.name}_min") if hi else
+                   helper.make_node("Identity", [src], list(node.output), name=f"{node.name}_id"))
+    return out
+
+
+def to_onnx(qmodel: nn.Module, input_size: tuple[int, ...], path: str | os.PathLike,
+            metadata: dict[str, str] | None = None) -> dict[str, int]:
+    """Write ``qmodel`` (a quantized model, see :mod:`mpqlib.quant`) as an ONNX model with QDQ
+    nodes at each layer's bit-width; input ``input`` of shape (batch, C, H, W), output ``logits``.
+    Returns the count of QDQ pairs by container type (``INT4``, ``UINT8``, ...)."""
+    import copy
+    import io
+    import types
+    import warnings
+
+    import onnx
+
+    layers = _qlayers(qmodel)
+    model = copy.deepcopy(qmodel).cpu().eval()
+    for name in layers:
+        m = model.get_submodule(name)
+        m.forward = types.MethodType(_export_forward, m)
+    size = tuple(input_size)[-3:]
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, *size),), buf, dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, custom_opsets={"mpq": 1})
+    proto = onnx.load_from_string(buf.getvalue())
+    counts = _rewrite_qdq(proto)
+    for k, v in (metadata or {}).items():
+        proto.metadata_props.add(key=k, value=str(v))
+    atomic_write(path, lambda p: p.write_bytes(proto.SerializeToString()))
+    return counts
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_top1(path: str | os.PathLike, data, batch_size: int = 1000, threads: int | None = None) -> float:
+    """Top-1 in percent of the ONNX model at ``path`` under onnxruntime on ``data`` (any dataset
+    mpqlib reads), in the order :func:`mpqlib.train.evaluate` reads it."""
+    from . import data as D
+
+    sess = onnx_session(path, threads)
+    correct = total = 0
+    for x, y in D.in_order(data, batch_size):
+        logits = sess.run(["logits"], {"input": x.numpy().astype(np.float32)})[0]
+        correct += int((logits.argmax(1) == y.numpy()).sum())
+        total += len(y)
+    return 100.0 * correct / total
+
+
+def latency(run, x, repeats: int = 20) -> float:
+    """Median seconds of ``run(x)`` over ``repeats`` calls after two warm-up calls."""
+    for _ in range(2):
+        run(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def policy_of(qmodel: nn.Module):
+    """The :class:`~mpqlib.policy.Policy` a quantized model runs under (read from its layers)."""
+    from .policy import Policy, split_layers
+
+    layers = _qlayers(qmodel)
+    searchable, fixed = split_layers(qmodel)
+    return Policy({n: layers[n].bits for n in searchable}, {n: layers[n].bits for n in fixed})

@@ -1,0 +1,151 @@
+"""Steps on disk: each stored once under the hash of (step, step version, fully resolved
+configuration), with the configuration inside the file (see :class:`Cache`), and the hashes of
+what a step reads (a file's sha256, a data set's fingerprint)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from .. import data as D
+from .._io import create_json, host, read_json, sha256_file
+from ..config import Config
+from ..errors import ConfigError, ReadOnlyError
+
+READ_ONLY_ENV = "MPQ_READ_ONLY"  # set (to anything but "" or "0"): every Cache reads, none computes
+
+
+def read_only_default() -> bool:
+    """Whether ``$MPQ_READ_ONLY`` asks for read-only caches (a reader's rerun of the chapters)."""
+    return os.environ.get(READ_ONLY_ENV, "") not in ("", "0")
+
+# Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
+STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1, "train": 1}
+
+# --------------------------------------------------------------------------- hashing
+def fingerprint(images: D.Images) -> dict:
+    """Name, size and a hash of the tensor bytes: two data sets with the same fingerprint are the same."""
+    h = hashlib.sha256(images.x.contiguous().numpy().tobytes())
+    h.update(images.y.contiguous().numpy().tobytes())
+    return {"name": images.name, "size": len(images), "sha256": h.hexdigest()[:20]}
+
+
+def config_dict(cfg: Config) -> dict:
+    """A config with its type: two configs of different methods never share a key."""
+    return {"type": type(cfg).__name__, **cfg.to_dict()}
+
+
+class Missing(Exception):
+    """A step the cache lacks, met while the pipeline only *plans* (``Experiments.plan`` set)."""
+
+    def __init__(self, task: "Task"):
+        super().__init__(f"{task.step} of {task.model} is not cached")
+        self.task = task
+
+
+@dataclass(frozen=True)
+class Task:
+    """One missing step, as sent to a worker: its model, step, key and the arguments that
+    compute it (see :meth:`Experiments.execute`)."""
+
+    model: str
+    step: str
+    key: str
+    args: tuple
+
+
+class Cache:
+    """Steps on disk keyed by the hash of (step, step version, resolved configuration).
+
+    A record, once written, is never overwritten: :meth:`put` creates the file only where none
+    is (atomically, so a half-written record never appears under its name).
+
+    A read-only cache (``read_only``, default ``$MPQ_READ_ONLY``) raises
+    :class:`~mpqlib.errors.ReadOnlyError` on a miss instead of computing: ``hint`` names the
+    command that computes what is missing."""
+
+    def __init__(self, root: str | os.PathLike, *, read_only: bool | None = None, hint: str = "mpq study run"):
+        self.root = Path(root)
+        self.hits = 0  # records read by this object (the pipeline's status counts them)
+        self.read_only = read_only_default() if read_only is None else read_only
+        self.hint = hint
+
+    def _refuse(self, step: str, key: str) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"{step} record {key} is not in {self.root}, and this run is read-only "
+                                f"(${READ_ONLY_ENV}): nothing is computed. Compute it first with `{self.hint}`, "
+                                f"or unset {READ_ONLY_ENV}")
+
+    @staticmethod
+    def key(step: str, config: dict) -> str:
+        if step not in STEP_VERSIONS:
+            raise ConfigError(f"unknown cached step {step!r}; known: {', '.join(STEP_VERSIONS)}")
+        blob = json.dumps({"step": step, "version": STEP_VERSIONS[step], "config": config}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def path(self, step: str, config: dict, suffix: str = ".json") -> Path:
+        return self.root / step / f"{self.key(step, config)}{suffix}"
+
+    def load(self, step: str, config: dict) -> dict | None:
+        path = self.path(step, config)
+        if not path.exists():
+            return None
+        stored = read_json(path)
+        if stored.get("config") != json.loads(json.dumps(config, default=str)):  # a hash collision or a hand edit
+            raise ConfigError(f"{path} holds another configuration than its key says (edited by hand?): "
+                              "move it away and run the step again")
+        self.hits += 1
+        return stored
+
+    def record(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
+        """``compute()``'s result as a record of ``step`` under ``config`` (not stored)."""
+        self._refuse(step, self.key(step, config))
+        start = time.perf_counter()
+        result = compute()
+        stored = {"step": step, "version": STEP_VERSIONS[step], "key": self.key(step, config), "config": config,
+                  # what the step took here, and when it ended: `mpq study status` sums a run from these
+                  "elapsed_s": round(time.perf_counter() - start, 2),
+                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  # where it ran: the CPU capability and settings that decide its last bits (not in the key)
+                  "host": host(), **result}
+        return json.loads(json.dumps(stored, default=str))
+
+    def put(self, stored: dict) -> dict:
+        """Store a record unless its file exists; returns the record now on disk."""
+        path = self.root / stored["step"] / f"{stored['key']}.json"
+        if not path.exists():
+            self._refuse(stored["step"], stored["key"])
+        if not create_json(path, stored):
+            return read_json(path)
+        return stored
+
+    def get(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
+        """The stored result of ``step`` under ``config``, computed (and stored) if missing."""
+        stored = self.load(step, config)
+        if stored is not None:
+            return stored
+        return self.put(self.record(step, config, compute))
+
+
+class Overlay(Cache):
+    """A worker's cache: reads ``root``; keeps what it computes in :attr:`new` (the driver
+    stores it), so a worker needs no write access to, or even a copy of, the driver's cache."""
+
+    def __init__(self, root: str | os.PathLike):
+        super().__init__(root, read_only=False)  # a worker computes what the driver sent it
+        self.new: dict[tuple[str, str], dict] = {}
+
+    def load(self, step: str, config: dict) -> dict | None:
+        return self.new.get((step, self.key(step, config))) or super().load(step, config)
+
+    def put(self, stored: dict) -> dict:
+        return self.new.setdefault((stored["step"], stored["key"]), stored)
+
+
+__all__ = ["STEP_VERSIONS", "Cache", "Overlay", "Task", "Missing", "sha256_file", "fingerprint", "config_dict"]

@@ -1,0 +1,341 @@
+"""Search cost against policy quality: the table of chapter 4 and the cost model to ImageNet.
+
+Two things live here:
+
+* :func:`efficiency_table` turns the measured records of every class of search (each with the
+  QAT top-1 of its policy) into ``results/efficiency.json``::
+
+      {"machine", "methods": {NAME: {"seconds", "images", "epochs", "peak_mb", "top1_mean",
+       "ci_low", "ci_high", "bitops"}}, "ratios": {...}, "startup_fraction",
+       "search_vs_fp_peak_memory"}
+
+  Ratios of cost are taken only from records measured alone: a record whose
+  :class:`~mpqlib.measure.Meter` flagged contention (or that carries no load figures at all)
+  gives a ratio of ``None`` with the contended value and the reason beside it, never a result.
+
+* :func:`imagenet_projection`: cost = images x epochs x seconds per image for each class of
+  method, with the per-image costs measured here (frozen-backbone supernet step, unfrozen
+  supernet step, LIMPQ pass, brief QAT fine-tune, forward pass) and the paper's settings for
+  ImageNet (proxy 4% of 1.28 M images, ...). Each ratio to SEAM is split into the factors it
+  is made of: data size (images), epochs (passes), frozen backbone (the per-image cost of
+  training the weights too) and method (the rest: passes per batch, head, fine-tune and
+  scoring). Whatever the paper does not say is an entry of :data:`ASSUMPTIONS`, with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from .._io import read_json, write_json
+from .facts import PAPER_HOURS as PAPER  # what the paper reports: FracBits 237.2 h / SEAM 0.8 h = 297x, ...
+
+ASSUMPTIONS: dict[str, dict[str, Any]] = {
+    "imagenet_images": {"value": 1_281_167, "why": "ImageNet-1k training set (paper: the target)"},
+    "proxy_share": {"value": 0.04, "why": "paper: the proxy holds about 4% of ImageNet's images"},
+    "seam_epochs": {"value": 8, "why": "paper silent; the proxy search length of this reproduction"},
+    "joint_epochs": {"value": 30, "why": "paper silent on FracBits' schedule; FracBits learns the bits during a "
+                                         "quantization-aware training run on all of ImageNet, taken as 30 epochs "
+                                         "(see implied_joint_epochs for the value that gives the paper's 297x)"},
+    "limpq_share": {"value": 0.98, "why": "LIMPQ's own recipe (github.com/1hunters/LIMPQ, "
+                                          "indicators_pretraining/config_resnet18.yaml): the ImageNet training set "
+                                          "less a 2% validation split (val_split 0.02)"},
+    "limpq_epochs": {"value": 5, "why": "LIMPQ's own recipe (the same file): epochs 5"},
+    "limpq_trains_weights": {"value": True, "why": "LIMPQ's own recipe (the same file): freeze_weights False, so "
+                                                   "its passes cost what a supernet step with trained weights costs "
+                                                   "(the unfrozen / frozen ratio); this reproduction freezes them"},
+    "limpq_passes": {"value": 6, "why": "LIMPQ: every batch runs each uniform bit-width (5 candidates) plus one "
+                                        "random mix; counted in the per-pass cost here"},
+    "evaluation_candidates": {"value": 100, "why": "evaluation-based searches (HAQ/AutoQ-style loops) score on the "
+                                                   "order of 10^2 policies; not in the paper"},
+    "evaluation_finetune_images": {"value": 51_200, "why": "a brief fine-tune per candidate: as many images as "
+                                                           "the 4% proxy (0.04 epochs of ImageNet)"},
+    "evaluation_val_images": {"value": 10_000, "why": "held-out images scoring each candidate (HAQ holds out 10k)"},
+    "orthogonality_images": {"value": 64, "why": "OMPQ: one batch of features"},
+    "forward_share": {"value": 1 / 3, "why": "a forward pass costs about a third of forward + backward; used to "
+                                             "separate held-out scoring from training in the measured seconds"},
+    "per_image_transfers": {"value": True, "why": "the ratios between per-image costs measured on the small "
+                                                  "model here (frozen vs unfrozen supernet, QAT, LIMPQ pass) are taken "
+                                                  "to hold for MobileNetV1 / ResNet-18 at 224 x 224, except where a "
+                                                  "GPU measured that architecture at 224 x 224 (its own ratios)"},
+}
+"""Every number of the projection the paper does not give, with the reason it was chosen."""
+
+ARCHS = ("mobilenetv1", "resnet18")
+METHOD_KEYS = ("seconds", "images", "epochs", "peak_mb", "top1_mean", "ci_low", "ci_high", "bitops", "qat_seconds",
+               "added_mb")
+REFERENCE = "seam"
+
+
+# --------------------------------------------------------------------------- the measured table
+def top1_summary(values) -> tuple[float | None, float | None, float | None]:
+    """Mean top-1 over QAT seeds and its 95% bootstrap CI (:func:`mpqlib.study.report.mean_ci`), rounded
+    for efficiency.json; one value gives no interval, none gives no mean."""
+    if values is None:
+        return None, None, None
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return None, None, None
+    if len(v) < 2:
+        return round(float(v.mean()), 3), None, None
+    from .report import mean_ci
+
+    e = mean_ci(v, n_boot=10_000, seed=0)
+    return round(e.estimate, 3), round(e.ci_low, 3), round(e.ci_high, 3)
+
+
+def _record(entry: Mapping) -> Mapping:
+    """The search record of an entry: ``{"record": ..., "top1": [...]}`` or the record itself."""
+    return entry.get("record", entry)
+
+
+def method_row(entry: Mapping) -> dict:
+    """One row of ``methods``: the search's cost and its policy's QAT top-1 (mean, 95% CI)."""
+    rec = _record(entry)
+    top1_mean, ci_low, ci_high = top1_summary(entry.get("top1", rec.get("top1")))
+    qat = [s for s in entry.get("qat_seconds") or [] if s is not None]
+    return {"seconds": rec.get("seconds"), "images": rec.get("images"), "epochs": rec.get("epochs"),
+            "peak_mb": rec.get("peak_memory_mb", rec.get("peak_mb")), "top1_mean": top1_mean, "ci_low": ci_low,
+            "ci_high": ci_high, "bitops": entry.get("bitops", rec.get("bitops")),
+            "qat_seconds": round(float(np.mean(qat)), 1) if qat else None,
+            "added_mb": (round(rec["peak_memory_mb"] - rec["start_memory_mb"], 1)
+                         if rec.get("start_memory_mb") is not None and rec.get("peak_memory_mb") is not None else None)}
+
+
+def contention_of(entry: Mapping) -> str | None:
+    """Why an entry's cost is not a result measured alone (None when it is)."""
+    rec = _record(entry)
+    if "contended" not in rec:
+        return "no load figures in the record (measured before mpqlib.measure): re-measure"
+    if rec["contended"]:
+        return rec.get("contention") or "flagged contended"
+    return None
+
+
+def cost_ratios(methods: Mapping[str, Mapping], reference: str = REFERENCE) -> dict:
+    """``NAME/reference`` search seconds for every method, taken only from runs measured alone:
+    ``{"value", "contended", "note"}``; a contended pair keeps its figure as ``contended_value``."""
+    if reference not in methods:
+        return {}
+    ref_rec, ref_why = _record(methods[reference]), contention_of(methods[reference])
+    out = {}
+    for name, entry in methods.items():
+        if name == reference:
+            continue
+        rec, why = _record(entry), contention_of(entry)
+        value = rec["seconds"] / ref_rec["seconds"] if ref_rec.get("seconds") else None
+        reasons = [f"{n}: {w}" for n, w in ((name, why), (reference, ref_why)) if w]
+        row = {"value": None if reasons or value is None else round(value, 3), "contended": bool(reasons),
+               "note": "; ".join(reasons) or None}
+        if reasons and value is not None:
+            row["contended_value"] = round(value, 3)
+        out[f"{name}/{reference}"] = row
+    return out
+
+
+def _machine(methods: Mapping[str, Mapping]) -> str | None:
+    seen = sorted({_record(e).get("machine") for e in methods.values()} - {None})
+    if len(seen) > 1:
+        return "MIXED (not one machine): " + " | ".join(seen)
+    return seen[0] if seen else None
+
+
+def _lean(lean) -> dict:
+    """The start-up / memory benchmark (``benchmarks/bench_search_lean.py --out``): a dict or a path."""
+    if lean is None:
+        return {}
+    return read_json(lean) if isinstance(lean, (str, os.PathLike)) else dict(lean)
+
+
+def efficiency_table(methods: Mapping[str, Mapping], *, search_length: Mapping[str, Mapping] | None = None,
+                     proxy_size: Mapping[str, Mapping] | None = None, lean=None, projection: bool = True,
+                     gpu_steps: list[Mapping] | None = None, path: str | os.PathLike | None = None, **about) -> dict:
+    """``results/efficiency.json`` from the measured ``methods`` (NAME -> ``{"record", "top1": [per
+    QAT seed], "bitops"}`` or a record with ``top1``), optionally the search-length and proxy-size
+    curves (same entries), the start-up / memory benchmark ``lean``, and the ImageNet projection
+    from the per-image costs of the runs measured alone. ``about`` (profile, model, ...) is kept
+    as it is. Written atomically to ``path`` when given."""
+    lean = _lean(lean)
+    out: dict[str, Any] = {
+        "machine": _machine(methods),
+        "methods": {name: method_row(e) for name, e in methods.items()},
+        "ratios": cost_ratios(methods),
+        "startup_fraction": lean.get("startup_fraction"),
+        "search_vs_fp_peak_memory": lean.get("search_vs_fp_peak_memory"),
+        "contention": {name: contention_of(e) for name, e in methods.items()},
+        **about,
+    }
+    for key, curve in (("search_length", search_length), ("proxy_size", proxy_size)):
+        if curve:
+            out[key] = {k: {**method_row(e), "contended": contention_of(e) is not None} for k, e in curve.items()}
+    if projection:
+        per_image = per_image_seconds(methods)
+        own = about.get("model")  # the harness ran this architecture itself (at 28 x 28): its costs are its own
+        per_arch = {own: {k: v for k, v in per_image.items() if k != "missing"}} if own in ARCHS else None
+        out["imagenet"] = imagenet_projection(per_image, per_arch=per_arch, gpu_steps=gpu_steps)
+    if path is not None:
+        write_json(path, out)
+    return out
+
+
+# --------------------------------------------------------------------------- the cost model
+def _assumed(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    values = {k: v["value"] for k, v in ASSUMPTIONS.items()}
+    unknown = set(overrides or {}) - set(values)
+    if unknown:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown assumption(s) {sorted(unknown)}; the cost model knows {sorted(values)}")
+    return {**values, **(overrides or {})}
+
+
+def per_image_seconds(methods: Mapping[str, Mapping], assumptions: Mapping[str, Any] | None = None) -> dict:
+    """Seconds per image of each kind of work, from the records measured alone (kinds whose record
+    is missing or contended are left out; their reason is under ``"missing"``):
+
+    ``seam``: a SEAM step on the proxy (frozen backbone, L-GM head); ``frozen``: a supernet step
+    with the frozen backbone and the model's classifier (the target search); ``unfrozen``: a
+    supernet step that trains the weights too (joint), held-out scoring taken out;
+    ``limpq``: one LIMPQ pass of one image; ``finetune``: a brief-QAT image of the evaluation
+    search, held-out scoring taken out; ``forward``: a forward pass (``frozen`` x forward_share).
+    Start-up (calibration, step-size init) is included: short runs overstate the per-image cost."""
+    a = _assumed(assumptions)
+    fwd = a["forward_share"]
+    sources = {"seam": ("seam",), "frozen": ("target-equal-epochs", "target-equal-steps", "target"),
+               "unfrozen": ("joint",), "limpq": ("limpq",), "finetune": ("evaluation",)}
+    out: dict[str, Any] = {"missing": {}}
+    for kind, names in sources.items():
+        name = next((n for n in names if n in methods), None)
+        if name is None:
+            out["missing"][kind] = "no record"
+            continue
+        why = contention_of(methods[name])
+        if why:
+            out["missing"][kind] = f"{name}: {why}"
+            continue
+        rec = _record(methods[name])
+        work = rec["images"] + fwd * rec.get("held_out_images", 0)  # training-image equivalents
+        if not work:
+            out["missing"][kind] = f"{name}: no images"
+            continue
+        out[kind] = rec["seconds"] / work
+    base = out.get("frozen", out.get("seam"))
+    if base is not None:
+        out["forward"] = fwd * base
+    return out
+
+
+# A GPU step of benchmarks/bench_gpu_steps.py standing for each kind of per-image cost.
+GPU_KINDS = {"frozen": "search", "unfrozen": "joint", "finetune": "qat", "forward": "eval"}  # SEAM: the harness's ratio
+GPU_ARCHS = {"resnet18": "resnet18", "mobilenet_v2": None}  # its name there -> ARCHS (None: not projected)
+
+
+def gpu_per_arch(per_image: Mapping[str, Any], gpu_steps: list[Mapping]) -> tuple[dict, dict]:
+    """Per-image costs of the architectures a GPU measured at 224 x 224 (``gpu_steps``: files of
+    benchmarks/bench_gpu_steps.py), in the harness's units: the harness's frozen-search cost times
+    the GPU's ratio of each step to its search step (a kind the GPU did not measure, LIMPQ's pass,
+    keeps the harness's ratio). Returns (costs per arch, where each came from)."""
+    base = per_image.get("frozen")
+    out, source = {}, {}
+    if base is None:
+        return out, source
+    for g in gpu_steps:
+        for name, m in (g.get("models") or {}).items():
+            arch = GPU_ARCHS.get(name)
+            st = m.get("steps") or {}
+            if arch not in ARCHS or "search" not in st:
+                continue
+            ref = st["search"]["ms_per_step"]
+            out[arch] = {kind: base * st[step]["ms_per_step"] / ref for kind, step in GPU_KINDS.items() if step in st}
+            source[arch] = f"measured on {g.get('device', 'a GPU')} at {g.get('size', 224)} x {g.get('size', 224)}"
+    return out, source
+
+
+def imagenet_projection(per_image: Mapping[str, Any], assumptions: Mapping[str, Any] | None = None,
+                        per_arch: Mapping[str, Mapping[str, float]] | None = None,
+                        gpu_steps: list[Mapping] | None = None) -> dict:
+    """Projected ImageNet search costs relative to SEAM on its 4% proxy, for each of :data:`ARCHS`.
+
+    cost(method) = images x epochs x seconds per image; ``per_image`` from
+    :func:`per_image_seconds`, ``per_arch[arch]`` per-image costs measured on that architecture
+    (else the same costs serve both, by the assumption ``per_image_transfers``). Each ratio is
+    the product of its factors ``data_size`` x ``epochs`` x ``frozen_backbone`` x ``method``."""
+    a = _assumed(assumptions)
+    out = {"paper": PAPER, "assumptions": {k: {"value": a[k], "why": ASSUMPTIONS[k]["why"]} for k in a},
+           "per_image_seconds": {k: v for k, v in per_image.items() if k != "missing"},
+           "missing": dict(per_image.get("missing", {})), "archs": {}}
+    gpu, gpu_source = gpu_per_arch(per_image, gpu_steps or [])
+    for arch in ARCHS:
+        own = (per_arch or {}).get(arch)
+        costs = {**{k: v for k, v in per_image.items() if k != "missing"}, **(own or gpu.get(arch, {}))}
+        out["archs"][arch] = _project(costs, a)
+        out["archs"][arch]["per_image_from"] = (
+            "measured on this architecture (its 28 x 28 version)" if own else gpu_source.get(arch)
+            or "the model measured here (assumption per_image_transfers)")
+    return out
+
+
+def _work(a: Mapping[str, Any]) -> dict[str, tuple[float, float, str]]:
+    """Per method: (images per pass, passes, kind of per-image cost) at ImageNet scale."""
+    n = a["imagenet_images"]
+    fwd = a["forward_share"]
+    per_candidate = a["evaluation_finetune_images"] + fwd * a["evaluation_val_images"]
+    return {
+        "seam": (a["proxy_share"] * n, a["seam_epochs"], "seam"),
+        "target-equal-epochs": (n, a["seam_epochs"], "frozen"),
+        "joint": (n, a["joint_epochs"], "unfrozen"),
+        "limpq": (a["limpq_share"] * n, a["limpq_epochs"] * a["limpq_passes"], "limpq"),
+        "evaluation": (per_candidate, a["evaluation_candidates"], "finetune"),
+        "orthogonality": (a["orthogonality_images"], 1, "forward"),
+    }
+
+
+def _sig(x: float, digits: int = 5) -> float:
+    """``x`` to ``digits`` significant digits (ratios span 1e-5 .. 1e3)."""
+    return float(f"{x:.{digits}g}")
+
+
+def _backbone(name: str, costs: Mapping[str, float], a: Mapping[str, Any]) -> float:
+    """The unfrozen / frozen per-image cost for a method that trains the weights too (joint; LIMPQ
+    by its own recipe, ``limpq_trains_weights``), else 1."""
+    trains = name == "joint" or (name == "limpq" and a.get("limpq_trains_weights"))
+    return costs["unfrozen"] / costs["frozen"] if trains and costs.get("frozen") and costs.get("unfrozen") else 1.0
+
+
+def _project(costs: Mapping[str, float], a: Mapping[str, Any]) -> dict:
+    work = _work(a)
+    methods, ratios, factors = {}, {}, {}
+    backbone = {name: _backbone(name, costs, a) for name in work}
+    for name, (images, epochs, kind) in work.items():
+        c = costs.get(kind)
+        if c is not None and kind != "unfrozen" and backbone[name] != 1.0:  # LIMPQ's recipe trains the weights
+            c = c * costs["unfrozen"] / costs["frozen"]
+        methods[name] = {"images": round(images), "epochs": epochs, "cost_kind": kind,
+                         "seconds_per_image": c, "seconds": None if c is None else images * epochs * c}
+    ref = methods[REFERENCE]
+    for name, m in methods.items():
+        if name == REFERENCE:
+            continue
+        key = f"{name}/{REFERENCE}"
+        if m["seconds"] is None or not ref["seconds"]:
+            ratios[key], factors[key] = None, None
+            continue
+        ratio = m["seconds"] / ref["seconds"]
+        data = m["images"] / ref["images"]
+        passes = m["epochs"] / ref["epochs"]
+        frozen = backbone[name]
+        ratios[key] = _sig(ratio)
+        factors[key] = {"data_size": _sig(data), "epochs": _sig(passes), "frozen_backbone": _sig(frozen),
+                        "method": _sig(ratio / (data * passes * frozen))}
+    implied = None
+    if ratios.get("joint/seam"):
+        implied = round(a["joint_epochs"] * PAPER["ratios"]["joint/seam"] / ratios["joint/seam"], 1)
+    return {"methods": methods, "ratios": ratios, "factors": factors, "implied_joint_epochs": implied,
+            "paper_ratios": PAPER["ratios"]}
+
+
+__all__ = ["PAPER", "ASSUMPTIONS", "ARCHS", "METHOD_KEYS", "top1_summary", "method_row", "contention_of", "cost_ratios",
+           "efficiency_table", "per_image_seconds", "imagenet_projection"]

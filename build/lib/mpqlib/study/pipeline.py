@@ -1,0 +1,336 @@
+"""The study as a pipeline of cached steps: pilot -> budget -> searches -> QAT -> claims,
+efficiency, correlation, and chapter 1's observation.
+
+A step is one cached record of :class:`~mpqlib.study.experiments.Cache` (a search, a QAT run, the
+proxy metrics of a policy, chapter 1's observation): a pure function of its resolved inputs
+(configuration, data fingerprint, checkpoint hash, budget, seeds, the profile's thread count),
+stored under the hash of those inputs. The graph is not written out by hand: :meth:`Study.walk`
+runs the study's own code (:class:`~mpqlib.study.experiments.Experiments`) in *planning* mode, where a
+step the cache lacks is noted as a :class:`~mpqlib.study.experiments.Task` instead of being computed,
+and everything that depends on it is skipped. So the keys the pipeline computes are, by
+construction, the keys the study reads. :func:`run` repeats walk -> compute what is missing (in
+parallel, see :mod:`mpqlib.study.engine`) until nothing is missing, then writes the results
+files from the cache (a file whose content did not change is not touched).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from .._io import write_json
+from ..errors import ConfigError
+from .cache import Cache, config_dict
+from .experiments import Experiments, Missing, Task
+from ..policy import Policy
+from . import objections
+from .runs import claims_file, efficiency_plan, efficiency_run, pilot
+from .profiles import Profile, resolve
+from .stored import write_models
+
+
+from . import PARTS
+CHAPTER_PARTS = {1: ("observation",), 2: ("protocol",), 3: ("protocol", "sweep", "claims"),
+                 4: ("efficiency",), 5: ("correlation",), 6: ("protocol", "sweep", "claims"),
+                 7: ("protocol", "objections", "claims")}
+
+
+@dataclass
+class Plan:
+    """One walk of the study: how many cached records it read, and the missing steps it can
+    compute now (steps depending on those are found by the next walk)."""
+
+    cached: int
+    missing: dict[str, Task] = field(default_factory=dict)
+    by_part: dict[str, Counter] = field(default_factory=dict)  # part -> {"cached": n, "missing": n}
+
+    @property
+    def done(self) -> bool:
+        return not self.missing
+
+
+def _attempt(fn: Callable, *args, **kwargs):
+    """``fn(...)``, or None where it needs a step that is missing (noted in the plan)."""
+    try:
+        return fn(*args, **kwargs)
+    except Missing:
+        return None
+
+
+class Study:
+    """One profile's study: its :class:`Experiments` per model, walked or finished as a whole."""
+
+    def __init__(self, profile: Profile | str = "full", overrides: Mapping | str | None = None,
+                 parts: Iterable[str] = PARTS):
+        self.p = resolve(profile, overrides)
+        self.parts = tuple(parts)
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise ConfigError(f"unknown part(s) of the study {', '.join(sorted(unknown))}; parts: {', '.join(PARTS)}")
+        self._ex: dict[str, Experiments] = {}
+
+    def ex(self, model: str) -> Experiments:
+        if model not in self._ex:
+            self._ex[model] = objections.experiments(self.p, model)
+        return self._ex[model]
+
+    def cache_root(self) -> Path:
+        return self.p.cache_path()
+
+    # ------------------------------------------------------------------ planning
+    def walk(self, write: bool = True) -> Plan:
+        """Every step the parts need, read from the cache where it is there; the rest noted.
+        ``write`` False (status): nothing is written, not even the pilot's choice of budget."""
+        missing: dict[str, Task] = {}
+        counts: dict[str, Counter] = defaultdict(Counter)
+        hits = 0
+
+        def part(name: str, fn: Callable[[], object]) -> None:
+            nonlocal hits
+            before_hits, before_missing = self._hits(), len(missing)
+            _attempt(fn)
+            counts[name]["cached"] += self._hits() - before_hits
+            counts[name]["missing"] += len(missing) - before_missing
+            hits += self._hits() - before_hits
+
+        for model in self.p.models:
+            self.ex(model).plan = missing
+        try:
+            if self.p.budget == "pilot" and not self.p.path("pilot.json").exists():
+                for model in self.p.models:
+                    part("pilot", lambda m=model: self._pilot_steps(self.ex(m)))
+                if missing or not write:  # the main budget is unknown until the pilot's steps are computed
+                    return Plan(hits, missing, dict(counts))
+                pilot(self.p)  # every step cached: writes pilot.json, computes nothing
+            for model in self.p.models:
+                ex = self.ex(model)
+                if {"protocol", "claims"} & set(self.parts):
+                    part("protocol", ex.protocol)
+                if "sweep" in self.parts and model in self.p.sweep_models():
+                    part("sweep", ex.sweep)
+                if "correlation" in self.parts and model in self.p.correlation_models():
+                    part("correlation", lambda e=ex: self._correlation_steps(e))
+                if "observation" in self.parts and model == next(iter(self.p.models)):
+                    part("observation", ex.observation)
+                if "objections" in self.parts and model == self.p.objections_model() and self.p.protocol_version >= 3:
+                    part("objections", lambda e=ex: objections.walk(e, missing))
+            if "efficiency" in self.parts:
+                part("efficiency", lambda: self._efficiency_steps(self.ex(self.p.efficiency_model())))
+        finally:
+            for ex in self._ex.values():
+                ex.plan = None
+        return Plan(hits, missing, dict(counts))
+
+    def _hits(self) -> int:
+        return sum(ex.cache.hits for ex in self._ex.values())
+
+    def _pilot_steps(self, ex: Experiments) -> None:
+        seeds = self.p.qat_seeds[:2]
+        for b in self.p.pilot_budgets:
+            ex.random_runs(b, qat_seeds=seeds)
+            ex.runs("uniform", b, (0,), seeds)
+
+    def _correlation_steps(self, ex: Experiments) -> None:
+        for pol in ex.correlation_policies().values():
+            _attempt(ex.proxy_metrics, pol)
+            for s in self.p.correlation_qat_seeds:
+                _attempt(ex.qat, pol, s)
+
+    def _efficiency_steps(self, ex: Experiments) -> None:
+        for plan in efficiency_plan(self.p, ex).values():
+            for name, kw in plan.values():
+                res = _attempt(ex.search, name, **kw)
+                for s in ([] if res is None else self.p.efficiency.qat_seeds):
+                    _attempt(ex.qat, res.policy, s)
+
+    # ------------------------------------------------------------------ results
+    def finish(self) -> list[Path]:
+        """Write the results files of the parts from the cache (computes nothing when the walk
+        found nothing missing); files whose content is unchanged are left untouched."""
+        written = []
+        for model in self.p.models:
+            ex = self.ex(model)
+            if {"protocol", "claims"} & set(self.parts):
+                ex.protocol()
+            if "sweep" in self.parts and model in self.p.sweep_models():
+                ex.sweep()
+        if {"protocol", "sweep"} & set(self.parts):
+            written.append(self.p.path("runs.json"))
+        if "correlation" in self.parts:
+            corr = {m: self.ex(m).correlation() for m in self.p.correlation_models()}
+            written.append(write_json(self.p.path("correlation.json"), corr))
+        if "efficiency" in self.parts:
+            efficiency_run(self.p)
+            written.append(self.p.path("efficiency.json"))
+        if "objections" in self.parts and self.p.protocol_version >= 3:
+            objections.summary(self.ex(self.p.objections_model()))
+            written += [self.p.path("runs.json"), self.p.path("objections.json")]
+        if "claims" in self.parts:
+            claims_file(self.p)
+            written.append(self.p.path("claims.json"))
+        if {"protocol", "claims", "observation"} & set(self.parts):  # what the chapters read of each model
+            written.append(write_models(self.p, {m: self.ex(m) for m in self.p.models}, self.parts))
+        return written
+
+
+# --------------------------------------------------------------------------- expected time
+def step_seconds(cache_root: Path) -> dict[tuple[str, str], list[float]]:
+    """Recorded wall time of every cached step under ``cache_root`` per unit of its work
+    (:func:`work`), by (model, step): the record's ``elapsed_s``, else (steps cached before it
+    existed) its own ``seconds``."""
+    out: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for (model, step), seconds, _, config in _timed(cache_root):
+        out[(model, step)].append(seconds / work(step, config))
+    return dict(out)
+
+
+def work(step: str, config: Mapping | None) -> float:
+    """A step's work relative to others of its kind, from its cache key's configuration: a QAT
+    run's epochs x training images (the converged QAT's 10 epochs on 60,000 images are 40 times
+    the common recipe's one on 15,000), 1 for every other step."""
+    if step != "qat" or not config:
+        return 1.0
+    qat = config.get("qat") or {}
+    images = qat.get("train_images") or (config.get("train") or {}).get("size") or 1
+    return float(qat.get("epochs") or 1) * images
+
+
+def summarise(cache_root: Path) -> dict[tuple[str, str], dict]:
+    """``{(model, step): {"n", "seconds", "approximate"}}``: ``approximate`` counts the steps
+    timed by their record's own seconds (without the set-up around the step)."""
+    out: dict = defaultdict(lambda: {"n": 0, "seconds": 0.0, "approximate": 0})
+    for ident, seconds, whole, _ in _timed(cache_root):
+        out[ident]["n"] += 1
+        out[ident]["seconds"] += seconds
+        out[ident]["approximate"] += not whole
+    return dict(out)
+
+
+def _timed(cache_root: Path):
+    for path in sorted(Path(cache_root).glob("*/*/*.json")):
+        stored = json.loads(path.read_text())
+        whole = stored.get("elapsed_s") is not None
+        seconds = stored["elapsed_s"] if whole else (stored.get("record") or {}).get("seconds") or 0.0
+        yield (path.parts[-3], path.parts[-2]), float(seconds), whole, stored.get("config")
+
+
+def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], list[float]],
+                     work_of: Callable[[Task], float] = lambda task: 1.0) -> float | None:
+    """The sum over ``tasks`` of the recorded mean time per unit of work of each task's kind of
+    step (its model's, else any model's) times the task's work (``work_of``, see :func:`work`);
+    None when some kind of step has never been recorded."""
+    by_step: dict[str, list[float]] = defaultdict(list)
+    for (_, step), times in recorded.items():
+        by_step[step] += times
+    total = 0.0
+    for t in tasks:
+        step, n = COSTS_LIKE.get(t.step, (t.step, 1))
+        times = recorded.get((t.model, step)) or by_step.get(step)
+        if not times:
+            return None
+        total += n * work_of(t) * sum(times) / len(times)
+    return total
+
+
+def _task_work(study: "Study", task: Task) -> float:
+    """:func:`work` of a missing step, from the configuration its cache key will hold; a step
+    costed like QAT (``COSTS_LIKE``) counts in runs of the profile's common recipe."""
+    if task.step == "qat":
+        ex = study.ex(task.model)
+        return work("qat", ex.qat_key_config(Policy.from_dict(task.args[0]), *task.args[1:]))
+    if COSTS_LIKE.get(task.step, ("",))[0] == "qat":
+        ex = study.ex(task.model if task.model in study.p.models else study.p.objections_model())
+        return work("qat", {"qat": config_dict(study.p.qat), "train": ex.fingerprint(ex.target)})
+    return 1.0
+
+
+# A step never recorded yet, costed as n of another: chapter 1's observation trains its six
+# quantized models once (their weights are not kept in git).
+COSTS_LIKE = {"observation": ("qat", 6),
+              # chapter 7's 5-class model: 7 epochs of 30,000 images from scratch, measured about 40
+              # QAT runs' time (the base model's training record: 7.7 ms per image on one thread)
+              "train": ("qat", 40)}
+
+
+def describe(plan: Plan, study: Study) -> str:
+    """``mpq study status``'s report: per part what is cached and what remains, and the time."""
+    lines = [f"profile {study.p.name}: {plan.cached} cached step records read, {len(plan.missing)} steps to compute now"]
+    for name, c in plan.by_part.items():
+        lines.append(f"  {name:12s} cached {c['cached']:5d}   to compute {c['missing']:4d}")
+    if plan.missing:
+        kinds = Counter(t.step for t in plan.missing.values())
+        secs = expected_seconds(plan.missing.values(), step_seconds(study.cache_root()),
+                                lambda task: _task_work(study, task))
+        when = "unknown (no such step recorded yet)" if secs is None else f"{secs / 3600:.2f} h on one worker"
+        lines.append(f"  missing: {', '.join(f'{n} {k}' for k, n in kinds.items())}; expected {when}; "
+                     "steps that depend on these are counted once they are computed")
+    else:
+        lines.append("  every step is cached: nothing to compute")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- run / ensure
+def run(profile: Profile | str = "full", overrides: Mapping | str | None = None, parts: Iterable[str] = PARTS, *,
+        workers: int | None = None, cluster: str | None = None, log: Callable[[str], None] | None = print) -> Plan:
+    """Compute every missing step of ``parts`` (on ``workers`` local processes, on the Dask
+    scheduler at ``cluster``, or here, one after another), then write the results files.
+    A killed run resumes: every finished step is stored as soon as it arrives."""
+    from .engine import executor
+
+    study = Study(profile, overrides, parts)
+    previous: set[str] = set()
+    with executor(study.p, workers=workers, cluster=cluster) as execute:
+        while True:
+            plan = study.walk()
+            if plan.done:
+                break
+            if set(plan.missing) == previous:
+                raise ConfigError("the pipeline computed steps whose records it then did not find "
+                                  f"({', '.join(sorted(previous)[:3])}, ...): is the cache directory writable?")
+            previous = set(plan.missing)
+            if log:
+                log(f"computing {len(plan.missing)} steps: "
+                    + ", ".join(f"{n} {k}" for k, n in Counter(t.step for t in plan.missing.values()).items()))
+            for record in execute(list(plan.missing.values())):
+                Cache(study.cache_root() / record["model_name"]).put(record["stored"])
+    study.finish()
+    return plan
+
+
+_ENSURED: dict[str, set[str]] = {}  # per process: profile -> parts already ensured (nothing missing)
+
+
+def ensure(profile: Profile | str = "full", overrides: Mapping | str | None = None, parts: Iterable[str] = PARTS,
+           *, chapter: int | None = None, workers: int | None = None) -> Plan | None:
+    """What a chapter's first cell calls: the study's ``parts`` (or those ``chapter`` shows)
+    computed where steps are missing (only those steps; on ``workers`` local processes, default
+    ``$MPQ_WORKERS``, else here), nothing at all where everything is cached. Parts already
+    ensured in this process are not walked again (None); with ``$MPQ_READ_ONLY`` set nothing is
+    walked or computed (None): the chapters show what the study's files hold."""
+    if os.environ.get("MPQ_READ_ONLY"):  # a reader's chapters read what the study computed, nothing more
+        return None
+    p = resolve(profile, overrides)
+    wanted = set(CHAPTER_PARTS[chapter] if chapter is not None else parts)
+    done = _ENSURED.setdefault(repr(p), set())
+    if wanted <= done:
+        return None
+    if workers is None and os.environ.get("MPQ_WORKERS"):
+        workers = int(os.environ["MPQ_WORKERS"])
+    plan = run(p, None, sorted(wanted - done, key=PARTS.index), workers=workers, log=None)
+    done |= wanted
+    return plan
+
+
+def status(profile: Profile | str = "full", overrides: Mapping | str | None = None,
+           parts: Iterable[str] = PARTS) -> tuple[Plan, str]:
+    study = Study(profile, overrides, parts)
+    plan = study.walk(write=False)
+    return plan, describe(plan, study)
+
+
+__all__ = ["PARTS", "CHAPTER_PARTS", "Plan", "Study", "run", "ensure", "status", "describe", "step_seconds",
+           "summarise", "expected_seconds"]

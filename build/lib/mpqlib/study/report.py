@@ -1,0 +1,606 @@
+"""Every statistic and verdict rule of the book, in one tested module.
+
+Inputs are the stored per-seed values: a *long table* (a list of dicts or a pandas DataFrame)
+with one row per run and at least the columns ``policy``, ``search_seed``, ``qat_seed`` and
+``top1`` (percent). Nothing here trains or reads files; notebooks call these functions and
+hold no statistics of their own.
+
+The design the statistics follow (book/method.md, protocol version 2):
+
+* **Pairing.** Within a QAT seed every policy is fine-tuned on the same data subset in the
+  same order, so a policy difference is taken *within* a QAT seed before anything is averaged
+  or resampled; the seed's shared luck cancels.
+* **Hierarchy.** A searched policy varies with its search seed, and its accuracy with the QAT
+  seed. The bootstrap resamples both: search seeds (the outer units, of each side of a
+  comparison on its own: ``a_units`` and ``b_units`` in ``claims.json``) and QAT seeds. Because
+  a QAT seed is shared by every search seed (crossed, not nested), one draw of QAT seeds
+  serves all units of a replicate (:func:`bootstrap_means` says why and what coverage that
+  gives).
+* **Verdicts are rules stated in advance** (:data:`RULES`), applied to the 95% CI only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from .._io import write_json
+from ..errors import ConfigError
+
+LEVEL = 0.95
+"""Confidence level of every interval in the book."""
+
+MARGIN_PP = 0.3
+"""Pre-registered equivalence margin in percentage points (protocol version 2)."""
+
+RULES: dict[str, str] = {
+    "difference": "a - b per QAT seed; 'better' if the 95% CI lies above 0, 'worse' if below, "
+                  "else 'within noise'.",
+    "superiority": "a - b per QAT seed, a must beat b (positive control); 'better' if the 95% CI lies "
+                   "above 0, else 'no power' (the budget cannot tell policies apart).",
+    "equivalence": "a - b per QAT seed; 'equivalent (+-{margin} pp)' if the whole 95% CI lies within "
+                   "+-{margin} pp (two one-sided tests at 2.5% each), 'different' if it excludes 0 and "
+                   "is not within the margin, else 'not shown equivalent'.",
+}
+"""Verdict rules by id; claims name the rule they were judged by (``{margin}`` is filled in)."""
+
+COLUMNS = ("policy", "search_seed", "qat_seed", "top1")
+
+
+# --------------------------------------------------------------------------- result types
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean or a paired difference a - b in percentage points with its bootstrap CI."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n: int          # paired differences (search unit x QAT seed) it rests on
+    level: float = LEVEL
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        return self.ci_low, self.ci_high
+
+
+Difference = Estimate
+
+
+@dataclass(frozen=True)
+class Equivalence(Estimate):
+    margin: float = MARGIN_PP
+    verdict: str = ""
+
+
+@dataclass(frozen=True)
+class Power:
+    """How well the design can separate policies (percentage points)."""
+
+    seed_sd_pp: float     # SD of one policy's top-1 across QAT seeds, pooled over policies
+    policy_sd_pp: float   # SD across the policies' seed-mean top-1
+    n_policies: int
+
+    @property
+    def ratio(self) -> float:
+        """policy SD / seed SD: the pre-registered pilot rule asks for >= 2."""
+        return self.policy_sd_pp / self.seed_sd_pp if self.seed_sd_pp > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Correlation:
+    rho: float
+    ci_low: float
+    ci_high: float
+    n: int
+    level: float = LEVEL
+
+
+@dataclass(frozen=True)
+class NoiseCeiling:
+    """The Spearman a perfect predictor could reach against seed-averaged accuracies."""
+
+    ceiling: float
+    ci_low: float
+    ci_high: float
+    reliability: float    # share of the variance of the k-seed means that is between policies
+    split_half: float     # Spearman between the means of two halves of the seeds
+    n_policies: int
+    n_seeds: int
+
+
+# --------------------------------------------------------------------------- the long table
+
+def _rows(table) -> list[dict]:
+    """The table as a list of dicts, checked for the columns every statistic needs."""
+    rows = table.to_dict("records") if hasattr(table, "to_dict") and not isinstance(table, Mapping) else list(table)
+    if not rows:
+        raise ConfigError("the table of per-seed results is empty: run the protocol first")
+    missing = [c for c in COLUMNS if c not in rows[0]]
+    if missing:
+        raise ConfigError(f"the table lacks columns {missing}: it needs one row per run with {list(COLUMNS)}")
+    return rows
+
+
+def _names(b: str | Sequence[str]) -> list[str]:
+    return [b] if isinstance(b, str) else list(b)
+
+
+def _runs(rows: list[dict], policy: str) -> dict[Any, dict[Any, float]]:
+    """{search_seed: {qat_seed: top1}} of one policy."""
+    out: dict[Any, dict[Any, float]] = {}
+    for r in rows:
+        if r["policy"] == policy:
+            out.setdefault(r["search_seed"], {})[r["qat_seed"]] = float(r["top1"])
+    return out
+
+
+def _units(rows: list[dict], policies: str | Sequence[str]) -> list[dict[Any, float]]:
+    """The outer units of one side: every (policy, search seed) as {qat_seed: top1}, in a fixed order."""
+    units = []
+    for name in _names(policies):
+        runs = _runs(rows, name)
+        units += [runs[s] for s in sorted(runs, key=str)]
+    if not units:
+        known = sorted({str(r["policy"]) for r in rows})
+        raise ConfigError(f"no runs of policy {policies!r} in the table; it holds {known}")
+    return units
+
+
+def paired_matrix(table, a: str | Sequence[str], b: str | Sequence[str]) -> np.ndarray:
+    """Differences a - b within QAT seeds: one row per outer unit, one column per QAT seed.
+
+    A side is one policy (its search seeds are its units) or several (each policy's search
+    seeds, e.g. all random policies). Units of a and b are paired in order, the shorter side
+    repeating: a fixed policy (uniform) against three search seeds gives three rows. Only QAT
+    seeds that both sides ran are used; a missing cell is NaN.
+    """
+    rows = _rows(table)
+    ua, ub = _units(rows, a), _units(rows, b)
+    seeds = sorted(set().union(*ua) & set().union(*ub), key=str)
+    if not seeds:
+        raise ConfigError(f"{a!r} and {b!r} share no QAT seed: a paired difference needs the same seeds for both")
+    n = max(len(ua), len(ub))
+    return np.array([[ua[i % len(ua)].get(q, np.nan) - ub[i % len(ub)].get(q, np.nan) for q in seeds]
+                     for i in range(n)], dtype=float)
+
+
+def _side_matrix(table, side: str | Sequence[str]) -> np.ndarray:
+    rows = _rows(table)
+    units = _units(rows, side)
+    seeds = sorted(set().union(*units), key=str)
+    return np.array([[u.get(q, np.nan) for q in seeds] for u in units], dtype=float)
+
+
+# --------------------------------------------------------------------------- the bootstrap
+
+def _grand_mean(m: np.ndarray) -> float:
+    """Mean over outer units of each unit's mean over its QAT seeds (NaN cells ignored)."""
+    return float(np.nanmean(np.nanmean(m, axis=1)))
+
+
+def bootstrap_means(m: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` bootstrap replicates of :func:`_grand_mean` of ``m`` (outer units x QAT seeds).
+
+    Each replicate draws the outer units (search seeds, random policies) with replacement and
+    the QAT seeds with replacement, *one draw of QAT seeds for all units*: a QAT seed fixes the
+    data for every policy and search seed, so the seeds are crossed with the units, not nested
+    in them, and a seed's luck is common to all rows (resampling seeds per row would average it
+    away and give intervals that cover ~80% instead of 95%). The replicates are then spread by
+    sqrt(n / (n - 1)) for the smaller of the two counts, the usual correction of the bootstrap
+    variance of a mean (it is (n - 1) / n too small); in tests this brings coverage to 91-97%
+    with 3-8 search units and 4-8 QAT seeds. With one outer unit the interval shows QAT-seed
+    noise only: the variation between searches is not seen.
+    """
+    m = np.asarray(m, float)
+    if m.ndim != 2:
+        raise ConfigError(f"expected a 2-D array (outer units x QAT seeds), got shape {m.shape}")
+    m = m[np.isfinite(m).any(axis=1)][:, np.isfinite(m).any(axis=0)]
+    n_units, n_seeds = m.shape
+    if n_units * n_seeds < 2:
+        raise ConfigError(f"a bootstrap CI needs at least two per-seed values, got {n_units * n_seeds}: "
+                          "run more QAT seeds or search seeds")
+    units = rng.integers(0, n_units, size=(n_boot, n_units))
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    drawn = m[units[:, :, None], seeds[:, None, :]]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a unit whose drawn seeds are all missing
+        reps = np.nanmean(np.nanmean(drawn, axis=2), axis=1)
+    reps = reps[np.isfinite(reps)]
+    n_small = min(n for n in (n_units, n_seeds) if n > 1)
+    return _grand_mean(m) + (reps - _grand_mean(m)) * math.sqrt(n_small / (n_small - 1))
+
+
+def _interval(reps: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(reps, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def side_matrices(table, a: str | Sequence[str], b: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's per-seed top-1 over the QAT seeds both ran: rows its outer units (policy x
+    search seed), columns the shared QAT seeds, in the same column order for both."""
+    rows = _rows(table)
+    ua, ub = _units(rows, a), _units(rows, b)
+    seeds = sorted(set().union(*ua) & set().union(*ub), key=str)
+    if not seeds:
+        raise ConfigError(f"{a!r} and {b!r} share no QAT seed: a paired difference needs the same seeds for both")
+    return tuple(np.array([[u.get(q, np.nan) for q in seeds] for u in side], dtype=float) for side in (ua, ub))
+
+
+def bootstrap_difference(ma: np.ndarray, mb: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates of mean(a) - mean(b) where *both* sides' outer units are resampled, each on its
+    own (a's search seeds are not b's), and one draw of QAT seeds serves both, so the difference
+    stays paired within a QAT seed (see :func:`bootstrap_means`). A side with one unit is not
+    drawn: with b fixed this is exactly :func:`bootstrap_means` of the rows a_i - b."""
+    (na, q), nb = ma.shape, mb.shape[0]
+    if (na * q < 2 and nb * q < 2) or q < 1:
+        raise ConfigError(f"a bootstrap CI needs at least two per-seed values per side, got {na}x{q} and {nb}x{q}: "
+                          "run more QAT seeds or search seeds")
+    first, second = (ma, mb) if na > 1 or nb == 1 else (mb, ma)
+    draws = {}
+    n1 = first.shape[0]
+    draws[id(first)] = rng.integers(0, n1, size=(n_boot, n1)) if n1 > 1 else np.zeros((n_boot, 1), int)
+    seeds = rng.integers(0, q, size=(n_boot, q))
+    n2 = second.shape[0]
+    draws[id(second)] = rng.integers(0, n2, size=(n_boot, n2)) if n2 > 1 else np.zeros((n_boot, 1), int)
+
+    def side_means(m: np.ndarray) -> np.ndarray:
+        drawn = m[draws[id(m)][:, :, None], seeds[:, None, :]]
+        return np.nanmean(np.nanmean(drawn, axis=2), axis=1)
+
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a unit whose drawn seeds are all missing
+        reps = side_means(ma) - side_means(mb)
+    reps = reps[np.isfinite(reps)]
+    centre = _grand_mean(ma) - _grand_mean(mb)
+    n_small = min((n for n in (na, nb, q) if n > 1), default=2)
+    return centre + (reps - centre) * math.sqrt(n_small / (n_small - 1))
+
+
+def paired_difference(table, a=None, b=None, *, n_boot: int = 10000, seed: int = 0, level: float = LEVEL,
+                      paired: bool = True) -> Difference:
+    """a - b in percentage points with a two-level percentile-bootstrap CI.
+
+    ``table`` is the long table with policy names ``a`` and ``b`` (each a name or a list of
+    names, see :func:`side_matrices`): both sides' outer units are resampled, each on its own,
+    with one draw of QAT seeds for both (:func:`bootstrap_difference`). ``table`` may instead be
+    a matrix of paired differences (rows: outer units, columns: QAT seeds). ``paired=False``
+    (for comparison only) resamples each side's QAT seeds on their own too, ignoring that a
+    QAT seed is shared; with shared seed effects its CI is wider.
+    """
+    rng = np.random.default_rng(seed)
+    if a is None and b is None:
+        d = np.asarray(table, float)
+        reps = bootstrap_means(d, n_boot, rng)
+        return Difference(_grand_mean(d), *_interval(reps, level), int(np.isfinite(d).sum()), level)
+    ma, mb = side_matrices(table, a, b) if paired else (_side_matrix(table, a), _side_matrix(table, b))
+    if not paired:
+        ra, rb = bootstrap_means(ma, n_boot, rng), bootstrap_means(mb, n_boot, rng)
+        reps = ra[:len(rb)] - rb[:len(ra)]
+        return Difference(_grand_mean(ma) - _grand_mean(mb), *_interval(reps, level),
+                          int(np.isfinite(ma).sum() + np.isfinite(mb).sum()), level)
+    reps = bootstrap_difference(ma, mb, n_boot, rng)
+    n = int(np.isfinite(paired_matrix(table, a, b)).sum())
+    return Difference(_grand_mean(ma) - _grand_mean(mb), *_interval(reps, level), n, level)
+
+
+def units(table, side: str | Sequence[str]) -> int:
+    """How many outer units (policy x search seed) one side of a claim rests on."""
+    return len(_units(_rows(table), side))
+
+
+def mean_ci(values, *, n_boot: int = 10000, seed: int = 0, level: float = LEVEL) -> Estimate:
+    """One policy's mean top-1 with its bootstrap CI: ``values`` are its QAT seeds (1-D) or
+    search seeds x QAT seeds (2-D, resampled like :func:`paired_difference`)."""
+    m = np.atleast_2d(np.asarray(values, float))
+    reps = bootstrap_means(m, n_boot, np.random.default_rng(seed))
+    return Estimate(_grand_mean(m), *_interval(reps, level), int(np.isfinite(m).sum()), level)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+def rule_text(rule: str, margin: float = MARGIN_PP) -> str:
+    if rule not in RULES:
+        raise ConfigError(f"unknown verdict rule {rule!r}: use one of {sorted(RULES)}")
+    return RULES[rule].format(margin=margin)
+
+
+def verdict(estimate: float, ci: tuple[float, float], rule: str = "difference", margin: float = MARGIN_PP) -> str:
+    """The words :data:`RULES` give a difference with 95% CI ``ci``.
+
+    The CI alone decides; ``estimate`` is taken so that a call reads like the claim it judges.
+    """
+    lo, hi = (float(c) for c in ci)
+    rule_text(rule, margin)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise ConfigError(f"the CI must be two finite numbers, low <= high, not {ci!r}")
+    if rule == "equivalence":
+        if -margin <= lo and hi <= margin:
+            return f"equivalent (±{margin:g} pp)"
+        return "different" if lo > 0 or hi < 0 else "not shown equivalent"
+    if lo > 0:
+        return "better"
+    if rule == "superiority":
+        return "no power"
+    return "worse" if hi < 0 else "within noise"
+
+
+def equivalence(table, a=None, b=None, margin: float = MARGIN_PP, *, n_boot: int = 10000, seed: int = 0) -> Equivalence:
+    """Is a - b within +-``margin`` pp? TOST-style, on the 95% CI.
+
+    Two one-sided tests at 2.5% each: equivalence is shown when the whole 95% CI of the
+    paired difference lies inside +-margin. The 95% (not the textbook 90%) CI is used so
+    that the interval the book prints is the one that decides: a reader never sees a CI
+    that crosses the margin beside the word "equivalent". This is the stricter choice.
+    """
+    d = paired_difference(table, a, b, n_boot=n_boot, seed=seed)
+    return Equivalence(**asdict(d), margin=margin, verdict=verdict(d.estimate, d.ci, "equivalence", margin))
+
+
+def claim(claim_id: str, model: str, budget: str, table, a, b, rule: str = "difference", *,
+          n_boot: int = 10000, seed: int = 0, margin: float = MARGIN_PP) -> dict:
+    """One row of ``claims.json``: the paired difference a - b, its CI and its verdict by ``rule``."""
+    d = paired_difference(table, a, b, n_boot=n_boot, seed=seed)
+    return {"id": claim_id, "model": model, "budget": str(budget), "estimate_pp": round(d.estimate, 4),
+            "ci_low": round(d.ci_low, 4), "ci_high": round(d.ci_high, 4), "n": d.n,
+            "a_units": units(table, a), "b_units": units(table, b),
+            "verdict": verdict(d.estimate, d.ci, rule, margin), "rule": rule}
+
+
+# --------------------------------------------------------------------------- power
+
+def power(table, policies: str | Sequence[str] | None = None) -> Power:
+    """Seed SD and policy SD in pp from the runs of ``policies`` (default: every policy whose
+    name starts with ``random``, else every policy in the table).
+
+    ``seed_sd_pp``: the pooled within-unit SD across QAT seeds, sqrt(sum (k_i - 1) s_i^2 /
+    sum (k_i - 1)) over units (policy x search seed) with k_i >= 2 seeds. ``policy_sd_pp``: the
+    SD (ddof 1) of the units' seed means. Note that it still contains seed noise of size
+    seed_sd / sqrt(k).
+    """
+    rows = _rows(table)
+    if policies is None:
+        names = sorted({str(r["policy"]) for r in rows})
+        policies = [n for n in names if n.startswith("random")] or names
+    m = _side_matrix(rows, policies)
+    counts = np.isfinite(m).sum(axis=1)
+    multi = counts >= 2
+    if not multi.any():
+        raise ConfigError("no policy has two or more QAT seeds: the seed SD needs repeated seeds")
+    ss = np.nansum((m[multi] - np.nanmean(m[multi], axis=1, keepdims=True)) ** 2)
+    seed_sd = math.sqrt(ss / (counts[multi] - 1).sum())
+    means = np.nanmean(m[counts > 0], axis=1)
+    policy_sd = float(np.std(means, ddof=1)) if len(means) > 1 else math.nan
+    return Power(seed_sd, policy_sd, len(means))
+
+
+# --------------------------------------------------------------------------- rank correlation
+
+def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair (average ranks for ties; NaN where a row is constant)."""
+    rx, ry = rankdata(x, axis=-1), rankdata(y, axis=-1)
+    rx = rx - rx.mean(axis=-1, keepdims=True)
+    ry = ry - ry.mean(axis=-1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(-1) / den
+
+
+def spearman(x, y) -> float:
+    return float(_spearman_rows(np.asarray(x, float), np.asarray(y, float)))
+
+
+def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0, level: float = LEVEL) -> Correlation:
+    """Spearman's rho of (x, y) with a percentile-bootstrap CI over the pairs (policies)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
+        raise ConfigError(f"spearman_ci needs two 1-D arrays of the same length >= 3, got {x.shape} and {y.shape}")
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    reps = _spearman_rows(x[idx], y[idx])
+    reps = reps[np.isfinite(reps)]  # a resample of tied values has no rank correlation
+    return Correlation(spearman(x, y), *_interval(reps, level), len(x), level)
+
+
+def _pearson_to_spearman(r):
+    """Spearman's rho of a bivariate normal with Pearson correlation r (and back below)."""
+    return 6 / np.pi * np.arcsin(np.clip(r, -1, 1) / 2)
+
+
+def _spearman_to_pearson(rho):
+    return 2 * np.sin(np.pi / 6 * np.clip(rho, -1, 1))
+
+
+def _ceiling_from_split(rho_half: np.ndarray, steps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ceiling, reliability) from the Spearman between two half means; ``steps``: how many
+    times longer the full k-seed mean is than a half (2 for even k)."""
+    r_half = np.clip(_spearman_to_pearson(rho_half), 0, 1)
+    # Spearman-Brown: reliability of a mean ``steps`` times as long as the halves
+    reliability = steps * r_half / (1 + (steps - 1) * r_half)
+    return _pearson_to_spearman(np.sqrt(reliability)), reliability
+
+
+def noise_ceiling(per_seed, n_boot: int = 2000, seed: int = 0, level: float = LEVEL) -> NoiseCeiling:
+    """The best Spearman any predictor can reach against the seed-averaged accuracies.
+
+    ``per_seed``: policies x QAT seeds (>= 2 seeds). A perfect predictor knows each policy's
+    true (infinite-seed) accuracy; its correlation with the observed k-seed means is the square
+    root of their reliability (classical attenuation). The reliability comes from a split half:
+    the Spearman between the means of the first and second half of the seeds, turned into a
+    Pearson correlation (bivariate-normal relation r = 2 sin(pi rho / 6)), stepped up to k
+    seeds by Spearman-Brown (f r / (1 + (f - 1) r), f = k / half, i.e. 2r / (1 + r) for even k);
+    the root goes back to the Spearman scale. The halves are the first and the last k // 2
+    seeds (one fixed split: deterministic). The CI resamples policies. With two seeds the split
+    half is simply seed 0 against seed 1.
+    """
+    m = np.asarray(per_seed, float)
+    if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 3 or not np.isfinite(m).all():
+        raise ConfigError(f"noise_ceiling needs a complete policies x seeds matrix with >= 3 policies and >= 2 "
+                          f"seeds, got shape {m.shape}")
+    k = m.shape[1]
+    half = k // 2
+    first, second = m[:, :half].mean(axis=1), m[:, k - half:].mean(axis=1)
+    rho = spearman(first, second)
+    ceiling, reliability = _ceiling_from_split(np.array(rho), k / half)
+    idx = np.random.default_rng(seed).integers(0, len(m), size=(n_boot, len(m)))
+    reps = _spearman_rows(first[idx], second[idx])
+    reps, _ = _ceiling_from_split(reps[np.isfinite(reps)], k / half)
+    return NoiseCeiling(float(ceiling), *_interval(reps, level), float(reliability), float(rho), len(m), k)
+
+
+# --------------------------------------------------------------------------- claims.json
+
+_CLAIM_FIELDS = {"id": str, "model": str, "budget": str, "estimate_pp": float, "ci_low": float,
+                 "ci_high": float, "n": int, "verdict": str, "rule": str}
+_POWER_FIELDS = ("seed_sd_pp", "policy_sd_pp")
+_HEAD_FIELDS = ("seam_proxy_acc", "linear_probe_acc")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+def _check_block(name: str, block, fields: tuple[str, ...], models: set[str]) -> None:
+    """``block`` holds ``fields`` as numbers, either itself or once per model of the claims."""
+    if not isinstance(block, Mapping):
+        raise ConfigError(f"claims.json: {name!r} must be an object, not {type(block).__name__}")
+    per_model = all(isinstance(v, Mapping) for v in block.values()) and bool(block)
+    parts = {m: block.get(m) for m in models} if per_model else {"": block}
+    for model, part in parts.items():
+        where = f"{name}[{model!r}]" if model else name
+        if not isinstance(part, Mapping):
+            raise ConfigError(f"claims.json: {where} is missing (one entry per model of the claims)")
+        for f in fields:
+            if not _is_number(part.get(f)):
+                raise ConfigError(f"claims.json: {where} needs a finite number {f!r}, got {part.get(f)!r}")
+
+
+def validate_claims(doc: Mapping) -> None:
+    """Raise :class:`ConfigError` unless ``doc`` has the schema of claims.json:
+    ``{"claims": [{id, model, budget, estimate_pp, ci_low, ci_high, n, verdict, rule}],
+    "power": {seed_sd_pp, policy_sd_pp}, "head": {seam_proxy_acc, linear_probe_acc}}``.
+
+    ``power`` and ``head`` may instead hold one such object per model named in the claims.
+    Extra keys are allowed; missing or mistyped ones are not.
+    """
+    for key in ("claims", "power", "head"):
+        if key not in doc:
+            raise ConfigError(f"claims.json needs a top-level {key!r}")
+    claims = doc["claims"]
+    if not isinstance(claims, list) or not claims:
+        raise ConfigError("claims.json: 'claims' must be a non-empty list")
+    for i, c in enumerate(claims):
+        for f, kind in _CLAIM_FIELDS.items():
+            if f not in c:
+                raise ConfigError(f"claims.json: claim {i} ({c.get('id', '?')}) lacks {f!r}")
+            ok = _is_number(c[f]) if kind is float else (isinstance(c[f], kind) and not isinstance(c[f], bool))
+            if not ok:
+                raise ConfigError(f"claims.json: claim {c.get('id', i)}: {f!r} must be {kind.__name__}, got {c[f]!r}")
+        if c["ci_low"] > c["ci_high"] or c["n"] < 1:
+            raise ConfigError(f"claims.json: claim {c['id']}: needs ci_low <= ci_high and n >= 1")
+        if c["rule"] not in RULES:
+            raise ConfigError(f"claims.json: claim {c['id']}: unknown rule {c['rule']!r}, use one of {sorted(RULES)}")
+    ids = [(c["model"], c["budget"], c["id"]) for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("claims.json: a (model, budget, id) appears twice")
+    models = {c["model"] for c in claims}
+    _check_block("power", doc["power"], _POWER_FIELDS, models)
+    _check_block("head", doc["head"], _HEAD_FIELDS, models)
+
+
+def _plain(obj):
+    """numpy scalars and dataclasses -> JSON types."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        return _plain(asdict(obj))
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+def claims_json(claims: list[dict], power: Mapping | Power, head: Mapping, path: str | os.PathLike = "results/claims.json",
+                **extra) -> dict:
+    """Validate and write ``claims.json`` atomically; returns the document.
+
+    ``power``: a :class:`Power` or ``{"seed_sd_pp", "policy_sd_pp"}`` (or one per model);
+    ``head``: ``{"seam_proxy_acc", "linear_probe_acc"}`` (or one per model). ``extra``
+    top-level keys (``margin_pp``, ...) are written after the three of the schema.
+    """
+    if isinstance(power, Power):
+        power = {"seed_sd_pp": power.seed_sd_pp, "policy_sd_pp": power.policy_sd_pp}
+    doc = _plain({"claims": list(claims), "power": power, "head": head, **extra})
+    validate_claims(doc)
+    write_json(Path(path), doc)
+    return doc
+
+
+# --------------------------------------------------------------------------- formatting
+
+def fmt_signed(x: float, digits: int = 2, sign: bool = True) -> str:
+    """``+0.42``, ``-0.42``; a value that rounds to zero is ``0.00``, never ``-0.00`` or ``+0.00``."""
+    text = f"{x:.{digits}f}"
+    if float(text) == 0:
+        return f"{0:.{digits}f}"
+    return f"+{text}" if sign and x > 0 else text
+
+
+def fmt_pp(x: float, digits: int = 2, sign: bool = True) -> str:
+    """``+0.42 pp``; ``n/a`` for a missing value."""
+    if x is None or not math.isfinite(x):
+        return "n/a"
+    return f"{fmt_signed(x, digits, sign)} pp"
+
+
+def fmt_ci(lo: float, hi: float, digits: int = 2) -> str:
+    """``[-0.12, +0.35] pp``."""
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "n/a"
+    return f"[{fmt_signed(lo, digits)}, {fmt_signed(hi, digits)}] pp"
+
+
+def fmt_diff(estimate: float, lo: float, hi: float, digits: int = 2) -> str:
+    """A difference with its CI, the unit once: ``+0.42 [-0.12, +0.96] pp``."""
+    if estimate is None or not math.isfinite(estimate):
+        return "n/a"
+    ci = fmt_ci(lo, hi, digits)
+    return f"{fmt_signed(estimate, digits)} {ci}" if ci != "n/a" else fmt_pp(estimate, digits)
+
+
+def fmt_bitops(n: float, digits: int = 1) -> str:
+    """``285.4 M`` (k, M, G, T; 1000-based as BitOps are counted)."""
+    n = float(n)
+    for scale, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.{digits}f} {unit}"
+    return f"{n:.0f}"
+
+
+def fmt_seconds(s: float) -> str:
+    """``42 s``, ``3.5 min``, ``2.1 h``; under 0.05 s ``40 ms`` (never ``0.0 s``)."""
+    s = float(s)
+    if s < 0.05:
+        return f"{1000 * s:.2g} ms" if s >= 0.001 else "under 1 ms"
+    if s < 90:
+        return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+__all__ = ["LEVEL", "MARGIN_PP", "RULES", "fmt_diff", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
+           "paired_matrix", "bootstrap_means", "mean_ci", "paired_difference", "rule_text", "verdict", "equivalence", "claim",
+           "power", "spearman", "spearman_ci", "noise_ceiling", "validate_claims", "claims_json", "fmt_pp", "fmt_ci", "fmt_signed",
+           "fmt_bitops", "fmt_seconds"]

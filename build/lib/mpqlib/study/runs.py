@@ -1,0 +1,119 @@
+"""The study's whole-run steps over every model of a profile: the pilot that picks the main
+budget, the efficiency harness, and claims.json (each reads its cached steps through
+:class:`~mpqlib.study.experiments.Experiments`; :mod:`mpqlib.study.pipeline` computes what is missing)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from .._io import read_json, write_json
+from .experiments import Experiments, load_runs, save_runs
+from .profiles import Profile, resolve
+from ..search import SearchResult
+from .objections import disjoint_name, experiments
+
+def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
+    """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.study.report checks the schema)."""
+    from . import report
+
+    p = resolve(profile, overrides)
+    rows = load_runs(p)
+    claims, power, head, budgets = [], {}, {}, {}
+    for model in p.models:
+        ex = Experiments(p, model)
+        claims += ex.claims(rows)
+        pw = ex.power(rows)
+        power[model] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
+        head[model] = ex.head_accuracy()
+        budgets[model] = ex.budget_name
+    derived = disjoint_name(p)
+    if any(r["model"] == derived for r in rows):  # chapter 7's class-subset model: its claims under the base model
+        for c in experiments(p, derived).claims(rows):
+            claims.append({**c, "model": p.objections_model(), "experiment": derived})
+    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets)
+
+
+def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:
+    """Pick the main budget per model: at each of the profile's pilot budgets, ``n_random`` random
+    policies and the exact uniform policy under the first two QAT seeds; the budget with the
+    largest ratio (SD across random policies) / (seed SD) is chosen, and ``power`` says whether
+    that ratio reaches the pre-registered 2. Writes results_dir/pilot.json."""
+    p = resolve(profile, overrides)
+    out: dict = {"rule": "largest policy SD / seed SD over the pilot budgets; power if >= 2", "budgets": {},
+                 "chosen": {}, "power": {}}
+    seeds = p.qat_seeds[:2]
+    for model in (models or p.models):
+        ex = Experiments(p, model)
+        per_budget = {}
+        for b in p.pilot_budgets:
+            rows = ex.random_runs(b, qat_seeds=seeds) + ex.runs("uniform", b, (0,), seeds)
+            save_runs(p, rows, ex.policies)
+            pw = ex.power(rows, b)
+            per_budget[b] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio,
+                             "bitops": ex.bitops_of(b),
+                             "uniform_top1": [r["top1"] for r in rows if r["policy"] == "uniform"],
+                             "random_top1_mean": float(np.mean([r["top1"] for r in rows if r["policy"] != "uniform"]))}
+        best = max(per_budget, key=lambda b: np.nan_to_num(per_budget[b]["ratio"], nan=-1.0))
+        out["budgets"][model] = per_budget
+        out["chosen"][model] = best
+        out["power"][model] = bool(per_budget[best]["ratio"] >= 2)
+    write_json(p.path("pilot.json"), out)
+    return out
+
+
+def efficiency_plan(p: Profile, ex: Experiments) -> dict[str, dict[str, tuple[str, dict]]]:
+    """The efficiency harness's searches (chapter 4): per part of efficiency.json (``methods``,
+    ``search_length``, ``proxy_size``) entry -> (policy name, search options)."""
+    e = p.efficiency
+    steps = p.seam.epochs * -(-len(ex.data("proxy")) // p.seam.batch_size)
+    return {
+        "methods": {
+            "seam": ("seam-mnist", {}),
+            "target-equal-epochs": ("target-fmnist", {"epochs": p.seam.epochs}),
+            "target-equal-steps": ("target-fmnist", {"epochs": p.seam.epochs, "max_steps": steps}),
+            "joint": ("joint-fmnist", {}),
+            "evaluation": ("evaluation-fmnist", {}),
+            "orthogonality": ("orthogonality-mnist", {}),
+            "orthogonality-target": ("orthogonality-fmnist", {}),
+            "limpq": ("limpq-fmnist", {}),
+            "hawq": ("hawq-fmnist", {}),
+        },
+        "search_length": {f"{kind}@{n}": (name, {"epochs": n})
+                          for kind, name in (("seam", "seam-mnist"), ("target", "target-fmnist")) for n in e.epochs_curve},
+        "proxy_size": {str(n): ("seam-mnist", {"data": f"{p.proxy}:{n}"}) for n in e.proxy_sizes},
+    }
+
+
+def efficiency_run(profile: Profile | str = "full", overrides: dict | None = None, model: str | None = None,
+                   remeasure: bool = False) -> dict:
+    """Every class of search, each followed by the common QAT, measured in one run on one machine
+    (chapter 4), plus search length and proxy size against policy quality. Writes efficiency.json
+    through :func:`mpqlib.study.efficiency.efficiency_table`, with the start-up / memory benchmark
+    results_dir/lean-MODEL.json where it exists (``benchmarks/bench_search_lean.py --out``; the
+    book's run script makes it). ``remeasure``: searches whose cost was measured under contention
+    run again (same policy, new cost record); run it on a quiet machine."""
+    from . import efficiency
+
+    p = resolve(profile, overrides)
+    ex = Experiments(p, model or p.efficiency_model())
+    seeds = p.efficiency.qat_seeds
+    parts = {part: {k: _measured(ex, ex.search(name, remeasure=remeasure, **kw), seeds) for k, (name, kw) in plan.items()}
+             for part, plan in efficiency_plan(p, ex).items()}
+    lean = p.path(f"lean-{ex.model_name}.json")
+    return efficiency.efficiency_table(**parts, lean=lean if lean.exists() else None,
+                                       gpu_steps=[read_json(f) for f in p.gpu_step_files()],
+                                       path=p.path("efficiency.json"), profile=p.name, model=ex.model_name,
+                                       fp_train_seconds=ex.meta.get("train_seconds"))
+
+
+def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
+    """A search's cost record with its policy's QAT top-1 per seed."""
+    recs = [ex.qat(res.policy, s) for s in seeds]
+    return {"record": res.record, "policy": res.policy.to_dict(), "top1": [r["top1"] for r in recs],
+            "qat_seconds": [r.get("seconds") for r in recs], "qat_seeds": list(seeds),
+            "bitops": int(ex.cost.bitops(res.policy))}
+
+
+__all__ = ["claims_file", "pilot", "efficiency_plan", "efficiency_run"]
