@@ -45,7 +45,7 @@ from .errors import ConfigError, DataError
 from .images import MEAN, STD, Images, _base, _base_indices, describe, labels_of, num_classes
 
 # Re-exported: the data API is mpqlib.data's (see above).
-from .images import (check_classes, check_fits, check_labels, check_model_takes, folder_classes,  # noqa: F401
+from .images import (check_classes, check_fits, class_names, check_labels, check_model_takes, folder_classes,  # noqa: F401
                      image_sizes, native_size, preprocessing, sample_shape)
 from .loaders import ShuffledBatches, as_loader, augment, in_order, loader, take  # noqa: F401
 

@@ -226,12 +226,16 @@ def image_sizes(data, limit: int = 200) -> list[tuple[int, int]]:
     return [size for size, _ in seen.most_common()]
 
 
+def class_names(data) -> tuple[str, ...] | None:
+    """The class names of ``data`` in label order, where it names them (image folders, the
+    built-in data sets); None otherwise."""
+    names = getattr(_base(data), "classes", None)
+    return None if names is None else tuple(str(c) for c in names)
+
+
 def folder_classes(data) -> tuple[str, ...] | None:
     """The class names of an image folder (its sub-folders, in label order); None for other data."""
-    base = _base(data)
-    if getattr(base, "samples", None) is None or getattr(base, "classes", None) is None:
-        return None
-    return tuple(str(c) for c in base.classes)
+    return class_names(data) if getattr(_base(data), "samples", None) is not None else None
 
 
 def preprocessing(data) -> dict | None:
@@ -278,5 +282,5 @@ class _BatchView(Dataset):
 
 
 __all__ = ["MEAN", "STD", "Images", "labels_of", "num_classes", "describe", "sample_shape", "check_fits",
-           "image_sizes", "folder_classes", "check_classes", "preprocessing",
+           "image_sizes", "class_names", "folder_classes", "check_classes", "preprocessing",
            "check_model_takes", "check_labels", "native_size"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -73,7 +74,12 @@ def test_the_wheel_works_in_a_fresh_venv_without_the_checkout(tmp_path):
 
     dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "work"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MPQ_ROOT", "VIRTUAL_ENV")}
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, ROOT], ROOT, env)
+    # built from a copy of the package's sources: setuptools leaves build/ beside what it builds
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "mpqlib", src / "mpqlib", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, src], src, env)
     wheel = next(dist.glob("mpqlib-*.whl"))
     _run([sys.executable, "-m", "venv", "--without-pip", venv], tmp_path, env)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))

@@ -92,13 +92,6 @@ def cmd_search(args) -> int:
 LABELLED = ("target", "hawq", "limpq", "joint", "evaluation")
 
 
-def _class_names(data) -> tuple[str, ...] | None:
-    from ..images import _base
-
-    names = getattr(_base(data), "classes", None)
-    return tuple(str(c) for c in names) if names is not None else None
-
-
 def _check_labels_are_the_models(method: str, meta: dict, data, args) -> None:
     """Refuse a label-reading search on data whose class names are not the model's (where both
     are known: stored by `mpq train`, or the built-in data set a checkpoint was trained on)."""
@@ -107,8 +100,8 @@ def _check_labels_are_the_models(method: str, meta: dict, data, args) -> None:
     model_classes = meta.get("classes")
     base = str(meta.get("dataset") or "").split("-")[0].split("[")[0]
     if model_classes is None and base in D.DATASETS:
-        model_classes = _class_names(D.load(base, "test", args.root))
-    names = _class_names(data)
+        model_classes = D.class_names(D.load(base, "test", args.root))
+    names = D.class_names(data)
     if not model_classes or not names or tuple(model_classes) == tuple(names):
         return
     raise ConfigError(f"--method {method} scores the model's own classifier on the labels of {D.describe(data)}, "
