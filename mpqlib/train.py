@@ -358,6 +358,54 @@ def _build_for(state: dict, meta: dict, num_classes: int | None, in_channels: in
     return model
 
 
+def init_from(model: nn.Module, path: str | os.PathLike, seed: int = 0) -> list[str]:
+    """Start ``model`` from the weights in ``path`` (a plain ``state_dict`` saved with
+    ``torch.save(model.state_dict(), path)``, a dict holding one under ``state_dict``/``model``, or an
+    mpqlib checkpoint), read with ``weights_only=True``, to fine-tune it.
+
+    A classifier head of another size (torchvision's 1000-class ``fc`` for a model of 10 classes)
+    is the one difference allowed: its keys are skipped and the head is re-initialised from
+    ``seed``. Returns the skipped keys (empty when everything was loaded). Any other missing,
+    unexpected or differently shaped key, a missing or corrupt file, or a file without a state dict
+    raises :class:`CheckpointError` naming the keys and how to fix it.
+    """
+    from .models import head
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--init {path} not found: pass a state dict saved with "
+                              "torch.save(model.state_dict(), PATH)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a damaged file
+        raise CheckpointError(f"--init {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]}): it is "
+                              "corrupt or not a torch file; save the weights with torch.save(model.state_dict(), PATH)") from e
+    state, _ = _unpack(ckpt, path)
+    _check_finite(state, f"--init {path}")
+    want = model.state_dict()
+    head_name, head_module = head(model)
+    head_keys = sorted(f"{head_name}.{k}" for k in head_module.state_dict())
+    missing, unexpected = _diff_keys(want, state)
+    shapes = [k for k in want if k in state and tuple(want[k].shape) != tuple(state[k].shape)]
+    other = [k for k in shapes if k not in head_keys]
+    if missing or unexpected or other:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+
+        parts = ([f"missing {few(missing)}"] if missing else []) + ([f"unexpected {few(unexpected)}"] if unexpected else []) \
+            + ([f"other shapes {few(other)} ({tuple(state[other[0]].shape)} in the file, "
+                f"{tuple(want[other[0]].shape)} in the model)"] if other else [])
+        raise CheckpointError(f"--init {path} does not fit {type(model).__name__}: {'; '.join(parts)}; pass the --model "
+                              "(and --input-size channels) the weights were trained as, or save the state_dict of that model")
+    skipped = head_keys if any(k in head_keys for k in shapes) else []
+    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
+    if skipped:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            head_module.reset_parameters()
+    return skipped
+
+
 def _diff_keys(want: dict, got: dict) -> tuple[list[str], list[str]]:
     return sorted(set(want) - set(got)), sorted(set(got) - set(want))
 
@@ -374,7 +422,7 @@ def data_meaning(data) -> dict:
 def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None, *, train=None, test=None,
              out: str | os.PathLike = "checkpoints/resnet20-fmnist.pt", arch: str | None = None,
              data_root: str | None = None, device: torch.device | str = "cpu", progress: bool = True,
-             restart: bool = False, **options) -> dict:
+             restart: bool = False, init: str | os.PathLike | None = None, **options) -> dict:
     """Train a model (SGD + Nesterov, one-cycle cosine, crop+flip) and save it as a checkpoint.
 
     ``model`` is an architecture name (:func:`mpqlib.models.build`, sized to ``train``'s classes
@@ -384,7 +432,8 @@ def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None
     loaders (default: Fashion-MNIST's splits). Resumable: the training state after each epoch
     lives beside ``out`` until the run ends; a rerun with other settings (data, input size,
     config) refuses to resume unless ``restart`` (which starts over). Under torchrun the processes share every batch and
-    rank 0 writes. Returns the checkpoint's metadata (accuracy, time, ...).
+    rank 0 writes. ``init`` starts from a state dict (:func:`init_from`; a classifier head of another
+    size is re-initialised) instead of random weights; it is recorded and is part of the resume settings. Returns the checkpoint's metadata (accuracy, time, ...).
     """
     from .models import build
 
@@ -399,6 +448,12 @@ def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None
     classes, shape = D.num_classes(train), D.sample_shape(train)
     name = arch or (model if isinstance(model, str) else type(model).__name__)
     model = (build(model, classes, shape[0]) if isinstance(model, str) else model).to(device)
+    init_record = None
+    if init is not None:
+        from ._io import sha256_file
+
+        skipped = init_from(model, init, cfg.seed)
+        init_record = {"path": str(init), "sha256": sha256_file(init), "reinitialised": skipped}
     dl = D.as_loader(train, cfg.batch_size, seed=cfg.seed)
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -411,14 +466,14 @@ def train_fp(model: str | nn.Module = "resnet20", cfg: TrainConfig | None = None
         state.unlink(missing_ok=True)
     dist.barrier()
     settings = {"arch": name, "data": D.describe(train), "train_images": len(D.as_loader(train).dataset),
-                "input_size": list(shape), **cfg.to_dict()}
+                "input_size": list(shape), **cfg.to_dict(), **({"init": init_record} if init_record else {})}
     hist = fit(model, dl, opt, epochs=cfg.epochs, scheduler=sched, augment=True, seed=cfg.seed, device=device,
                state_path=state, desc=f"{name} fp", progress=progress, sync_bn=cfg.sync_bn, settings=settings)
     top1 = evaluate(model, test, device=device)
     meta = {"arch": name, "dataset": D.describe(train), "num_classes": classes, "in_channels": shape[0],
             "input_size": list(shape), **cfg.to_dict(), "processes": dist.world(), "top1": round(top1, 2),
             "train_seconds": round(hist.seconds, 1), "train_images": hist.images, "history": hist.epochs,
-            **data_meaning(train)}
+            **data_meaning(train), **({"init": init_record} if init_record else {})}
     with dist.main_process_writes() as writer:
         save_checkpoint(out, model, meta)
         if writer:

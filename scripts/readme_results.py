@@ -86,7 +86,8 @@ def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
                 name = key.split("/")[0]
                 parts.append(f"{Chapter.EFF_NAMES.get(name, name)} {fmt_ratio(r['value'])}")
         if parts:
-            lines.append("Measured search cost against SEAM's on the same machine (`results/efficiency.json`): "
+            lines.append(f"Measured search cost against SEAM's, both timed on one host ({eff.get('ratios_host')}; "
+                         "`results/efficiency.json`): "
                          + "; ".join(parts) + ". The book's efficiency chapter projects these to ImageNet beside "
                          f"the paper's {paper_ratio_text()}.")
     return "\n".join(lines).rstrip()

@@ -10,9 +10,11 @@
 # configuration, so a rerun skips the steps that already finished. Extra settings for a run:
 #   MPQ_OVERRIDES='{"qat_seeds": [0, 1]}' bash scripts/run_notebooks.sh smoke OUTDIR
 #   MPQ_WORKERS=4 bash scripts/run_notebooks.sh full OUTDIR     # the study's steps on 4 local processes
+#   bash scripts/run_notebooks.sh full book/chapters 04 06       # only these chapters
+#   MPQ_SKIP_STUDY=1 bash scripts/run_notebooks.sh full OUTDIR   # chapters only, from the results as they are
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-usage="usage: bash scripts/run_notebooks.sh smoke|full OUTDIR"
+usage="usage: bash scripts/run_notebooks.sh smoke|full OUTDIR [NN ...]"
 MODE=${1:?$usage}
 OUTDIR=${2:?$usage}
 case "$MODE" in smoke|full) ;; *) echo "$usage" >&2; exit 2 ;; esac
@@ -27,14 +29,27 @@ unset MPLBACKEND
 cd "$REPO"
 shopt -s nullglob
 notebooks=(notebooks/[0-9][0-9]_*.ipynb)
+if [ $# -gt 2 ]; then  # only the chapters named
+  chosen=()
+  for n in "${@:3}"; do
+    match=(notebooks/${n}_*.ipynb)
+    [ ${#match[@]} -eq 1 ] || { echo "run_notebooks: no chapter notebooks/${n}_*.ipynb (chapters: ${notebooks[*]})" >&2; exit 2; }
+    chosen+=("${match[0]}")
+  done
+  notebooks=("${chosen[@]}")
+fi
 [ ${#notebooks[@]} -gt 0 ] || { echo "run_notebooks: no notebooks/NN_*.ipynb found" >&2; exit 2; }
 total=$(date +%s)
 overrides=${MPQ_OVERRIDES:-"{}"}
 # The study first (pilot -> budget -> searches -> QAT -> results), computing only the steps the
 # cache lacks, on MPQ_WORKERS local processes when set; it writes every file the chapters read
 # (results/*.json). The chapters then only read: nothing is computed while a page renders.
-echo "== study ($MODE)"
-"$REPO/.venv/bin/python" -m mpqlib.cli study run --profile "$MODE" --override "$overrides" ${MPQ_WORKERS:+--workers "$MPQ_WORKERS"}
+if [ -n "${MPQ_SKIP_STUDY:-}" ]; then
+  echo "== study ($MODE) skipped (MPQ_SKIP_STUDY): the chapters read the results as they are"
+else
+  echo "== study ($MODE)"
+  "$REPO/.venv/bin/python" -m mpqlib.cli study run --profile "$MODE" --override "$overrides" ${MPQ_WORKERS:+--workers "$MPQ_WORKERS"}
+fi
 for nb in "${notebooks[@]}"; do
   name=$(basename "$nb" .ipynb)
   echo "== $name ($MODE)"

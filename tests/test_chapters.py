@@ -201,7 +201,7 @@ def _eff_doc():
 
     def entry(seconds, contended=False):
         rec = {"seconds": seconds, "images": 1000, "epochs": 1, "peak_memory_mb": 300, "contended": contended,
-               "machine": "m", "held_out_images": 0}
+               "machine": "m", "host": "CPU A (AVX2, 2 threads)", "held_out_images": 0}
         return {"record": rec, "top1": list(90 + rng.random(2)), "bitops": 1e8}
 
     methods = {n: entry(s, n == "hawq") for n, s in [("seam", 10), ("target-equal-epochs", 100), ("joint", 500),
@@ -222,10 +222,19 @@ def test_efficiency_tables_flag_contention_and_show_the_paper():
     assert m.loc["HAWQ", "measured alone"] == "no (contended)" and m.loc["LIMPQ", "measured alone"] == "yes"
     assert r.loc["joint weights + bits (FracBits class)", "cost / SEAM (ours)"] == "50.0x"
     assert r.loc["joint weights + bits (FracBits class)", "paper"] == "297x"
-    assert r.loc["HAWQ", "cost / SEAM (ours)"] == "0.5x (contended)"
+    assert r.loc["HAWQ", "cost / SEAM (ours)"] == "0.5x (measured under contention)"
     assert r.loc["orthogonality (OMPQ class), proxy", "cost / SEAM (ours)"] == "0.001x"
+    eff["ratios"]["limpq/seam"].update(value=1.2, low=1.1, high=1.4)  # a timed ratio shows its range
+    eff["ratios"]["evaluation/seam"] = {"value": None, "note": "different hosts"}  # two CPUs: no number
+    _, ratios = ch.efficiency_tables(eff)
+    r = ratios.data.set_index("search")
+    assert r.loc["LIMPQ", "cost / SEAM (ours)"] == "1.2x (1.1x-1.4x)"
+    assert r.loc["evaluation-based", "cost / SEAM (ours)"] == "n/a"
     projected, factors = ch.projection_table(eff)
     assert "297x" in projected.to_html() and len(factors.data) >= 3
+    verdict = ch.cost_verdict(eff["imagenet"]["archs"]["mobilenetv1"])
+    assert "the paper's 297x is" in verdict and "that range" in verdict
+    ch.show_projection_curve(eff)
     ch.show_cost_accuracy(eff)
     ch.show_curves(eff)
 

@@ -8,11 +8,12 @@ from mpqlib.study import efficiency as E
 from mpqlib.errors import ConfigError
 
 MACHINE = "x86_64 2 cores, torch 2.x, 2 threads"
+HOST = "AMD EPYC (AVX512, 2 threads)"
 
 
 def rec(seconds, images, *, epochs=1, contended=False, held=0, peak=100.0, bitops=1000, **extra):
     r = {"seconds": seconds, "images": images, "epochs": epochs, "peak_memory_mb": peak, "bitops": bitops,
-         "machine": MACHINE, "contended": contended, "contention": "load 5.00 > 2 threads + 0.5" if contended else None,
+         "machine": MACHINE, "host": HOST, "contended": contended, "contention": "load 5.00 > 2 threads + 0.5" if contended else None,
          "cpu_seconds": seconds * 1.8, "threads": 2}
     if held:
         r["held_out_images"] = held
@@ -43,12 +44,13 @@ def methods():
 def test_table_has_exactly_the_issue_schema(methods, tmp_path):
     out = E.efficiency_table(methods, lean={"startup_fraction": 0.08, "search_vs_fp_peak_memory": 1.6},
                              path=tmp_path / "efficiency.json")
-    for key in ("machine", "methods", "ratios", "startup_fraction", "search_vs_fp_peak_memory"):
+    for key in ("ratios_host", "methods", "ratios", "startup_fraction", "search_vs_fp_peak_memory"):
         assert key in out
     assert set(out["methods"]) == set(methods)
     for row in out["methods"].values():
         assert tuple(row) == E.METHOD_KEYS
-    assert out["machine"] == MACHINE
+        assert row["host"] == HOST and row["repeats"] == 1 and row["timed"] is False
+    assert out["ratios_host"] == HOST
     assert out["startup_fraction"] == 0.08 and out["search_vs_fp_peak_memory"] == 1.6
     assert json.loads((tmp_path / "efficiency.json").read_text()) == json.loads(json.dumps(out))
     seam = out["methods"]["seam"]
@@ -64,7 +66,7 @@ def test_ratios_only_from_runs_measured_alone(methods):
     methods["joint"]["record"]["contention"] = "load 9.00 > 2 threads + 0.5"
     del methods["limpq"]["record"]["contended"]  # an old record without load figures
     r = E.efficiency_table(methods, projection=False)["ratios"]
-    assert r["target-equal-epochs/seam"] == {"value": 10.0, "contended": False, "note": None}
+    assert r["target-equal-epochs/seam"] == {"value": 10.0, "low": 10.0, "high": 10.0, "contended": False, "note": None}
     assert r["joint/seam"]["value"] is None and r["joint/seam"]["contended"]
     assert "load 9.00" in r["joint/seam"]["note"]
     assert r["joint/seam"]["contended_value"] == pytest.approx((2000 + 20) / 80, rel=1e-3)
@@ -76,9 +78,55 @@ def test_ratios_only_from_runs_measured_alone(methods):
     assert all(v["value"] is None for v in r.values())
 
 
-def test_mixed_machines_are_called_out(methods):
-    methods["hawq"]["record"]["machine"] = "another box"
-    assert E.efficiency_table(methods, projection=False)["machine"].startswith("MIXED")
+def test_a_ratio_of_two_hosts_is_refused(methods):
+    """The committed study's mistake: SEAM timed on one CPU, the joint search on another."""
+    from mpqlib.study.timing import HostMismatch, same_host_ratio
+
+    methods["joint"]["record"]["host"] = "Intel(R) Xeon(R) Processor (AVX512, 2 threads)"
+    del methods["hawq"]["record"]["host"]  # a record that names no host
+    r = E.efficiency_table(methods, projection=False)["ratios"]
+    assert r["joint/seam"]["value"] is None and "different hosts" in r["joint/seam"]["note"]
+    assert "contended_value" not in r["joint/seam"]  # no figure at all, not even flagged
+    assert r["hawq/seam"]["value"] is None and "unknown" in r["hawq/seam"]["note"]
+    assert r["limpq/seam"]["value"] == pytest.approx(0.6)
+    with pytest.raises(HostMismatch, match="different hosts"):
+        same_host_ratio(E.cost_of(methods["joint"]), E.cost_of(methods["seam"]))
+    # the per-image cost of training the weights is not taken from the other host either
+    c = E.per_image_seconds(methods, host=HOST)
+    assert "unfrozen" not in c and "Xeon" in c["missing"]["unfrozen"]
+
+
+def timing(seconds, host=HOST, alone=True, images=8000):
+    return {"host": host, "hosts": [host], "repeats": len(seconds), "seconds": sorted(seconds)[len(seconds) // 2],
+            "low": min(seconds), "high": max(seconds), "all_seconds": seconds, "measured_alone": alone,
+            "same_policy": True, "images": images, "held_out_images": 0, "epochs": 8}
+
+
+def test_timed_repeats_replace_the_protocol_record(methods):
+    """The timing stage's median over its repeats is the cost; the ratio's range divides the extremes."""
+    methods["seam"]["timing"] = timing([70.0, 72.0, 75.0])
+    methods["limpq"]["timing"] = timing([50.0, 49.0, 52.0], images=6000)
+    methods["joint"]["record"]["host"] = "elsewhere"  # the protocol's record on another CPU: not used
+    out = E.efficiency_table(methods, projection=False)
+    seam = out["methods"]["seam"]
+    assert (seam["seconds"], seam["seconds_low"], seam["seconds_high"], seam["repeats"]) == (72.0, 70.0, 75.0, 3)
+    assert seam["timed"] and seam["protocol_seconds"] == 80.0
+    r = out["ratios"]["limpq/seam"]
+    assert r["value"] == pytest.approx(50 / 72, abs=1e-3)
+    assert r["low"] == pytest.approx(49 / 75, abs=1e-3) and r["high"] == pytest.approx(52 / 70, abs=1e-3)
+    assert out["ratios"]["joint/seam"]["value"] is None
+    methods["limpq"]["timing"] = timing([50.0, 49.0, 52.0], alone=False)
+    assert E.efficiency_table(methods, projection=False)["ratios"]["limpq/seam"]["value"] is None
+
+
+def test_the_frozen_backbone_cost_falls_back_to_a_clean_record(methods):
+    """A contended 8-epoch target search must not leave the frozen-backbone factor unmeasured."""
+    methods["target-equal-epochs"]["record"]["contended"] = True
+    c = E.per_image_seconds(methods)
+    assert c["frozen"] == pytest.approx(0.01) and c["from"]["frozen"] == "target-equal-steps"
+    assert "frozen" not in c["missing"]
+    p = E.imagenet_projection(c)
+    assert p["archs"]["mobilenetv1"]["factors"]["joint/seam"]["frozen_backbone"] == pytest.approx(2)
 
 
 def test_per_image_costs_take_scoring_out(methods):
@@ -89,7 +137,7 @@ def test_per_image_costs_take_scoring_out(methods):
     assert c["limpq"] == pytest.approx(0.008)
     assert c["finetune"] == pytest.approx(0.015)
     assert c["forward"] == pytest.approx(0.01 / 3)
-    assert c["missing"] == {}
+    assert c["missing"] == {} and c["from"]["frozen"] == "target-equal-epochs"
     methods["joint"]["record"]["contended"] = True
     c = E.per_image_seconds(methods)
     assert "unfrozen" not in c and "joint" in c["missing"]["unfrozen"]
@@ -133,7 +181,7 @@ def test_projection_overrides_and_missing_costs(methods):
     with pytest.raises(ConfigError, match="unknown assumption"):
         E.imagenet_projection(costs, {"jiont_epochs": 60})
     del costs["unfrozen"]
-    r = E.imagenet_projection(costs, per_arch={"resnet18": {"unfrozen": 0.03}})
+    r = E.imagenet_projection(costs, per_arch={"resnet18": {"unfrozen": 0.03}, "mobilenetv1": {}})
     assert r["archs"]["mobilenetv1"]["ratios"]["joint/seam"] is None
     assert r["archs"]["resnet18"]["ratios"]["joint/seam"] == pytest.approx(25 * 30 / 8 * 3, rel=1e-3)
     assert r["archs"]["resnet18"]["per_image_from"].startswith("measured on this architecture")
@@ -153,8 +201,30 @@ def test_an_architecture_a_gpu_measured_keeps_its_own_ratios(methods):
     gpu = {"device": "NVIDIA H200", "size": 224, "models": {"resnet18": {"steps": {
         "search": {"ms_per_step": 100.0}, "joint": {"ms_per_step": 300.0}, "qat": {"ms_per_step": 40.0},
         "eval": {"ms_per_step": 10.0}}}}}
-    p = E.imagenet_projection(E.per_image_seconds(methods), gpu_steps=[gpu])
+    costs = E.per_image_seconds(methods)
+    own = {k: v for k, v in costs.items() if k not in ("missing", "from")}
+    p = E.imagenet_projection(costs, per_arch={"mobilenetv1": own}, gpu_steps=[gpu])
     r18, mb = p["archs"]["resnet18"], p["archs"]["mobilenetv1"]
     assert r18["factors"]["joint/seam"]["frozen_backbone"] == pytest.approx(3)
     assert mb["factors"]["joint/seam"]["frozen_backbone"] == pytest.approx(2)
-    assert "H200" in r18["per_image_from"] and "assumption" in mb["per_image_from"]
+    assert "H200" in r18["per_image_from"] and "measured on this architecture" in mb["per_image_from"]
+
+
+def test_an_architecture_measured_nowhere_is_not_projected(methods):
+    """Without a GPU measurement, ResNet-18 would only repeat MobileNetV1's column: it is left out."""
+    costs = E.per_image_seconds(methods)
+    own = {k: v for k, v in costs.items() if k not in ("missing", "from")}
+    p = E.imagenet_projection(costs, per_arch={"mobilenetv1": own})
+    assert set(p["archs"]) == {"mobilenetv1"} and "resnet18" in p["not_projected"]
+
+
+def test_the_projection_is_a_range_over_the_joint_search_length(methods):
+    p = E.imagenet_projection(E.per_image_seconds(methods))
+    mb = p["archs"]["mobilenetv1"]
+    at30 = mb["ratios"]["joint/seam"]  # the point assumption, 30 epochs
+    lo_e, hi_e = p["assumptions"]["joint_epochs_range"]["value"]
+    assert mb["low"] == pytest.approx(at30 * lo_e / 30, rel=1e-4) and mb["high"] == pytest.approx(at30 * hi_e / 30, rel=1e-4)
+    assert (p["low"], p["high"]) == (mb["low"], mb["high"])
+    assert mb["joint_curve"]["30"] == pytest.approx(at30, rel=1e-4)
+    epochs = sorted(int(e) for e in mb["joint_curve"])
+    assert all(mb["joint_curve"][str(a)] < mb["joint_curve"][str(b)] for a, b in zip(epochs, epochs[1:]))

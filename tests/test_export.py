@@ -125,8 +125,21 @@ def test_cli_qat_eval_export(tmp_path, capsys):
 TORCHVISION = ("resnet18", "mobilenet_v2")
 
 
+def test_every_torchvision_model_the_readme_names_has_an_export_test():
+    """The README's list of torchvision models ("torchvision's by name (`resnet18`, ...)") and the
+    export recipe's models are all in TORCHVISION, so each has the export test below."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    named = re.search(r"torchvision's by name\s*\(([^)]*)\)", readme)
+    assert named, "README no longer says which torchvision models are supported"
+    names = set(re.findall(r"`(\w+)`", named.group(1))) | set(re.findall(r"torchvision\.models\.(\w+)\(", readme))
+    assert names and names <= set(TORCHVISION), names - set(TORCHVISION)
+
+
+@pytest.mark.parametrize("form", ["qdq", "int"])
 @pytest.mark.parametrize("arch", TORCHVISION)
-def test_export_of_each_supported_torchvision_model_runs_in_onnxruntime(arch, tmp_path, one_thread):
+def test_export_of_each_supported_torchvision_model_runs_in_onnxruntime(arch, form, tmp_path, one_thread):
     """Every supported torchvision architecture exports at a small size and onnxruntime gives
     PyTorch's outputs. mobilenet_v2's ReLU6 (an ONNX Clip) before a 4-bit QuantizeLinear once
     crashed onnxruntime's Clip/Quantize fusion: Clip is written as Max/Min."""
@@ -137,8 +150,11 @@ def test_export_of_each_supported_torchvision_model_runs_in_onnxruntime(arch, tm
     x = torch.randn(64, 3, 32, 32)
     policy = mixed_policy(model)
     qmodel = quantize(model, policy, calibration=x[:32]).eval()
-    E.to_onnx(qmodel, (3, 32, 32), tmp_path / "m.onnx")
+    counts = E.to_onnx(qmodel, (3, 32, 32), tmp_path / "m.onnx", form=form)
     import onnx
+
+    if form == "int":  # every quantized layer an integer kernel, depthwise convolutions included
+        assert counts["ConvInteger"] + counts["MatMulInteger"] == len(quantized_layers(qmodel))
 
     assert not [n for n in onnx.load(tmp_path / "m.onnx").graph.node if n.op_type == "Clip"]
     out = E.onnx_session(tmp_path / "m.onnx").run(["logits"], {"input": x.numpy()})[0]

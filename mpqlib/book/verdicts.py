@@ -147,7 +147,7 @@ def bottom_line(doc: Mapping, eff: Mapping | None = None, pilot: Mapping | None 
                  f"({_named(open_)})")
     out = [text + "."]
     ratios = (eff or {}).get("ratios", {})
-    proj = ((eff or {}).get("imagenet") or {}).get("archs", {}).get("mobilenetv1", {}).get("ratios", {})
+    arch = ((eff or {}).get("imagenet") or {}).get("archs", {}).get("mobilenetv1", {})
 
     def measured(key: str) -> str | None:
         v = (ratios.get(key) or {}).get("value")
@@ -162,10 +162,10 @@ def bottom_line(doc: Mapping, eff: Mapping | None = None, pilot: Mapping | None 
              if measured("joint/seam") else None]
     parts = [x for x in parts if x]
     if parts:
-        cost = "**Cost:** measured here, " + "; ".join(parts)
-        if proj.get("joint/seam") is not None:
-            cost += (f"; projected to ImageNet (MobileNetV1), the joint search costs {fmt_ratio(proj['joint/seam'])} "
-                     "SEAM's")
+        cost = f"**Cost:** measured on one host ({eff.get('ratios_host')}), " + "; ".join(parts)
+        if arch.get("low") is not None:
+            cost += (f"; projected to ImageNet (MobileNetV1), the joint search costs {fmt_ratio(arch['low'])}-"
+                     f"{fmt_ratio(arch['high'])} SEAM's for a joint search of 30-90 epochs")
         out.append(cost + f", against the paper's {fmt_ratio(PAPER['joint_over_seam'])} (FracBits "
                    f"{PAPER['table2']['FracBits'][2]:g} h against SEAM's {PAPER['table2']['SEAM, proxy S'][2]:g} h).")
     objections = [c for cid in OBJECTION_CLAIMS for c in doc["claims"] if c["id"] == cid]

@@ -16,7 +16,7 @@ from .common import (check_model_classes, DEFAULT_CHECKPOINT, say, add_config_fl
 def cmd_train(args) -> int:
     from .. import data as D
     from ..models import build
-    from ..train import seed_everything, train_fp
+    from ..train import init_from, seed_everything, train_fp
 
     cfg = build_config(args, "train")
     record = record_path(args.out)
@@ -35,8 +35,14 @@ def cmd_train(args) -> int:
     model = build(args.model, args.num_classes or D.num_classes(train), size[0])
     _probe(model, size, args.model)
     check_labels(model, train, "pass --num-classes with the number of classes of --data")
+    if args.init:  # checked (and the skipped head named) before the training starts
+        skipped = init_from(model, args.init, cfg.seed)
+        say(f"--init {args.init}: loaded {len(model.state_dict()) - len(skipped)} tensors"
+            + (f"; skipped {', '.join(skipped)} (a classifier head of another size in the file), re-initialised "
+               f"from seed {cfg.seed}" if skipped else ""))
     meta = train_fp(model, cfg, arch=args.model, train=with_workers(train, args, cfg), test=test, out=args.out,
-                    device=args.device, progress=not args.quiet, restart=args.restart)
+                    device=args.device, progress=not args.quiet, restart=args.restart,
+                    init=args.init)
     say(f"{meta['arch']}: top-1 {meta['top1']:.2f}% on {D.describe(test)} at input {_dims(size)} after {meta['epochs']} epochs "
         f"({meta['train_seconds'] / 60:.1f} min, {dist.world()} process{'es' if dist.world() > 1 else ''}); "
         f"saved {args.out}")
@@ -56,6 +62,10 @@ def add(sub) -> None:
     s.add_argument("--restart", action="store_true",
                    help="start over instead of resuming an interrupted run of --out (which resumes only with "
                         "the same settings)")
+    s.add_argument("--init", default=None, metavar="PATH",
+                   help="fine-tune from these weights instead of random ones: a state_dict saved with "
+                        "torch.save(model.state_dict(), PATH) (torchvision's or your own); a classifier head of another "
+                        "size is re-initialised (seeded) and named, any other mismatch is an error")
     s.add_argument("--force", action="store_true",
                    help="replace a finished --out (without it, a finished model is never trained over)")
     add_config_flags(s, {"train": TrainConfig})

@@ -3,9 +3,10 @@ they run (:mod:`.engine`) and its command group (``mpq study``, :mod:`.cli`)."""
 
 import importlib
 
-PARTS = ("pilot", "protocol", "sweep", "correlation", "efficiency", "observation", "objections", "claims")
+PARTS = ("pilot", "protocol", "sweep", "correlation", "efficiency", "timing", "observation", "objections", "claims")
 """The parts of the study; a chapter asks for the ones it shows. The pilot runs whenever the profile
-takes its main budget from it and pilot.json is missing."""
+takes its main budget from it and pilot.json is missing. ``timing`` re-times chapter 4's searches on one
+host; its steps run last, one at a time, in the driver's process."""
 
 _PIPELINE = ("CHAPTER_PARTS", "Plan", "Study", "ensure", "run", "status")
 

@@ -26,7 +26,7 @@ def read_only_default() -> bool:
     return os.environ.get(READ_ONLY_ENV, "") not in ("", "0")
 
 # Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
-STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1, "train": 1}
+STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1, "train": 1, "timing": 1}
 
 # --------------------------------------------------------------------------- hashing
 def fingerprint(images: D.Images) -> dict:
@@ -102,6 +102,11 @@ class Cache:
                               "move it away and run the step again")
         self.hits += 1
         return stored
+
+    def by_key(self, step: str, key: str) -> dict | None:
+        """The stored record of ``step`` under the hash ``key`` (None when there is none)."""
+        path = self.root / step / f"{key}.json"
+        return read_json(path) if path.exists() else None
 
     def record(self, step: str, config: dict, compute: Callable[[], dict]) -> dict:
         """``compute()``'s result as a record of ``step`` under ``config`` (not stored)."""

@@ -39,6 +39,10 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
     "joint_epochs": {"value": 30, "why": "paper silent on FracBits' schedule; FracBits learns the bits during a "
                                          "quantization-aware training run on all of ImageNet, taken as 30 epochs "
                                          "(see implied_joint_epochs for the value that gives the paper's 297x)"},
+    "joint_epochs_range": {"value": (30, 90), "why": "the same unknown as a range: ImageNet quantization-aware "
+                                                     "training runs from about 30 epochs (a fine-tune of a "
+                                                     "pretrained model) to 90 (LSQ's schedule); the projection's "
+                                                     "low and high are the joint search at these two lengths"},
     "limpq_share": {"value": 0.98, "why": "LIMPQ's own recipe (github.com/1hunters/LIMPQ, "
                                           "indicators_pretraining/config_resnet18.yaml): the ImageNet training set "
                                           "less a 2% validation split (val_split 0.02)"},
@@ -64,8 +68,10 @@ ASSUMPTIONS: dict[str, dict[str, Any]] = {
 """Every number of the projection the paper does not give, with the reason it was chosen."""
 
 ARCHS = ("mobilenetv1", "resnet18")
-METHOD_KEYS = ("seconds", "images", "epochs", "peak_mb", "top1_mean", "ci_low", "ci_high", "bitops", "qat_seconds",
-               "added_mb")
+JOINT_CURVE_EPOCHS = (1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 150)  # the joint search's length, for the curve
+METHOD_KEYS = ("seconds", "seconds_low", "seconds_high", "repeats", "host", "timed", "images", "epochs", "peak_mb",
+               "top1_mean", "ci_low", "ci_high", "bitops", "qat_seconds", "added_mb", "protocol_seconds",
+               "protocol_host")
 REFERENCE = "seam"
 
 
@@ -92,55 +98,84 @@ def _record(entry: Mapping) -> Mapping:
     return entry.get("record", entry)
 
 
-def method_row(entry: Mapping) -> dict:
-    """One row of ``methods``: the search's cost and its policy's QAT top-1 (mean, 95% CI)."""
+def cost_of(entry: Mapping) -> dict:
+    """What an entry's search cost, and where it was measured: the timing stage's median over its
+    repeats on one host where the entry has them (``source`` "timing", with ``low``/``high``), else
+    the protocol's own search record (``source`` "protocol", one run)."""
+    t = entry.get("timing")
+    if t and t.get("repeats"):
+        return {"seconds": t["seconds"], "low": t["low"], "high": t["high"], "repeats": t["repeats"],
+                "host": t.get("host"), "images": t.get("images"), "held_out_images": t.get("held_out_images") or 0,
+                "source": "timing",
+                "contention": None if t.get("measured_alone") else "a timing repeat shared the machine"}
     rec = _record(entry)
+    why = ("no load figures in the record (measured before mpqlib.measure): re-measure" if "contended" not in rec
+           else (rec.get("contention") or "flagged contended") if rec["contended"] else None)
+    return {"seconds": rec.get("seconds"), "low": rec.get("seconds"), "high": rec.get("seconds"), "repeats": 1,
+            "host": rec.get("host"), "images": rec.get("images"), "held_out_images": rec.get("held_out_images", 0),
+            "source": "protocol", "contention": why}
+
+
+def method_row(entry: Mapping) -> dict:
+    """One row of ``methods``: the search's cost (see :func:`cost_of`), where it was measured,
+    and its policy's QAT top-1 (mean, 95% CI) from the protocol's records."""
+    rec = _record(entry)
+    cost = cost_of(entry)
     top1_mean, ci_low, ci_high = top1_summary(entry.get("top1", rec.get("top1")))
     qat = [s for s in entry.get("qat_seconds") or [] if s is not None]
-    return {"seconds": rec.get("seconds"), "images": rec.get("images"), "epochs": rec.get("epochs"),
+    return {"seconds": cost["seconds"], "seconds_low": cost["low"], "seconds_high": cost["high"],
+            "repeats": cost["repeats"], "host": cost["host"], "timed": cost["source"] == "timing",
+            "images": rec.get("images"), "epochs": rec.get("epochs"),
             "peak_mb": rec.get("peak_memory_mb", rec.get("peak_mb")), "top1_mean": top1_mean, "ci_low": ci_low,
             "ci_high": ci_high, "bitops": entry.get("bitops", rec.get("bitops")),
             "qat_seconds": round(float(np.mean(qat)), 1) if qat else None,
             "added_mb": (round(rec["peak_memory_mb"] - rec["start_memory_mb"], 1)
-                         if rec.get("start_memory_mb") is not None and rec.get("peak_memory_mb") is not None else None)}
+                         if rec.get("start_memory_mb") is not None and rec.get("peak_memory_mb") is not None else None),
+            "protocol_seconds": rec.get("seconds"), "protocol_host": rec.get("host")}
 
 
 def contention_of(entry: Mapping) -> str | None:
     """Why an entry's cost is not a result measured alone (None when it is)."""
-    rec = _record(entry)
-    if "contended" not in rec:
-        return "no load figures in the record (measured before mpqlib.measure): re-measure"
-    if rec["contended"]:
-        return rec.get("contention") or "flagged contended"
-    return None
+    return cost_of(entry)["contention"]
+
+
+def ratios_host(methods: Mapping[str, Mapping], reference: str = REFERENCE) -> str | None:
+    """The host every ratio is measured on: the reference's (SEAM's) timing host, else the host
+    of its protocol record; None when unknown (then no ratio is given)."""
+    return cost_of(methods[reference])["host"] if reference in methods else None
 
 
 def cost_ratios(methods: Mapping[str, Mapping], reference: str = REFERENCE) -> dict:
-    """``NAME/reference`` search seconds for every method, taken only from runs measured alone:
-    ``{"value", "contended", "note"}``; a contended pair keeps its figure as ``contended_value``."""
+    """``NAME/reference`` search seconds for every method, only between costs measured alone on
+    one host (:func:`ratios_host`, via :func:`~mpqlib.study.timing.same_host_ratio`):
+    ``{"value", "low", "high", "contended", "note"}``; the range divides the extremes of the
+    repeats. A contended pair keeps its figure as ``contended_value``; a pair of two hosts gets
+    no figure at all."""
+    from .timing import HostMismatch, same_host_ratio
+
     if reference not in methods:
         return {}
-    ref_rec, ref_why = _record(methods[reference]), contention_of(methods[reference])
+    ref = cost_of(methods[reference])
     out = {}
     for name, entry in methods.items():
         if name == reference:
             continue
-        rec, why = _record(entry), contention_of(entry)
-        value = rec["seconds"] / ref_rec["seconds"] if ref_rec.get("seconds") else None
-        reasons = [f"{n}: {w}" for n, w in ((name, why), (reference, ref_why)) if w]
-        row = {"value": None if reasons or value is None else round(value, 3), "contended": bool(reasons),
-               "note": "; ".join(reasons) or None}
+        cost = cost_of(entry)
+        key = f"{name}/{reference}"
+        try:
+            value = same_host_ratio(cost, ref, key) if cost["seconds"] and ref["seconds"] else None
+        except HostMismatch as e:
+            out[key] = {"value": None, "low": None, "high": None, "contended": False, "note": str(e)}
+            continue
+        reasons = [f"{n}: {c['contention']}" for n, c in ((name, cost), (reference, ref)) if c["contention"]]
+        row = {"value": None if reasons or value is None else round(value, 3),
+               "low": None if reasons or value is None else round(cost["low"] / ref["high"], 3),
+               "high": None if reasons or value is None else round(cost["high"] / ref["low"], 3),
+               "contended": bool(reasons), "note": "; ".join(reasons) or None}
         if reasons and value is not None:
             row["contended_value"] = round(value, 3)
-        out[f"{name}/{reference}"] = row
+        out[key] = row
     return out
-
-
-def _machine(methods: Mapping[str, Mapping]) -> str | None:
-    seen = sorted({_record(e).get("machine") for e in methods.values()} - {None})
-    if len(seen) > 1:
-        return "MIXED (not one machine): " + " | ".join(seen)
-    return seen[0] if seen else None
 
 
 def _lean(lean) -> dict:
@@ -159,8 +194,9 @@ def efficiency_table(methods: Mapping[str, Mapping], *, search_length: Mapping[s
     from the per-image costs of the runs measured alone. ``about`` (profile, model, ...) is kept
     as it is. Written atomically to ``path`` when given."""
     lean = _lean(lean)
+    host = ratios_host(methods)
     out: dict[str, Any] = {
-        "machine": _machine(methods),
+        "ratios_host": host,
         "methods": {name: method_row(e) for name, e in methods.items()},
         "ratios": cost_ratios(methods),
         "startup_fraction": lean.get("startup_fraction"),
@@ -172,9 +208,9 @@ def efficiency_table(methods: Mapping[str, Mapping], *, search_length: Mapping[s
         if curve:
             out[key] = {k: {**method_row(e), "contended": contention_of(e) is not None} for k, e in curve.items()}
     if projection:
-        per_image = per_image_seconds(methods)
+        per_image = per_image_seconds(methods, host=host)
         own = about.get("model")  # the harness ran this architecture itself (at 28 x 28): its costs are its own
-        per_arch = {own: {k: v for k, v in per_image.items() if k != "missing"}} if own in ARCHS else None
+        per_arch = {own: _costs(per_image)} if own in ARCHS else None
         out["imagenet"] = imagenet_projection(per_image, per_arch=per_arch, gpu_steps=gpu_steps)
     if path is not None:
         write_json(path, out)
@@ -192,36 +228,49 @@ def _assumed(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {**values, **(overrides or {})}
 
 
-def per_image_seconds(methods: Mapping[str, Mapping], assumptions: Mapping[str, Any] | None = None) -> dict:
-    """Seconds per image of each kind of work, from the records measured alone (kinds whose record
-    is missing or contended are left out; their reason is under ``"missing"``):
+def _costs(per_image: Mapping[str, Any]) -> dict[str, float]:
+    """The per-image costs of :func:`per_image_seconds` without its notes."""
+    return {k: v for k, v in per_image.items() if k not in ("missing", "from")}
+
+
+def per_image_seconds(methods: Mapping[str, Mapping], assumptions: Mapping[str, Any] | None = None,
+                      host: str | None = None) -> dict:
+    """Seconds per image of each kind of work, from costs measured alone on ``host`` (None: any
+    one host's, that of the first usable record); a kind with no usable record is left out, the
+    reason of every record tried under ``"missing"``. For each kind the candidates are tried in
+    order and the first usable one serves (so a contended 8-epoch target search falls back to the
+    equal-steps one, which runs the same step on fewer images):
 
     ``seam``: a SEAM step on the proxy (frozen backbone, L-GM head); ``frozen``: a supernet step
     with the frozen backbone and the model's classifier (the target search); ``unfrozen``: a
     supernet step that trains the weights too (joint), held-out scoring taken out;
     ``limpq``: one LIMPQ pass of one image; ``finetune``: a brief-QAT image of the evaluation
     search, held-out scoring taken out; ``forward``: a forward pass (``frozen`` x forward_share).
-    Start-up (calibration, step-size init) is included: short runs overstate the per-image cost."""
+    Start-up (calibration, step-size init) is included: short runs overstate the per-image cost.
+    ``"from"`` names the record each kind came from."""
     a = _assumed(assumptions)
     fwd = a["forward_share"]
     sources = {"seam": ("seam",), "frozen": ("target-equal-epochs", "target-equal-steps", "target"),
                "unfrozen": ("joint",), "limpq": ("limpq",), "finetune": ("evaluation",)}
-    out: dict[str, Any] = {"missing": {}}
+    out: dict[str, Any] = {"missing": {}, "from": {}}
     for kind, names in sources.items():
-        name = next((n for n in names if n in methods), None)
-        if name is None:
-            out["missing"][kind] = "no record"
-            continue
-        why = contention_of(methods[name])
-        if why:
-            out["missing"][kind] = f"{name}: {why}"
-            continue
-        rec = _record(methods[name])
-        work = rec["images"] + fwd * rec.get("held_out_images", 0)  # training-image equivalents
-        if not work:
-            out["missing"][kind] = f"{name}: no images"
-            continue
-        out[kind] = rec["seconds"] / work
+        tried = []
+        for name in names:
+            if name not in methods:
+                continue
+            cost = cost_of(methods[name])
+            work = (cost["images"] or 0) + fwd * (cost["held_out_images"] or 0)  # training-image equivalents
+            why = (cost["contention"] or (f"measured on {cost['host'] or 'an unknown host'}, not {host}"
+                                          if host is not None and cost["host"] != host else None)
+                   or (None if work else "no images"))
+            if why:
+                tried.append(f"{name}: {why}")
+                continue
+            host = host if host is not None else cost["host"]
+            out[kind], out["from"][kind] = cost["seconds"] / work, name
+            break
+        else:
+            out["missing"][kind] = "; ".join(tried) or "no record"
     base = out.get("frozen", out.get("seam"))
     if base is not None:
         out["forward"] = fwd * base
@@ -257,24 +306,35 @@ def gpu_per_arch(per_image: Mapping[str, Any], gpu_steps: list[Mapping]) -> tupl
 def imagenet_projection(per_image: Mapping[str, Any], assumptions: Mapping[str, Any] | None = None,
                         per_arch: Mapping[str, Mapping[str, float]] | None = None,
                         gpu_steps: list[Mapping] | None = None) -> dict:
-    """Projected ImageNet search costs relative to SEAM on its 4% proxy, for each of :data:`ARCHS`.
+    """Projected ImageNet search costs relative to SEAM on its 4% proxy, for each of :data:`ARCHS`
+    whose per-image costs were measured: ``per_arch[arch]`` (the harness's own model) or a GPU's
+    step times (``gpu_steps``). An architecture measured nowhere is not projected (its reason
+    under ``not_projected``): copying another model's costs would only repeat that model's column.
+    Without ``per_arch`` and GPU steps, the per-image costs serve every architecture alike.
 
-    cost(method) = images x epochs x seconds per image; ``per_image`` from
-    :func:`per_image_seconds`, ``per_arch[arch]`` per-image costs measured on that architecture
-    (else the same costs serve both, by the assumption ``per_image_transfers``). Each ratio is
-    the product of its factors ``data_size`` x ``epochs`` x ``frozen_backbone`` x ``method``."""
+    cost(method) = images x epochs x seconds per image; each ratio is the product of its factors
+    ``data_size`` x ``epochs`` x ``frozen_backbone`` x ``method``. The joint search's epochs are
+    unknown (the paper is silent): ``joint_curve`` gives joint/SEAM over a range of them, and
+    ``low``/``high`` the ratio at the ends of the assumed range ``joint_epochs_range``."""
     a = _assumed(assumptions)
     out = {"paper": PAPER, "assumptions": {k: {"value": a[k], "why": ASSUMPTIONS[k]["why"]} for k in a},
-           "per_image_seconds": {k: v for k, v in per_image.items() if k != "missing"},
-           "missing": dict(per_image.get("missing", {})), "archs": {}}
+           "per_image_seconds": _costs(per_image), "per_image_from": dict(per_image.get("from", {})),
+           "missing": dict(per_image.get("missing", {})), "archs": {}, "not_projected": {}}
     gpu, gpu_source = gpu_per_arch(per_image, gpu_steps or [])
     for arch in ARCHS:
         own = (per_arch or {}).get(arch)
-        costs = {**{k: v for k, v in per_image.items() if k != "missing"}, **(own or gpu.get(arch, {}))}
+        if per_arch is not None or gpu_steps:
+            if own is None and arch not in gpu:
+                out["not_projected"][arch] = ("no per-image cost measured on this architecture (the harness runs "
+                                              "another model; a GPU run of benchmarks/bench_gpu_steps.py gives one)")
+                continue
+        costs = {**_costs(per_image), **(own or gpu.get(arch, {}))}
         out["archs"][arch] = _project(costs, a)
         out["archs"][arch]["per_image_from"] = (
             "measured on this architecture (its 28 x 28 version)" if own else gpu_source.get(arch)
             or "the model measured here (assumption per_image_transfers)")
+    first = next(iter(out["archs"].values()), {})
+    out["low"], out["high"] = first.get("low"), first.get("high")
     return out
 
 
@@ -330,12 +390,17 @@ def _project(costs: Mapping[str, float], a: Mapping[str, Any]) -> dict:
         ratios[key] = _sig(ratio)
         factors[key] = {"data_size": _sig(data), "epochs": _sig(passes), "frozen_backbone": _sig(frozen),
                         "method": _sig(ratio / (data * passes * frozen))}
-    implied = None
-    if ratios.get("joint/seam"):
-        implied = round(a["joint_epochs"] * PAPER["ratios"]["joint/seam"] / ratios["joint/seam"], 1)
+    implied, curve, low, high = None, {}, None, None
+    if ratios.get("joint/seam"):  # the joint search's cost grows with its epochs, all else fixed
+        per_epoch = ratios["joint/seam"] / a["joint_epochs"]
+        implied = round(PAPER["ratios"]["joint/seam"] / per_epoch, 1)
+        curve = {str(e): _sig(per_epoch * e) for e in JOINT_CURVE_EPOCHS}
+        lo_e, hi_e = a["joint_epochs_range"]
+        low, high = _sig(per_epoch * lo_e), _sig(per_epoch * hi_e)
     return {"methods": methods, "ratios": ratios, "factors": factors, "implied_joint_epochs": implied,
-            "paper_ratios": PAPER["ratios"]}
+            "joint_curve": curve, "low": low, "high": high, "paper_ratios": PAPER["ratios"]}
 
 
-__all__ = ["PAPER", "ASSUMPTIONS", "ARCHS", "METHOD_KEYS", "top1_summary", "method_row", "contention_of", "cost_ratios",
+__all__ = ["PAPER", "ASSUMPTIONS", "ARCHS", "METHOD_KEYS", "top1_summary", "cost_of", "method_row", "contention_of",
+           "ratios_host", "cost_ratios",
            "efficiency_table", "per_image_seconds", "imagenet_projection"]

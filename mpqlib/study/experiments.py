@@ -98,6 +98,8 @@ class Experiments(RunsView):
             self.proxy_metrics(Policy.from_dict(task.args[0]))
         elif task.step == "observation":
             self.observation()
+        elif task.step == "timing":
+            self.timing(task.args[0], task.args[1], **task.args[2])
         else:
             raise ConfigError(f"unknown step {task.step!r}")
 
@@ -212,6 +214,20 @@ class Experiments(RunsView):
         cfg, spec = self.search_config(name.removesuffix("-argmax"), seed, **changes)
         res = self.run_search(cfg, data or spec, self.bitops_of(budget), remeasure=remeasure)
         return self.readout(res, "argmax", seed) if argmax else res
+
+    def timing(self, name: str, repeat: int, **kw) -> dict:
+        """Repeat ``repeat`` of the timing stage (:mod:`mpqlib.study.timing`) of the search
+        ``self.search(name, **kw)``: the same search run again to measure its cost on this host."""
+        from . import timing
+
+        res = self.search(name, **kw)
+        changes = {k: v for k, v in kw.items() if k not in ("data", "budget", "seed")}
+        cfg, spec = self.search_config(name, kw.get("seed", 0), **changes)
+        spec, bitops = kw.get("data") or spec, self.bitops_of(kw.get("budget"))
+        key_config = {"search": res.record["cache_key"], "repeat": repeat}
+        return self.step("timing", key_config, lambda: timing.measure(
+            self, cfg, spec, bitops, res.policy, self.p.timing, f"{name} {kw or ''}"),
+            (name, repeat, kw))
 
     def search_key_config(self, cfg: SearchConfig, spec: str | None, bitops: int | None) -> dict:
         val = self.held_out_spec(cfg, spec)

@@ -28,14 +28,14 @@ from .cache import Cache, config_dict
 from .experiments import Experiments, Missing, Task
 from ..policy import Policy
 from . import objections
-from .runs import claims_file, efficiency_plan, efficiency_run, pilot
+from .runs import claims_file, efficiency_plan, efficiency_run, pilot, timing_plan
 from .profiles import Profile, resolve
 from .stored import write_models
 
 
 from . import PARTS
 CHAPTER_PARTS = {1: ("observation",), 2: ("protocol",), 3: ("protocol", "sweep", "claims"),
-                 4: ("efficiency",), 5: ("correlation",), 6: ("protocol", "sweep", "claims"),
+                 4: ("efficiency", "timing"), 5: ("correlation",), 6: ("protocol", "sweep", "claims"),
                  7: ("protocol", "objections", "claims")}
 
 
@@ -120,6 +120,8 @@ class Study:
                     part("objections", lambda e=ex: objections.walk(e, missing))
             if "efficiency" in self.parts:
                 part("efficiency", lambda: self._efficiency_steps(self.ex(self.p.efficiency_model())))
+            if "timing" in self.parts:
+                part("timing", lambda: self._timing_steps(self.ex(self.p.efficiency_model())))
         finally:
             for ex in self._ex.values():
                 ex.plan = None
@@ -147,6 +149,19 @@ class Study:
                 for s in ([] if res is None else self.p.efficiency.qat_seeds):
                     _attempt(ex.qat, res.policy, s)
 
+    def _timing_steps(self, ex: Experiments) -> None:
+        for name, kw in timing_plan(self.p, ex):
+            for r in range(self.p.timing.repeats):
+                _attempt(ex.timing, name, r, **kw)
+
+    def compute_timing(self, tasks: Iterable[Task], log: Callable[[str], None] | None = print) -> None:
+        """The timing stage's steps, one after another in this process (never beside other work:
+        a parallel worker would share the cores it measures)."""
+        from tqdm.auto import tqdm
+
+        for task in tqdm(list(tasks), desc="timing", disable=log is None):
+            self.ex(task.model).execute(task)
+
     # ------------------------------------------------------------------ results
     def finish(self) -> list[Path]:
         """Write the results files of the parts from the cache (computes nothing when the walk
@@ -163,7 +178,7 @@ class Study:
         if "correlation" in self.parts:
             corr = {m: self.ex(m).correlation() for m in self.p.correlation_models()}
             written.append(write_json(self.p.path("correlation.json"), corr))
-        if "efficiency" in self.parts:
+        if {"efficiency", "timing"} & set(self.parts):
             efficiency_run(self.p)
             written.append(self.p.path("efficiency.json"))
         if "objections" in self.parts and self.p.protocol_version >= 3:
@@ -229,6 +244,9 @@ def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], l
     total = 0.0
     for t in tasks:
         step, n = COSTS_LIKE.get(t.step, (t.step, 1))
+        if step is None:  # the task's work is its time (a timing repeat: its search's recorded seconds)
+            total += n * work_of(t)
+            continue
         times = recorded.get((t.model, step)) or by_step.get(step)
         if not times:
             return None
@@ -239,6 +257,9 @@ def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], l
 def _task_work(study: "Study", task: Task) -> float:
     """:func:`work` of a missing step, from the configuration its cache key will hold; a step
     costed like QAT (``COSTS_LIKE``) counts in runs of the profile's common recipe."""
+    if task.step == "timing":
+        name, _, kw = task.args
+        return study.ex(task.model).search(name, **kw).record["seconds"]
     if task.step == "qat":
         ex = study.ex(task.model)
         return work("qat", ex.qat_key_config(Policy.from_dict(task.args[0]), *task.args[1:]))
@@ -253,7 +274,9 @@ def _task_work(study: "Study", task: Task) -> float:
 COSTS_LIKE = {"observation": ("qat", 6),
               # chapter 7's 5-class model: 7 epochs of 30,000 images from scratch, measured about 40
               # QAT runs' time (the base model's training record: 7.7 ms per image on one thread)
-              "train": ("qat", 40)}
+              "train": ("qat", 40),
+              # a timing repeat runs its search again: its work is the search's recorded seconds
+              "timing": (None, 1)}
 
 
 def describe(plan: Plan, study: Study) -> str:
@@ -295,7 +318,11 @@ def run(profile: Profile | str = "full", overrides: Mapping | str | None = None,
             if log:
                 log(f"computing {len(plan.missing)} steps: "
                     + ", ".join(f"{n} {k}" for k, n in Counter(t.step for t in plan.missing.values()).items()))
-            for record in execute(list(plan.missing.values())):
+            others = [t for t in plan.missing.values() if t.step != "timing"]
+            if not others:  # the timing stage: last, alone, one step at a time, here
+                study.compute_timing(plan.missing.values(), log)
+                continue
+            for record in execute(others):
                 Cache(study.cache_root() / record["model_name"]).put(record["stored"])
     study.finish()
     return plan

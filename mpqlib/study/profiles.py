@@ -53,6 +53,17 @@ class Efficiency:
     qat_seeds: tuple[int, ...] = (0, 1)                   # QAT seeds behind each harness policy
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Chapter 4's timing stage (:mod:`mpqlib.study.timing`): every search of its table run again
+    back to back on one host, nothing else computing."""
+
+    repeats: int = 3                  # timed runs of each search, reported as median and range
+    attempts: int = 3                 # runs of one repeat before a contended machine stops the stage
+    accept_contended: bool = False    # keep a repeat contended after every attempt (flagged) instead of stopping
+    quiet_wait_s: float = 300.0       # wait this long at most for the load of earlier work to decay
+
+
 SEAM_GRID = tuple({"margin": m, "likelihood_weight": w} for m in (0.0, 0.1, 0.3, 1.0) for w in (0.01, 0.1, 1.0)) + (
     {"margin": 0.0, "likelihood_weight": 1.0, "classification_weight": 0.0},)  # the likelihood term alone
 CE_GRID = tuple({"lr_arch": a, "lr_head": h} for a in (0.005, 0.01, 0.02, 0.05) for h in (0.003, 0.01, 0.03)) + (
@@ -116,6 +127,7 @@ class Profile:
     orthogonality: OrthogonalityConfig
     qat: QATConfig
     efficiency: Efficiency = field(default_factory=Efficiency)
+    timing: Timing = field(default_factory=Timing)  # chapter 4's searches timed again on one host
     objections: Objections = field(default_factory=Objections)
     # The protocol's one extension: where the proxy-vs-target CI is wider than +-ci_goal_pp, the
     # model's proxy searches (all four alike) also run these search seeds (book/method.md).
@@ -246,6 +258,7 @@ def _smoke() -> dict:
         orthogonality=OrthogonalityConfig(images=32),
         qat=QATConfig(epochs=1, train_images=300),
         efficiency=Efficiency(epochs_curve=(1, 2), proxy_sizes=(10, 20), qat_seeds=(0,)), extra_search_seeds=(),
+        timing=Timing(attempts=1, accept_contended=True, quiet_wait_s=0),  # CI shares machines: flagged, not redone
         objections=Objections(val_per_class=20, seam_grid=SEAM_GRID[3:5] + SEAM_GRID[-1:],
                               ce_grid=CE_GRID[7:8] + CE_GRID[-1:], tuning_search_seeds=(0,), tuning_qat_seeds=(0,),
                               long_epochs=(1, 2), long_qat_seeds=(0,), long_train_images=500, disjoint_epochs=1),
@@ -268,7 +281,7 @@ def _override(name: str, current, value):
         if not isinstance(value, dict):
             raise ConfigError(f"override {name!r} takes a mapping of {type(current).__name__} options, not {value!r}")
         return current.replace(**value)
-    if isinstance(current, (Efficiency, Objections)):
+    if isinstance(current, (Efficiency, Objections, Timing)):
         if not isinstance(value, dict):
             raise ConfigError(f"override {name!r} takes a mapping, not {value!r}")
         unknown = set(value) - {f.name for f in dataclasses.fields(current)}
@@ -317,4 +330,4 @@ def resolve(profile: "str | Profile" = "full", overrides: dict | None = None, **
     return Profile(**base)
 
 
-__all__ = ["PROFILES", "PILOT_BUDGETS", "SEAM_GRID", "CE_GRID", "Efficiency", "Objections", "Profile", "resolve"]
+__all__ = ["PROFILES", "PILOT_BUDGETS", "SEAM_GRID", "CE_GRID", "Efficiency", "Objections", "Timing", "Profile", "resolve"]

@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from .._io import read_json, write_json
-from .experiments import Experiments, load_runs, save_runs
+from .experiments import Experiments, Missing, load_runs, save_runs
 from .profiles import Profile, resolve
 from ..search import SearchResult
 from .objections import disjoint_name, experiments
@@ -86,6 +86,21 @@ def efficiency_plan(p: Profile, ex: Experiments) -> dict[str, dict[str, tuple[st
     }
 
 
+def timing_plan(p: Profile, ex: Experiments) -> list[tuple[str, dict]]:
+    """The searches of chapter 4's table that the timing stage re-times (:mod:`mpqlib.study.timing`),
+    cheapest first by the protocol's record where there is one, so that a stage cut short has
+    timed the most searches."""
+    plan = list(efficiency_plan(p, ex)["methods"].values())
+
+    def known_seconds(item: tuple[str, dict]) -> float:
+        try:
+            return ex.search(item[0], **item[1]).record["seconds"]
+        except Missing:  # not searched yet (the pipeline is planning): last
+            return float("inf")
+
+    return sorted(plan, key=known_seconds)
+
+
 def efficiency_run(profile: Profile | str = "full", overrides: dict | None = None, model: str | None = None,
                    remeasure: bool = False) -> dict:
     """Every class of search, each followed by the common QAT, measured in one run on one machine
@@ -101,6 +116,8 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
     seeds = p.efficiency.qat_seeds
     parts = {part: {k: _measured(ex, ex.search(name, remeasure=remeasure, **kw), seeds) for k, (name, kw) in plan.items()}
              for part, plan in efficiency_plan(p, ex).items()}
+    for k, (name, kw) in efficiency_plan(p, ex)["methods"].items():  # the timing stage's repeats, where stored
+        parts["methods"][k]["timing"] = timed(ex, name, kw, p.timing.repeats)
     lean = p.path(f"lean-{ex.model_name}.json")
     return efficiency.efficiency_table(**parts, lean=lean if lean.exists() else None,
                                        gpu_steps=[read_json(f) for f in p.gpu_step_files()],
@@ -108,12 +125,25 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
                                        fp_train_seconds=ex.meta.get("train_seconds"))
 
 
+def timed(ex: Experiments, name: str, kw: dict, repeats: int) -> dict | None:
+    """The stored timing repeats of a search (:func:`mpqlib.study.timing.summary`); read only:
+    nothing is measured here (the timing stage does that)."""
+    from .timing import summary
+
+    key = ex.search(name, **kw).record["cache_key"]
+    found = [ex.cache.load("timing", {"search": key, "repeat": r}) for r in range(repeats)]
+    return summary([f for f in found if f is not None])
+
+
 def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
-    """A search's cost record with its policy's QAT top-1 per seed."""
+    """A search's cost record (with the host its stored step ran on) and its policy's QAT top-1 per seed."""
+    from .timing import host_label
+
     recs = [ex.qat(res.policy, s) for s in seeds]
-    return {"record": res.record, "policy": res.policy.to_dict(), "top1": [r["top1"] for r in recs],
+    stored = ex.cache.by_key("search", res.record.get("cache_key", ""))
+    return {"record": {**res.record, "host": host_label((stored or {}).get("host"))}, "policy": res.policy.to_dict(), "top1": [r["top1"] for r in recs],
             "qat_seconds": [r.get("seconds") for r in recs], "qat_seeds": list(seeds),
             "bitops": int(ex.cost.bitops(res.policy))}
 
 
-__all__ = ["claims_file", "pilot", "efficiency_plan", "efficiency_run"]
+__all__ = ["claims_file", "pilot", "efficiency_plan", "timing_plan", "efficiency_run", "timed"]
