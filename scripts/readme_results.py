@@ -112,6 +112,45 @@ def render(readme: str, generated: str, path: Path | str = "README.md") -> str:
     return f"{head}{BEGIN}\n{generated}\n{END}{tail}"
 
 
+POWER_BEGIN, POWER_END = "<!-- power:begin -->", "<!-- power:end -->"
+
+
+def power_block(results: Path) -> str:
+    """Protocol version 4's designs (book/method.md), from results/power.json alone."""
+    doc = _load(results, "power.json")
+    if doc is None:
+        return "*(results/power.json is not computed yet: `python scripts/power_analysis.py`)*"
+    names = {"headline-1epoch": "SEAM on MNIST vs target search, 1-epoch QAT",
+             "headline-plateau": "SEAM on MNIST vs target search, QAT to the plateau",
+             "deficit-data": "2x2: target search on the 4% proxy vs on all images",
+             "deficit-head": "2x2: SEAM vs the target search, both on the 4% proxy",
+             "other-classes": "class-disjoint model: SEAM on classes 5-9 vs target search"}
+    lines = ["| test | SD between search seeds (a / b, pp) | SD of a QAT run (a / b, pp) | have | design | "
+             "P(equivalent \\| 0) | P(different \\| −0.6) | added compute |", "|---|---|---|---|---|---|---|---|"]
+    for tid, t in doc["tests"].items():
+        ca, cb, c = t["components"]["a"], t["components"]["b"], t["chosen"]
+        have = " / ".join(f"{n}x{q}" for n, q in (t["have"]["a"], t["have"]["b"]))
+        lines.append(f"| {names.get(tid, tid)} (`{tid}`) | {ca['search_sd']:.2f} / {cb['search_sd']:.2f} | "
+                     f"{ca['residual_sd']:.2f} / {cb['residual_sd']:.2f} | {have} | "
+                     f"{c['search_seeds']} x {c['qat_seeds']} | {c['power_equivalent']:.2f} | {c['power_different']:.2f} | "
+                     f"{c['added_seconds'] / 3600:.1f} h{'' if c['reaches_goal'] else ' (below the goal)'} |")
+    lines.append("")
+    lines.append(f"Design: search seeds a side x QAT seeds; have: what version 3 ran (a / b). Added compute in all: "
+                 f"{doc['added_hours']:g} h of the {doc['cap_hours']:g} h cap, from the step times recorded in the cache "
+                 f"({doc['n_sims']:,} simulated tests per design and true difference; runs {doc['computed_from']['sha256']}). "
+                 "Where a side has no runs yet its variance is that of the policy standing in for it "
+                 "(`components_of` in power.json).")
+    return "\n".join(lines)
+
+
+def render_power(text: str, generated: str, path: Path | str) -> str:
+    if POWER_BEGIN not in text or POWER_END not in text:
+        raise SystemExit(f"readme_results: {path} has no {POWER_BEGIN} ... {POWER_END} block")
+    head, rest = text.split(POWER_BEGIN, 1)
+    _, tail = rest.split(POWER_END, 1)
+    return f"{head}{POWER_BEGIN}\n{generated}\n{POWER_END}{tail}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if a file's block is stale")
@@ -127,6 +166,14 @@ def main(argv=None) -> int:
             stale += [path] if new != text else []
         elif new != text:
             path.write_text(new)
+    method = REPO / "book" / "method.md"
+    if args.results == REPO / "results" and method.exists():  # protocol version 4's designs
+        text = method.read_text()
+        new = render_power(text, power_block(args.results), method)
+        if args.check:
+            stale += [method] if new != text else []
+        elif new != text:
+            method.write_text(new)
     if stale:
         print(f"readme_results: the results block of {', '.join(map(str, stale))} is stale; "
               "run python scripts/readme_results.py", file=sys.stderr)

@@ -44,6 +44,7 @@ from typing import Iterable, Mapping
 
 from . import display  # first: display imports tqdm.auto without its warning, before anything else does
 from ..study import report
+from . import chapter_robustness as robustness
 from .._io import read_json
 from .chapter_claims import ClaimsMixin
 from .chapter_discriminability import DiscriminabilityMixin
@@ -136,6 +137,16 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
     def claims(self) -> dict:
         """claims.json of the profile, as the study computed it from the per-seed runs (mpqlib.study.report)."""
         return read_json(require(self.p, "claims.json", ("protocol", "sweep", "claims")))
+
+    # protocol version 4's robustness readers (mpqlib.book.chapter_robustness)
+    def collapsed_table(self, doc: dict):
+        return robustness.collapsed_table(doc)
+
+    def stability_table(self, doc: dict):
+        return robustness.stability_table(doc)
+
+    def show_power_curves(self) -> None:
+        robustness.show_power_curves(robustness.power_doc(self.p))
 
     def pilot(self) -> dict | None:
         """results_dir/pilot.json (the pilot's power ratios), None where the pilot has not run."""

@@ -346,14 +346,62 @@ def equivalence(table, a=None, b=None, margin: float = MARGIN_PP, *, n_boot: int
     return Equivalence(**asdict(d), margin=margin, verdict=verdict(d.estimate, d.ci, "equivalence", margin))
 
 
+def t_interval(ma: np.ndarray, mb: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """A t-interval for mean(a) - mean(b) beside the bootstrap's: Welch's over the two sides'
+    unit means (search seeds x policies; a side of one unit adds no variance), or, with one unit
+    a side, Student's over the QAT seeds' paired differences."""
+    from scipy.stats import t as student
+
+    ra, rb = np.nanmean(ma, axis=1), np.nanmean(mb, axis=1)
+    est = float(ra.mean() - rb.mean())
+    na, nb = len(ra), len(rb)
+    if na > 1 or nb > 1:
+        va = float(ra.var(ddof=1)) / na if na > 1 else 0.0
+        vb = float(rb.var(ddof=1)) / nb if nb > 1 else 0.0
+        se2 = va + vb
+        df = se2 ** 2 / sum(v ** 2 / (n - 1) for v, n in ((va, na), (vb, nb)) if n > 1 and v > 0) if se2 > 0 else 1.0
+    else:
+        d = (ma[0] - mb[0])[np.isfinite(ma[0] - mb[0])]
+        if len(d) < 2:
+            return est, est
+        se2, df = float(d.var(ddof=1)) / len(d), len(d) - 1
+    half = float(student.ppf(0.5 + level / 2, df)) * math.sqrt(se2)
+    return est - half, est + half
+
+
+MC_SEEDS = 20  # bootstrap seeds over which a verdict's Monte Carlo stability is measured
+
+
 def claim(claim_id: str, model: str, budget: str, table, a, b, rule: str = "difference", *,
           n_boot: int = 10000, seed: int = 0, margin: float = MARGIN_PP) -> dict:
-    """One row of ``claims.json``: the paired difference a - b, its CI and its verdict by ``rule``."""
+    """One row of ``claims.json``: the paired difference a - b, its bootstrap CI and its verdict
+    by ``rule``; beside them (protocol version 4) a t-interval, the share of :data:`MC_SEEDS`
+    bootstrap seeds whose verdict differs from the one reported (``mc_flip_fraction``), and the
+    estimate, CI and verdict without the runs the outlier rule calls collapsed."""
+    from .outliers import collapsed, without_collapsed
+
     d = paired_difference(table, a, b, n_boot=n_boot, seed=seed)
+    word = verdict(d.estimate, d.ci, rule, margin)
+    ma, mb = side_matrices(table, a, b)
+
+    def verdict_at(s: int, xa=ma, xb=mb) -> tuple[float, float, str]:
+        lo, hi = _interval(bootstrap_difference(xa, xb, n_boot, np.random.default_rng(s)), LEVEL)
+        return lo, hi, verdict(_grand_mean(xa) - _grand_mean(xb), (lo, hi), rule, margin)
+
+    flips = sum(verdict_at(s)[2] != word for s in range(seed, seed + MC_SEEDS))
+    t_lo, t_hi = t_interval(ma, mb)
+    out_a, out_b = collapsed(ma), collapsed(mb)
+    ca, cb = without_collapsed(ma), without_collapsed(mb)
+    c_lo, c_hi, c_word = verdict_at(seed, ca, cb) if (out_a.any() or out_b.any()) else (d.ci_low, d.ci_high, word)
     return {"id": claim_id, "model": model, "budget": str(budget), "estimate_pp": round(d.estimate, 4),
             "ci_low": round(d.ci_low, 4), "ci_high": round(d.ci_high, 4), "n": d.n,
             "a_units": units(table, a), "b_units": units(table, b),
-            "verdict": verdict(d.estimate, d.ci, rule, margin), "rule": rule}
+            "verdict": word, "rule": rule,
+            "t_ci_low": round(t_lo, 4), "t_ci_high": round(t_hi, 4),
+            "mc_flip_fraction": round(flips / MC_SEEDS, 4), "n_boot": n_boot,
+            "collapsed_runs": {"a": int(out_a.sum()), "b": int(out_b.sum())},
+            "estimate_without_outliers": round(_grand_mean(ca) - _grand_mean(cb), 4),
+            "ci_without_outliers": [round(c_lo, 4), round(c_hi, 4)], "verdict_without_outliers": c_word}
 
 
 # --------------------------------------------------------------------------- power
@@ -600,7 +648,7 @@ def fmt_seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-__all__ = ["LEVEL", "MARGIN_PP", "RULES", "fmt_diff", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
+__all__ = ["t_interval", "MC_SEEDS", "LEVEL", "MARGIN_PP", "RULES", "fmt_diff", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
            "paired_matrix", "bootstrap_means", "mean_ci", "paired_difference", "rule_text", "verdict", "equivalence", "claim",
            "power", "spearman", "spearman_ci", "noise_ceiling", "validate_claims", "claims_json", "fmt_pp", "fmt_ci", "fmt_signed",
            "fmt_bitops", "fmt_seconds"]

@@ -32,7 +32,10 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
     if any(r["model"] == derived for r in rows):  # chapter 7's class-subset model: its claims under the base model
         for c in experiments(p, derived).claims(rows):
             claims.append({**c, "model": p.objections_model(), "experiment": derived})
-    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets)
+    from .outliers import scan
+
+    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets,
+                              outliers=scan(rows))
 
 
 def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:

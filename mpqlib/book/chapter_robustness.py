@@ -1,0 +1,109 @@
+"""How far the verdicts can be trusted (protocol version 4): collapsed QAT runs (chapter 3), each
+claim's stability (t-interval, bootstrap seeds, without collapsed runs) and the power of the next
+tests (chapter 6). Plain functions over what the study wrote: ``claims.json`` and ``power.json``.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from . import display
+from ..study import report
+from .display import FIG_WIDTH, budget_label, model_label, policy_label
+from .verdicts import claim_label
+
+
+def collapsed_table(claims: Mapping):
+    """Every QAT run the outlier rule calls collapsed, beside the median of its unit's other runs,
+    and how often each method collapsed."""
+    import pandas as pd
+
+    out = claims.get("outliers") or {"runs": [], "rate": {}}
+    rows = [{"model": model_label(r["model"]), "budget": budget_label(r["budget"]), "policy": policy_label(r["policy"]),
+             "search seed": r["search_seed"], "QAT seed": r["qat_seed"], "top-1": f"{r['top1']:.2f}%",
+             "its other QAT runs (median)": f"{r['reference']:.2f}%", "below by": f"{r['gap_pp']:.2f} pp",
+             "robust SD": f"{r['robust_sd_pp']:.2f} pp"} for r in out["runs"]]
+    rate = {m: v for m, v in out["rate"].items() if v["runs"]}
+    n, total = sum(v["collapsed"] for v in rate.values()), sum(v["runs"] for v in rate.values())
+    display.glue("collapse_rule", (out.get("rule") or {}).get("text", "not applied"))
+    display.glue("collapse_count", f"{n} of {total:,} QAT runs ({n / total:.1%})" if total else "none")
+    display.glue("collapse_methods", "; ".join(f"{policy_label(m)} {v['collapsed']} of {v['runs']}"
+                                              for m, v in rate.items() if v["collapsed"]) or "none")
+    return display.table(pd.DataFrame(rows) if rows else pd.DataFrame({"collapsed runs": ["none"]}))
+
+
+def stability_table(claims: Mapping):
+    """Per claim: the bootstrap CI beside the t-interval, the share of bootstrap seeds whose verdict
+    differs (``mc_flip_fraction``), and the estimate, CI and verdict without collapsed runs."""
+    import pandas as pd
+
+    rows = []
+    for c in claims["claims"]:
+        if "mc_flip_fraction" not in c:
+            continue
+        gone = c["collapsed_runs"]["a"] + c["collapsed_runs"]["b"]
+        rows.append({"model": model_label(c["model"]), "claim": claim_label(c["id"]),
+                     "95% CI (bootstrap)": report.fmt_ci(c["ci_low"], c["ci_high"]),
+                     "95% t-interval": report.fmt_ci(c["t_ci_low"], c["t_ci_high"]),
+                     "verdict": c["verdict"] + (" (knife-edge)" if c["mc_flip_fraction"] > 0 else ""),
+                     "flips over 20 bootstrap seeds": f"{c['mc_flip_fraction']:.0%}",
+                     "collapsed runs": gone,
+                     "without them": (f"{report.fmt_diff(c['estimate_without_outliers'], *c['ci_without_outliers'])}, "
+                                      f"{c['verdict_without_outliers']}") if gone else "—"})
+    stable = [c for c in claims["claims"] if "mc_flip_fraction" in c]
+    knife = [c for c in stable if c["mc_flip_fraction"] > 0]
+    moved = [c for c in stable if c["verdict_without_outliers"] != c["verdict"]]
+    where = lambda c: f"{model_label(c['model'])}, {claim_label(c['id'])}"  # noqa: E731
+    display.glue("knife_edge", "; ".join(f"{where(c)} ({c['mc_flip_fraction']:.0%} of seeds)" for c in knife) or "none")
+    display.glue("outlier_moves", "; ".join(f"{where(c)} ({c['verdict']} → {c['verdict_without_outliers']})"
+                                            for c in moved) or "none")
+    return display.table(pd.DataFrame(rows), nowrap=("95% CI (bootstrap)", "95% t-interval"))
+
+
+TEST_NAMES = {"headline-1epoch": "headline, 1-epoch QAT", "headline-plateau": "headline, QAT to plateau",
+              "deficit-data": "2x2: data", "deficit-head": "2x2: head", "other-classes": "other classes"}
+
+
+def show_power_curves(power: Mapping | None) -> None:
+    """P(equivalent | true difference 0) against search seeds a side, one line per number of QAT
+    seeds, for each test of protocol version 4; the chosen design marked, the goal dashed."""
+    import matplotlib.pyplot as plt
+
+    display.glue("power_goal", f"{power['goal']['power']:g} on both" if power else "none: not computed")
+    if power is None:
+        print("No power analysis for this profile: results/power.json is computed for the full profile, "
+              "before its runs, by scripts/power_analysis.py.")
+        return
+    tests = power["tests"]
+    fig, axes = plt.subplots(1, len(tests), figsize=(FIG_WIDTH, 2.9), sharey=True)
+    for ax, (tid, t) in zip(axes, tests.items()):
+        qats = sorted({d["qat_seeds"] for d in t["designs"]})
+        for i, q in enumerate(qats):
+            pts = sorted((d["search_seeds"], d["power_equivalent"]) for d in t["designs"] if d["qat_seeds"] == q)
+            ax.plot([n for n, _ in pts], [p for _, p in pts], marker="o", ms=3, color=f"C{i}",
+                    label=f"{q} QAT seeds")
+        c = t["chosen"]
+        ax.plot([c["search_seeds"]], [c["power_equivalent"]], marker="*", ms=12, color="k", ls="none",
+                label="chosen design")
+        ax.axhline(power["goal"]["power"], color="C7", ls="--", lw=1)
+        ax.set_title(TEST_NAMES.get(tid, tid), fontsize=9)
+        ax.set_xlabel("search seeds a side")
+    axes[0].set_ylabel("P(equivalent | no difference)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), loc="outside lower center",
+               ncols=len(labels), frameon=False)
+    plt.show()
+
+
+
+
+def power_doc(p) -> dict | None:
+    """The profile's ``power.json`` (protocol version 4's a-priori power analysis,
+    ``scripts/power_analysis.py``), None where it was not computed (the smoke profile)."""
+    from .._io import read_json
+
+    path = p.path("power.json")
+    return read_json(path) if path.exists() else None
+
+
+__all__ = ["collapsed_table", "stability_table", "show_power_curves", "power_doc", "TEST_NAMES"]
