@@ -40,56 +40,30 @@ def term(word: str, glossary: str | None) -> str:
 
 
 def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
-    """The generated markdown (without the markers). ``glossary``: the link to the glossary page
-    from the file that holds the block; None inside the book (MyST ``{term}`` roles)."""
-    from mpqlib.book.chapters import Chapter
-    from mpqlib.book.display import fmt_ratio, model_label
-    from mpqlib.book.verdicts import POWER_RULE, bottom_line, claim_caveat, claims_rows, power_caveat, power_words
+    """The generated markdown (without the markers): the paper's two questions answered in two
+    sentences with their numbers (:mod:`mpqlib.book.headline`), then one table of at most eight rows,
+    the details linked. ``glossary``: the link to the glossary page from the file that holds the
+    block; None inside the book (MyST ``{term}`` roles)."""
+    from mpqlib.book import headline
 
     claims = _load(results, "claims.json")
     if claims is None:
-        return ("No full run has been committed yet: `bash scripts/reproduce.sh` writes `results/claims.json`, "
-                "and this section is generated from it (`python scripts/readme_results.py`).")
-    eff, pilot = _load(results, "efficiency.json"), _load(results, "pilot.json")
+        return ("No full run has been committed yet: `bash scripts/reproduce.sh` computes the study, and this "
+                "section shows what it found.")
+    eff, pilot, power = (_load(results, n) for n in ("efficiency.json", "pilot.json", "power.json"))
     t = lambda w: term(w, glossary)  # noqa: E731
-    lines = [f"Generated from `results/` by `scripts/readme_results.py`. Every difference is a {t('paired difference')} "
-             f"within QAT seeds, in {t('pp')}, with a {t('95% CI')}; the rules are fixed in advance (protocol on the "
-             "book's method page).", ""]
-    lines += [f"- {sentence}" for sentence in bottom_line(claims, eff, pilot)] + [""]
-    budgets = claims.get("budgets", {})
-    models = list(dict.fromkeys([*budgets, *(c["model"] for c in claims["claims"])]))
-    for model in models:
-        pw = claims["power"].get(model, {})
-        head = claims["head"].get(model, {})
-        powered = not power_caveat(claims, model, pilot)
-        lines.append(f"**{model_label(model)}** at the {budgets.get(model, '?').upper()} budget: {t('policy SD')} "
-                     f"{pw.get('policy_sd_pp', float('nan')):.2f} pp against {t('seed SD')} "
-                     f"{pw.get('seed_sd_pp', float('nan')):.2f} pp, {power_words(claims, model, pilot)}; the rule "
-                     f"asks for a {t('power ratio')} of at least {POWER_RULE:g}, so this model is "
-                     + ("powered." if powered else "**underpowered** (in the run or in the pilot) and each verdict "
-                                                   "below carries that caveat."))
-        if head.get("seam_proxy_acc") is not None:
-            lines[-1] += (f" SEAM's head on held-out proxy images: {head['seam_proxy_acc']:.1f}% against a linear "
-                          f"probe's {head['linear_probe_acc']:.1f}%.")
-        lines += ["", "| claim | the paper | ours, a − b (pp) | verdict | caveat |", "|---|---|---|---|---|"]
-        by_id = {c["id"]: c for c in claims["claims"] if c["model"] == model}
-        for row in claims_rows(claims, model, pilot):
-            short = claim_caveat(claims, by_id[row["id"]], pilot, short=True) or "—"
-            lines.append(f"| {LABELS.get(row['id'], row['id'])} | {row['paper']} | {row['ours']} | {row['verdict']} "
-                         f"| {short} |")
-        lines.append("")
-    if eff and eff.get("ratios"):
-        parts = []
-        for key in RATIOS:
-            r = eff["ratios"].get(key)
-            if r and r.get("value") is not None:
-                name = key.split("/")[0]
-                parts.append(f"{Chapter.EFF_NAMES.get(name, name)} {fmt_ratio(r['value'])}")
-        if parts:
-            lines.append(f"Measured search cost against SEAM's, both timed on one host ({eff.get('ratios_host')}; "
-                         "`results/efficiency.json`): "
-                         + "; ".join(parts) + ". The book's efficiency chapter projects these to ImageNet beside "
-                         f"the paper's {paper_ratio_text()}.")
+    book = glossary is None
+    link = (lambda page, text: f"[{text}]({page})") if book else \
+        (lambda page, text: f"[{text}](book/{page})")
+    lines = [headline.transfer_sentence(claims, power), "", headline.cost_sentence(eff), "",
+             f"| claim | the paper | ours, a − b ({t('pp')}, {t('95% CI')}) | {t('verdict')} |", "|---|---|---|---|"]
+    for r in headline.table_rows(claims, eff, pilot):
+        lines.append(f"| {r['claim']} | {r['paper']} | {r['ours']} | {r['verdict']} |")
+    lines += ["", "Each difference is a " + t("paired difference") + " within QAT seeds under rules fixed before the "
+              "runs. Every claim with its power and caveats: " + link("chapters/06_claims.ipynb", "chapter 6") +
+              "; cost: " + link("chapters/04_efficiency.ipynb", "chapter 4") + "; the objections: "
+              + link("chapters/07_objections.ipynb", "chapter 7") + "; the protocol and what is scaled down: "
+              + link("method.md", "the method page") + "."]
     return "\n".join(lines).rstrip()
 
 

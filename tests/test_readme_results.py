@@ -25,13 +25,19 @@ def _table() -> list[dict]:
     return rows
 
 
+def _rows(model: str = "mobilenetv1") -> list[dict]:
+    return [{**r, "model": model} for r in _table()]
+
+
 def test_block_comes_from_claims_json_and_check_sees_staleness(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    c = report.claim("seam-vs-uniform", "m", "w3a2", _table(), "a", "b", "difference", n_boot=500)
-    report.claims_json([c], {"m": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.9, "ratio": 3.0}},
-                       {"m": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
-                       budgets={"m": "w3a2"})
+    rows = _rows()
+    cs = [report.claim("seam-vs-uniform", "mobilenetv1", "w2a4", rows, "a", "b", "difference", n_boot=500),
+          report.claim("proxy-vs-target", "mobilenetv1", "w2a4", rows, "b", "a", "equivalence", n_boot=500)]
+    report.claims_json(cs, {"mobilenetv1": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.9, "ratio": 3.0}},
+                       {"mobilenetv1": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
+                       budgets={"mobilenetv1": "w2a4"})
     readme, intro = tmp_path / "README.md", tmp_path / "intro.md"
     readme.write_text("# x\n\n<!-- results:begin -->\nold numbers\n<!-- results:end -->\n\nrest\n")
     intro.write_text("# book\n\n<!-- results:begin -->\n<!-- results:end -->\n")
@@ -40,15 +46,20 @@ def test_block_comes_from_claims_json_and_check_sees_staleness(tmp_path):
     assert readme_results.main(args) == 0
     text = readme.read_text()
     assert "old numbers" not in text and text.endswith("rest\n")
-    assert "| SEAM vs uniform | +1.6 pp (69.9% vs 68.3%), Table 2 | +0.50 [+0.4" in text
-    assert "| better: reproduced | — |" in text                  # powered (ratio 3): no caveat
-    assert "power ratio 3.00 in the run" in text and "85.0%" in text and "W3A2" in text
-    assert "- **Transfer:** a policy searched on a proxy matched the search on the target" in text
+    # the first question, answered with its numbers: b - a is about -0.5 pp, a CI wholly below -0.3
+    assert "**Does a search on the proxy match the search on the target?** No, at this scale" in text
+    assert "-0.50 [-0.5" in text and "after the one-epoch QAT" in text
+    assert "**At what cost?** Not measured yet." in text          # no efficiency.json
+    table = [line for line in text.splitlines() if line.startswith("| ") and "the paper |" not in line]
+    assert len(table) == 2 and len(table) <= 8
+    assert table[0].startswith("| Transfer, one-epoch QAT (MobileNetV1) | same accuracy as a search on the target")
+    assert "| SEAM vs uniform precision (MobileNetV1) | +1.6 pp (69.9% vs 68.3%), Table 2 | +0.50 [+0.4" in table[1]
+    assert table[1].endswith("| better: reproduced |")         # powered (ratio 3): no caveat
     assert "[paired difference](" in text                        # README: plain links to the glossary
-    book_block = intro.read_text()
-    assert book_block.startswith("# book\n\n<!-- results:begin -->\nGenerated from")
+    assert "Generated from" not in text and "scripts/" not in text  # no process text on a reader's page
+    book_block = readme_results.block(results, None)          # inside the book: glossary roles, book-relative links
+    assert "{term}`paired difference`" in book_block and "](chapters/06_claims.ipynb)" in book_block
     assert readme_results.glossary_link(ROOT / "book" / "intro.md") is None   # the book: glossary roles
-    assert "{term}`paired difference`" in readme_results.block(results, None)
     assert readme_results.main([*args, "--check"]) == 0
 
 
@@ -64,20 +75,17 @@ def test_the_committed_readme_is_current():
     assert readme_results.main(["--check"]) == 0, "run python scripts/readme_results.py and commit README.md and book/intro.md"
 
 
-def test_an_underpowered_model_carries_the_caveat_on_every_row_and_no_stance_without_a_claim(tmp_path):
+def test_an_underpowered_model_carries_the_caveat_on_every_row(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    rows = _table()
-    cs = [report.claim(cid, "m", "w3a2", rows, "a", "b", "difference", n_boot=500)
-          for cid in ("seam-vs-uniform", "seam-vs-hawq", "fmnist4-control")]
-    report.claims_json(cs, {"m": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.45, "ratio": 1.5}},
-                       {"m": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
-                       budgets={"m": "w3a2"})
+    rows = _rows()
+    cs = [report.claim(cid, "mobilenetv1", "w2a4", rows, "a", "b", "difference", n_boot=500)
+          for cid in ("seam-vs-uniform", "seam-vs-limpq")]
+    report.claims_json(cs, {"mobilenetv1": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.45, "ratio": 1.5}},
+                       {"mobilenetv1": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
+                       budgets={"mobilenetv1": "w2a4"})
     text = readme_results.block(results)
-    table = [line for line in text.splitlines() if line.startswith("| ") and "claim |" not in line]
-    assert len(table) == 3 and all(line.endswith("| underpowered (ratio 1.50 < 2) |") for line in table)
-    assert "**underpowered**" in text and "is underpowered (power ratio 1.50 in the run" in text
-    hawq, control = table[1], table[2]
-    assert "Table 2 has no HAWQ row" in hawq and "a diagnostic" in control and "better: no claim in the paper" in hawq
-    assert "better: no claim in the paper" in control          # the MNIST deficit is not counted twice
+    table = [line for line in text.splitlines() if line.startswith("| ") and "the paper |" not in line]
+    assert len(table) == 2 and all("underpowered (ratio 1.50 < 2)" in line for line in table)
+    assert "Not tested yet" in text                              # no transfer claim: the question stays open
     assert "contradicts" not in text and "-0.00" not in text

@@ -144,10 +144,11 @@ def test_the_readme_script_reads_the_claims_words_from_the_facts():
 
 # --------------------------------------------------------------------------- the pipeline
 # Parts of the full study whose steps are still being computed on main (each finished step is
-# committed as it arrives): chapter 4's timing stage (the issue of host-matched cost ratios; its
-# 8-epoch target search takes 29 min a run). The tests below check everything else is complete,
-# and that these really are not: empty the tuple when they are.
-PENDING = ("timing",)
+# committed as it arrives): chapter 4's timing stage (its 8-epoch target search, about 20 min a run
+# on the host that timed the rest, is still to be timed) and protocol version 4's tests (about 15 h
+# of steps, sized by results/power.json). The tests below check everything else is complete, and
+# that these really are not: empty the tuple when they are.
+PENDING = ("timing", "v4")
 
 
 def _done_parts() -> list[str]:

@@ -106,4 +106,65 @@ def power_doc(p) -> dict | None:
     return read_json(path) if path.exists() else None
 
 
-__all__ = ["collapsed_table", "stability_table", "show_power_curves", "power_doc", "TEST_NAMES"]
+
+
+DEFICIT_PARTS = (("deficit-classes", "the classes (MNIST vs the target's own)"),
+                 ("deficit-head", "the head (L-GM vs the model's own)"),
+                 ("deficit-data", "the images (4% of the target's vs all of them)"))
+
+
+def show_deficit_split(claims: Mapping) -> None:
+    """SEAM on MNIST's gap to the target search split into its three parts (protocol version 4's
+    2x2): each part's paired difference with its 95% CI, and their sum, the whole gap."""
+    import matplotlib.pyplot as plt
+
+    found = {c["id"]: c for c in claims["claims"] if c["id"] in dict(DEFICIT_PARTS) and not c.get("experiment")}
+    display.glue("deficit_parts", "; ".join(f"{words}: {report.fmt_diff(found[cid]['estimate_pp'], found[cid]['ci_low'], found[cid]['ci_high'])}"
+                                            for cid, words in DEFICIT_PARTS if cid in found) or "not run yet")
+    if len(found) < len(DEFICIT_PARTS):
+        print("The 2x2 of protocol version 4 has not run yet in this profile's results: "
+              f"{', '.join(cid for cid, _ in DEFICIT_PARTS if cid not in found)} missing.")
+        return
+    fig, ax = plt.subplots(figsize=(FIG_WIDTH, 2.8))
+    total = 0.0
+    for i, (cid, words) in enumerate(DEFICIT_PARTS):
+        c = found[cid]
+        ax.barh(i, c["estimate_pp"], left=total, color=f"C{i}", alpha=0.8)
+        ax.errorbar(total + c["estimate_pp"], i, xerr=[[c["estimate_pp"] - c["ci_low"]], [c["ci_high"] - c["estimate_pp"]]],
+                    color="k", capsize=3)
+        total += c["estimate_pp"]
+    ax.barh(len(DEFICIT_PARTS), total, color="C7")
+    ax.set_yticks(range(len(DEFICIT_PARTS) + 1), [w for _, w in DEFICIT_PARTS] + ["the whole gap (sum)"])
+    ax.axvline(0, color="k", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("top-1 difference after QAT (pp), 95% CI")
+    plt.show()
+
+
+def budget_pilot_table(claims: Mapping):
+    """Protocol version 4's entry rules for the model whose transfer tests were underpowered: at
+    each candidate budget the target search minus uniform precision (it must be better) and the
+    power ratio (it must reach the rule), and the budget chosen (none: the model leaves the tally)."""
+    import pandas as pd
+
+    from ..study.facts import POWER_RULE
+
+    bp = claims.get("budget_pilot") or {}
+    rows = [{"budget": budget_label(b), "target search minus uniform": report.fmt_diff(
+                v["control"]["estimate_pp"], v["control"]["ci_low"], v["control"]["ci_high"]),
+             "control": v["control"]["verdict"], "power ratio": f"{v['power_ratio']:.2f}",
+             "passes": "yes" if v["passes"] else "no"} for b, v in (bp.get("budgets") or {}).items()]
+    model = model_label(bp["model"]) if bp.get("model") else "the pilot's model"
+    if not rows:
+        display.glue("budget_pilot", f"{model}'s budget pilot has not run yet")
+    elif bp.get("chosen"):
+        display.glue("budget_pilot", f"{model} passes both rules at {budget_label(bp['chosen'])}")
+    else:
+        display.glue("budget_pilot", f"{model} passes both rules (the target search better than uniform, a power "
+                                     f"ratio of at least {POWER_RULE:g}) at none of the budgets: it leaves the transfer "
+                                     "tally, since at this scale there is no room for mixed precision to matter")
+    return display.table(pd.DataFrame(rows) if rows else pd.DataFrame({"budget pilot": ["not run yet"]}))
+
+
+__all__ = ["collapsed_table", "stability_table", "show_power_curves", "power_doc", "TEST_NAMES", "DEFICIT_PARTS",
+           "show_deficit_split", "budget_pilot_table"]

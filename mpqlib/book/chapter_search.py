@@ -46,6 +46,36 @@ class SearchMixin:
                           caption=f"{model_label(ex.model_name)} at {budget_label(ex.budget_name)} "
                                   f"({report.fmt_bitops(ex.budget)} BitOps)")
 
+    def decisiveness_table(self):
+        """How sure each differentiable search was of its policy (every model, every search seed the
+        protocol ran): layers whose best candidate leads the next by the threshold, for both the
+        weights and the activations, and the median lead, against the no-preference probability."""
+        import pandas as pd
+
+        rows, seam = [], []
+        for m in self.models:
+            for n, res in self.searched(m).items():
+                d = getattr(res, "decisiveness", None)
+                if not d:
+                    continue
+                det = [v["determined"] for v in d.values()]
+                med = [v["median_margin"] for v in d.values()]
+                first = next(iter(d.values()))
+                rows.append({"model": model_label(m), "policy": policy_label(n), "search seeds": len(d),
+                             "layers determined": f"{min(det)}-{max(det)} of {first['layers']}" if min(det) != max(det)
+                             else f"{det[0]} of {first['layers']}",
+                             "median lead": f"{np.median(med):.3f} ({min(med):.3f}-{max(med):.3f})",
+                             "no preference": f"{first['no_preference']:.2f}"})
+                if n == "seam-mnist":
+                    span = f"{min(det)}-{max(det)}" if min(det) != max(det) else f"{det[0]}"
+                    seam.append(f"{model_label(m)}: {span} of {first['layers']} layers, median lead "
+                                f"{np.median(med):.3f} over {len(d)} search seeds")
+        threshold = next((next(iter(r.decisiveness.values()))["threshold"] for m in self.models
+                          for r in self.searched(m).values() if getattr(r, "decisiveness", None)), None)
+        display.glue("decisive_threshold", f"{threshold:g}" if threshold is not None else "n/a")
+        display.glue("decisive_seam", "; ".join(seam) or "not recorded")
+        return self.table(pd.DataFrame(rows) if rows else pd.DataFrame({"decisiveness": ["not recorded"]}))
+
     def search_summary(self) -> None:
         """Glue chapter 2's sentences (every model): budgets, readout shares, agreement."""
         def share(m, name):

@@ -148,6 +148,12 @@ class Chapter(ObservationMixin, SearchMixin, QATMixin, EfficiencyMixin, Discrimi
     def show_power_curves(self) -> None:
         robustness.show_power_curves(robustness.power_doc(self.p))
 
+    def show_deficit_split(self, doc: dict) -> None:
+        robustness.show_deficit_split(doc)
+
+    def budget_pilot_table(self, doc: dict):
+        return robustness.budget_pilot_table(doc)
+
     def pilot(self) -> dict | None:
         """results_dir/pilot.json (the pilot's power ratios), None where the pilot has not run."""
         path = self.p.path("pilot.json")

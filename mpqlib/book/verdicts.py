@@ -16,7 +16,7 @@ STANCE_WORDS = {"supports": "reproduced", "contradicts": "not reproduced at this
 """What a stance says to a reader ("not reproduced at this scale": on this book's small data,
 models and fine-tuning, not a statement about the paper's ImageNet result)."""
 
-POWER_RULE = 2.0  # the pre-registered rule: policy SD >= 2 x seed SD (book/method.md, Protocol)
+from ..study.facts import POWER_RULE  # noqa: E402  (one home: the pre-registered power rule)
 
 
 def claim_label(cid: str) -> str:
@@ -118,7 +118,7 @@ def paper_fill() -> dict[str, str]:
 
 
 TRANSFER_CLAIMS = ("proxy-vs-target", "second-proxy", "tuned-seam-vs-target", "proxy-vs-target-long",
-                   "disjoint-classes-vs-target")
+                   "disjoint-classes-vs-target", "headline-1epoch", "headline-plateau")
 """The tests of the paper's transfer claim (a proxy's policy matches the target search's)."""
 OBJECTION_CLAIMS = ("tuned-seam-vs-target", "tuned-seam-vs-ce", "proxy-vs-target-long", "seam-vs-uniform-long",
                     "noise-control", "disjoint-classes-vs-target")

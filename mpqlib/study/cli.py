@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .profiles import PROFILES, REPO
+from .facts import POWER_RULE
 
 
 def _overrides(text: str) -> dict:
@@ -85,7 +86,7 @@ def cmd_pilot(args) -> int:
         for b, r in budgets.items():
             print(f"  {b:6s} {r['bitops']:>14,} BitOps  policy SD {r['policy_sd_pp']:.3f} pp  seed SD "
                   f"{r['seed_sd_pp']:.3f} pp  ratio {r['ratio']:.2f}  uniform {r['uniform_top1']}")
-        print(f"  chosen: {out['chosen'][model]} ({'has' if out['power'][model] else 'NO'} power: ratio >= 2)")
+        print(f"  chosen: {out['chosen'][model]} ({'has' if out['power'][model] else 'NO'} power: ratio >= {POWER_RULE:g})")
     return 0
 
 

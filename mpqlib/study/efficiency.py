@@ -5,13 +5,16 @@ Two things live here:
 * :func:`efficiency_table` turns the measured records of every class of search (each with the
   QAT top-1 of its policy) into ``results/efficiency.json``::
 
-      {"machine", "methods": {NAME: {"seconds", "images", "epochs", "peak_mb", "top1_mean",
-       "ci_low", "ci_high", "bitops"}}, "ratios": {...}, "startup_fraction",
-       "search_vs_fp_peak_memory"}
+      {"ratios_host", "methods": {NAME: {"seconds", "seconds_low", "seconds_high", "repeats", "host",
+       "timed", "images", "epochs", "peak_mb", "top1_mean", "ci_low", "ci_high", "bitops", ...}},
+       "ratios": {"NAME/seam": {"value", "low", "high", "contended", "note"}}, "startup_fraction",
+       "search_vs_fp_peak_memory", "imagenet": {..., "low", "high"}}
 
-  Ratios of cost are taken only from records measured alone: a record whose
-  :class:`~mpqlib.measure.Meter` flagged contention (or that carries no load figures at all)
-  gives a ratio of ``None`` with the contended value and the reason beside it, never a result.
+  A method's cost is the median of the timing stage's repeats on one host
+  (:mod:`mpqlib.study.timing`; ``timed``), else its protocol record (one run, wherever it ran).
+  Ratios of cost are taken only between costs of one host (``ratios_host``, SEAM's) measured
+  alone: a pair of hosts gives no ratio at all (:func:`~mpqlib.study.timing.same_host_ratio`
+  refuses it), and a contended cost gives ``None`` with the contended value and the reason beside it.
 
 * :func:`imagenet_projection`: cost = images x epochs x seconds per image for each class of
   method, with the per-image costs measured here (frozen-backbone supernet step, unfrozen
@@ -19,7 +22,8 @@ Two things live here:
   ImageNet (proxy 4% of 1.28 M images, ...). Each ratio to SEAM is split into the factors it
   is made of: data size (images), epochs (passes), frozen backbone (the per-image cost of
   training the weights too) and method (the rest: passes per batch, head, fine-tune and
-  scoring). Whatever the paper does not say is an entry of :data:`ASSUMPTIONS`, with its reason.
+  scoring). Whatever the paper does not say is an entry of :data:`ASSUMPTIONS`, with its reason;
+  the joint search's unknown length gives the projection as a range (``low``, ``high``) and a curve.
 """
 
 from __future__ import annotations

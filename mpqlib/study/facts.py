@@ -14,6 +14,11 @@ from typing import Any
 
 NO_CLAIM = "the paper makes no such claim"
 
+# --------------------------------------------------------------------------- the protocol's rules
+POWER_RULE = 2.0
+"""The pre-registered power rule: a budget can tell policies apart when the policy SD is at least
+this many seed SDs (book/method.md, Protocol)."""
+
 from ..data import PROXY_PER_CLASS  # noqa: F401  (the paper's 4% proxy: the library's default, one home)
 
 
@@ -82,6 +87,8 @@ POLICY_FACTS: tuple[PolicyFact, ...] = (
     # (searched for the model of the target's other classes, mpqlib.study.objections)
     PolicyFact("seam-noise", "seam", "noise", True, "SEAM, noise proxy (random labels)"),
     PolicyFact("seam-disjoint", "seam", "disjoint", True, "SEAM, Fashion-MNIST classes 5-9 proxy"),
+    # protocol version 4's 2x2, cell D: the target search (the model's own head) on the 4% proxy
+    PolicyFact("target-fmnist4", "target", "fmnist4", True, "target search on the 4% Fashion-MNIST proxy"),
     # uniform at the budget's own (w, a): equal BitOps
     PolicyFact("uniform", None, None, False, "uniform"),
     PolicyFact("joint-fmnist", "joint", "target", False, "joint weights + bits (FracBits class)", harness=True),
@@ -107,7 +114,13 @@ SECOND_POLICIES = ("seam-mnist", "target-fmnist", "uniform")
 LABELS = {**{f.name: f.label for f in POLICY_FACTS if not f.harness}, "random": "random policies",
           "seam-mnist-tuned": "SEAM tuned, MNIST proxy", "ce-mnist-tuned": "CE head tuned, MNIST proxy",
           "seam-mnist-long": "SEAM, MNIST (long QAT)", "target-fmnist-long": "search on the target (long QAT)",
-          "uniform-long": "uniform (long QAT)"}
+          "uniform-long": "uniform (long QAT)",
+          # protocol version 4's rows: the same searches and QAT runs at the designs of its tests
+          "seam-mnist-h1": "SEAM, MNIST proxy (v4 design)", "target-fmnist-h1": "search on the target (v4 design)",
+          "seam-mnist-hp": "SEAM, MNIST (long QAT, v4 design)",
+          "target-fmnist-hp": "search on the target (long QAT, v4 design)",
+          "seam-fmnist4-d": "SEAM, 4% Fashion-MNIST proxy (2x2)", "target-fmnist-d": "search on the target (2x2)",
+          "seam-mnist-d": "SEAM, MNIST proxy (2x2)", "target-fmnist-pilot": "search on the target (budget pilot)"}
 """Reader's names of the policies (the tables show these, the code uses the keys)."""
 
 
@@ -196,6 +209,26 @@ CLAIM_FACTS: tuple[ClaimFact, ...] = (
     ClaimFact("noise-control", "seam-mnist", "seam-noise", "difference",
               "MNIST carries information for the search: SEAM on MNIST minus SEAM on noise with random labels",
               "SEAM on MNIST vs SEAM on noise (negative control)", "no claim (a control)", NO_CLAIM),
+    # Protocol version 4: the headline at designs sized by the power analysis, and the 2x2 that
+    # splits SEAM on MNIST's deficit into the images, the head and the classes
+    ClaimFact("headline-1epoch", "seam-mnist-h1", "target-fmnist-h1", "equivalence",
+              "at the design the power analysis chose, a policy searched on the proxy matches one searched on "
+              "the target (±{margin} pp)", "headline: SEAM on MNIST vs target search", *ABSTRACT_TRANSFER,
+              **_stance("equivalent", "different"), match=True),
+    ClaimFact("headline-plateau", "seam-mnist-hp", "target-fmnist-hp", "equivalence",
+              "after the long QAT, at the design the power analysis chose, SEAM on MNIST matches the search on the "
+              "target (±{margin} pp)", "headline, long QAT", *ABSTRACT_TRANSFER,
+              **_stance("equivalent", "different"), match=True,
+              power_note="the power ratio was measured under the 1-epoch QAT, not at this length"),
+    ClaimFact("deficit-data", "target-fmnist4", "target-fmnist-d", "difference",
+              "the images alone: the target search on 4% of the target's images minus on all of them",
+              "2x2: 4% of the images vs all (own head)", "no claim (a diagnostic of the gap)", NO_CLAIM),
+    ClaimFact("deficit-head", "seam-fmnist4-d", "target-fmnist4", "difference",
+              "the head alone: SEAM's L-GM head minus the model's own classifier, both on the 4% proxy",
+              "2x2: L-GM head vs own head (4% proxy)", "no claim (a diagnostic of the gap)", NO_CLAIM),
+    ClaimFact("deficit-classes", "seam-mnist-d", "seam-fmnist4-d", "difference",
+              "the classes alone: SEAM on MNIST minus SEAM on the 4% Fashion-MNIST proxy (same size, same head)",
+              "2x2: MNIST vs the target's own classes", "no claim (a diagnostic of the gap)", NO_CLAIM),
     ClaimFact("disjoint-classes-vs-target", "seam-disjoint", "target-fmnist", "equivalence",
               "for a model of Fashion-MNIST classes 0-4, a proxy of classes 5-9 matches the search on the target "
               "(±{margin} pp)", "SEAM on other classes vs target search",

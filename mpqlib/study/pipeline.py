@@ -34,9 +34,9 @@ from .stored import write_models
 
 
 from . import PARTS
-CHAPTER_PARTS = {1: ("observation",), 2: ("protocol",), 3: ("protocol", "sweep", "claims"),
-                 4: ("efficiency", "timing"), 5: ("correlation",), 6: ("protocol", "sweep", "claims"),
-                 7: ("protocol", "objections", "claims")}
+CHAPTER_PARTS = {1: ("observation",), 2: ("protocol",), 3: ("protocol", "sweep", "v4", "claims"),
+                 4: ("efficiency", "timing"), 5: ("correlation",), 6: ("protocol", "sweep", "v4", "claims"),
+                 7: ("protocol", "objections", "v4", "claims")}
 
 
 @dataclass
@@ -118,6 +118,8 @@ class Study:
                     part("observation", ex.observation)
                 if "objections" in self.parts and model == self.p.objections_model() and self.p.protocol_version >= 3:
                     part("objections", lambda e=ex: objections.walk(e, missing))
+            if "v4" in self.parts and self.p.protocol_version >= 4:
+                part("v4", lambda: self._v4(missing))
             if "efficiency" in self.parts:
                 part("efficiency", lambda: self._efficiency_steps(self.ex(self.p.efficiency_model())))
             if "timing" in self.parts:
@@ -148,6 +150,23 @@ class Study:
                 res = _attempt(ex.search, name, **kw)
                 for s in ([] if res is None else self.p.efficiency.qat_seeds):
                     _attempt(ex.qat, res.policy, s)
+
+    def _v4(self, plan: dict | None) -> list[dict]:
+        """Protocol version 4's steps (:func:`mpqlib.study.protocol4.walk`): on the objections model,
+        its class-disjoint twin and the budget pilot's model; the plateau length from chapter 7's
+        QAT curve (its steps first)."""
+        from . import protocol4
+
+        ex = self.ex(self.p.objections_model())
+        plateau = objections.long_qat(ex)["plateau_epochs"]
+        try:
+            dex = objections.experiments(self.p, objections.disjoint_name(self.p), plan)
+            dex.plan = plan
+        except Missing:
+            dex = None
+        on = self.p.v4.budget_pilot_on
+        pilot_ex = self.ex(on) if on in self.p.models else None
+        return protocol4.walk(ex, dex, pilot_ex, plateau)
 
     def _timing_steps(self, ex: Experiments) -> None:
         for name, kw in timing_plan(self.p, ex):
@@ -184,6 +203,9 @@ class Study:
         if "objections" in self.parts and self.p.protocol_version >= 3:
             objections.summary(self.ex(self.p.objections_model()))
             written += [self.p.path("runs.json"), self.p.path("objections.json")]
+        if "v4" in self.parts and self.p.protocol_version >= 4:
+            self._v4(None)
+            written.append(self.p.path("runs.json"))
         if "claims" in self.parts:
             claims_file(self.p)
             written.append(self.p.path("claims.json"))

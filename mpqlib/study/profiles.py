@@ -64,6 +64,21 @@ class Timing:
     quiet_wait_s: float = 300.0       # wait this long at most for the load of earlier work to decay
 
 
+@dataclass(frozen=True)
+class Version4:
+    """Protocol version 4's designs (book/method.md): search seeds a side x QAT seeds of each test,
+    as the a-priori power analysis chose them (``results/power.json``; a test checks they agree),
+    and the budget pilot of the model that failed the transfer tally's entry rules."""
+
+    headline_1epoch: tuple[int, int] = (18, 8)
+    headline_plateau: tuple[int, int] = (6, 4)
+    deficit: tuple[int, int] = (9, 8)               # deficit-data and deficit-head (deficit-classes: the same runs)
+    other_classes: tuple[int, int] = (6, 4)
+    budget_pilot_on: str = "resnet20"
+    budget_pilot_budgets: tuple[str, ...] = ("w2a3", "w3a2", "w2a4")
+    budget_pilot_design: tuple[int, int] = (3, 2)
+
+
 SEAM_GRID = tuple({"margin": m, "likelihood_weight": w} for m in (0.0, 0.1, 0.3, 1.0) for w in (0.01, 0.1, 1.0)) + (
     {"margin": 0.0, "likelihood_weight": 1.0, "classification_weight": 0.0},)  # the likelihood term alone
 CE_GRID = tuple({"lr_arch": a, "lr_head": h} for a in (0.005, 0.01, 0.02, 0.05) for h in (0.003, 0.01, 0.03)) + (
@@ -128,15 +143,17 @@ class Profile:
     qat: QATConfig
     efficiency: Efficiency = field(default_factory=Efficiency)
     timing: Timing = field(default_factory=Timing)  # chapter 4's searches timed again on one host
+    v4: Version4 = field(default_factory=Version4)   # protocol version 4's designs (part "v4")
     objections: Objections = field(default_factory=Objections)
     # The protocol's one extension: where the proxy-vs-target CI is wider than +-ci_goal_pp, the
     # model's proxy searches (all four alike) also run these search seeds (book/method.md).
     ci_goal_pp: float = 0.3
     extra_search_seeds: tuple[int, ...] = ()
-    # The pre-registered protocol's version (book/method.md). 3: the target search, LIMPQ and HAWQ
-    # run every search seed too (and the extension's), and the objections of chapter 7 run;
-    # 2: those three once (seed 0), as the committed version-2 run did.
-    protocol_version: int = 3
+    # The pre-registered protocol's version (book/method.md). 4: the tests sized by the power
+    # analysis (part "v4", designs in ``v4``); 3: the target search, LIMPQ and HAWQ run every search
+    # seed too (and the extension's), and the objections of chapter 7 run; 2: those three once
+    # (seed 0), as the committed version-2 run did.
+    protocol_version: int = 4
     # Which model runs which part (a name not in ``models`` falls back to the first model):
     sweep_on: tuple[str, ...] = ("resnet20",)            # the budget sweep (the paper's ResNet-18 figure)
     correlation_on: tuple[str, ...] = ("mobilenetv1",)   # chapter 5 (allocation moves its accuracy most)
@@ -259,6 +276,8 @@ def _smoke() -> dict:
         qat=QATConfig(epochs=1, train_images=300),
         efficiency=Efficiency(epochs_curve=(1, 2), proxy_sizes=(10, 20), qat_seeds=(0,)), extra_search_seeds=(),
         timing=Timing(attempts=1, accept_contended=True, quiet_wait_s=0),  # CI shares machines: flagged, not redone
+        v4=Version4(headline_1epoch=(3, 2), headline_plateau=(2, 2), deficit=(2, 2), other_classes=(2, 2),
+                    budget_pilot_on="resnet8", budget_pilot_budgets=("w2a4",), budget_pilot_design=(2, 2)),
         objections=Objections(val_per_class=20, seam_grid=SEAM_GRID[3:5] + SEAM_GRID[-1:],
                               ce_grid=CE_GRID[7:8] + CE_GRID[-1:], tuning_search_seeds=(0,), tuning_qat_seeds=(0,),
                               long_epochs=(1, 2), long_qat_seeds=(0,), long_train_images=500, disjoint_epochs=1),
@@ -281,7 +300,7 @@ def _override(name: str, current, value):
         if not isinstance(value, dict):
             raise ConfigError(f"override {name!r} takes a mapping of {type(current).__name__} options, not {value!r}")
         return current.replace(**value)
-    if isinstance(current, (Efficiency, Objections, Timing)):
+    if isinstance(current, (Efficiency, Objections, Timing, Version4)):
         if not isinstance(value, dict):
             raise ConfigError(f"override {name!r} takes a mapping, not {value!r}")
         unknown = set(value) - {f.name for f in dataclasses.fields(current)}
@@ -330,4 +349,4 @@ def resolve(profile: "str | Profile" = "full", overrides: dict | None = None, **
     return Profile(**base)
 
 
-__all__ = ["PROFILES", "PILOT_BUDGETS", "SEAM_GRID", "CE_GRID", "Efficiency", "Objections", "Timing", "Profile", "resolve"]
+__all__ = ["PROFILES", "PILOT_BUDGETS", "SEAM_GRID", "CE_GRID", "Efficiency", "Objections", "Timing", "Version4", "Profile", "resolve"]

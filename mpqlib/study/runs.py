@@ -12,30 +12,89 @@ from .._io import read_json, write_json
 from .experiments import Experiments, Missing, load_runs, save_runs
 from .profiles import Profile, resolve
 from ..search import SearchResult
+from .facts import POWER_RULE
 from .objections import disjoint_name, experiments
+
+# The tests of protocol version 4 whose design and power a claim carries (claim id -> the design
+# field of Profile.v4, the test of results/power.json).
+V4_DESIGNS = {"headline-1epoch": ("headline_1epoch", "headline-1epoch"),
+              "headline-plateau": ("headline_plateau", "headline-plateau"),
+              "deficit-data": ("deficit", "deficit-data"), "deficit-head": ("deficit", "deficit-head"),
+              "deficit-classes": ("deficit", None)}
+
+
+def with_design(claim: dict, p: Profile, power: dict | None) -> dict:
+    """A version-4 claim with its ``design`` (search seeds a side, QAT seeds) and the
+    ``power_equivalent`` the power analysis gave that design (None where it has none)."""
+    if claim["id"] not in V4_DESIGNS:
+        return claim
+    field, test = V4_DESIGNS[claim["id"]]
+    n, q = getattr(p.v4, field)
+    designs = (((power or {}).get("tests") or {}).get(test) or {}).get("designs", [])
+    row = next((d for d in designs if (d["search_seeds"], d["qat_seeds"]) == (n, q)), None)
+    return {**claim, "design": {"search_seeds": n, "qat_seeds": q},
+            "power_equivalent": None if row is None else row["power_equivalent"],
+            "power_different": None if row is None else row["power_different"]}
+
+
+def budget_pilot(p: Profile, rows: list[dict]) -> dict:
+    """Protocol version 4's entry rules for the budget pilot's model at each candidate budget: the
+    control (the target search beats uniform, superiority) and the power ratio, and whether the
+    budget passes both; the first budget that does is ``chosen`` (None: the model leaves the tally)."""
+    from . import report
+
+    on = p.v4.budget_pilot_on
+    if on not in p.models:
+        return {}
+    ex = Experiments(p, on)
+    out: dict = {"model": on, "budgets": {}, "chosen": None}
+    for b in p.v4.budget_pilot_budgets:
+        table = ex.table(rows, b)
+        try:
+            control = report.claim("budget-control", on, b, table, "target-fmnist-pilot", "uniform", "superiority",
+                                   n_boot=p.bootstrap)
+            pw = ex.power(rows, b)
+        except Exception:  # noqa: BLE001  (the pilot's steps are not run yet)
+            continue
+        passes = control["verdict"] == "better" and pw.ratio >= POWER_RULE
+        out["budgets"][b] = {"control": control, "power_ratio": pw.ratio, "passes": bool(passes)}
+        if passes and out["chosen"] is None:
+            out["chosen"] = b
+    return out
+
 
 def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
     """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.study.report checks the schema)."""
     from . import report
+    from .outliers import scan
 
     p = resolve(profile, overrides)
     rows = load_runs(p)
+    power_doc = read_json(p.path("power.json")) if p.path("power.json").exists() else None
     claims, power, head, budgets = [], {}, {}, {}
     for model in p.models:
         ex = Experiments(p, model)
-        claims += ex.claims(rows)
+        claims += [with_design(c, p, power_doc) for c in ex.claims(rows)]
         pw = ex.power(rows)
         power[model] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
         head[model] = ex.head_accuracy()
         budgets[model] = ex.budget_name
     derived = disjoint_name(p)
+    extra = {}
     if any(r["model"] == derived for r in rows):  # chapter 7's class-subset model: its claims under the base model
-        for c in experiments(p, derived).claims(rows):
+        dex = experiments(p, derived)
+        for c in dex.claims(rows, ids=("disjoint-classes-vs-target",)):  # its random policies serve its power only
             claims.append({**c, "model": p.objections_model(), "experiment": derived})
-    from .outliers import scan
-
+        try:  # its own power ratio (protocol version 4 runs its random policies)
+            pw = dex.power(rows)
+            extra["experiment_power"] = {derived: {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp,
+                                                   "ratio": pw.ratio}}
+        except Exception:  # noqa: BLE001  (no random policies run on it yet)
+            pass
+    if p.protocol_version >= 4:
+        extra["budget_pilot"] = budget_pilot(p, rows)
     return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets,
-                              outliers=scan(rows))
+                              outliers=scan(rows), **extra)
 
 
 def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:
@@ -44,7 +103,7 @@ def pilot(profile: Profile | str = "full", overrides: dict | None = None, models
     largest ratio (SD across random policies) / (seed SD) is chosen, and ``power`` says whether
     that ratio reaches the pre-registered 2. Writes results_dir/pilot.json."""
     p = resolve(profile, overrides)
-    out: dict = {"rule": "largest policy SD / seed SD over the pilot budgets; power if >= 2", "budgets": {},
+    out: dict = {"rule": f"largest policy SD / seed SD over the pilot budgets; power if >= {POWER_RULE:g}", "budgets": {},
                  "chosen": {}, "power": {}}
     seeds = p.qat_seeds[:2]
     for model in (models or p.models):
@@ -61,7 +120,7 @@ def pilot(profile: Profile | str = "full", overrides: dict | None = None, models
         best = max(per_budget, key=lambda b: np.nan_to_num(per_budget[b]["ratio"], nan=-1.0))
         out["budgets"][model] = per_budget
         out["chosen"][model] = best
-        out["power"][model] = bool(per_budget[best]["ratio"] >= 2)
+        out["power"][model] = bool(per_budget[best]["ratio"] >= POWER_RULE)
     write_json(p.path("pilot.json"), out)
     return out
 

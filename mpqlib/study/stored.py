@@ -94,7 +94,7 @@ def _untimed(doc):
     return doc
 
 
-def search_facts(ex: "Experiments") -> dict:
+def search_facts(ex: "Experiments", runs: list[dict] | None = None) -> dict:
     """The searches a chapter shows and SEAM's head fit (every step they read is cached by the
     protocol part; the random policies' and readouts' ILPs are solved here, once)."""
     names = list(SHOWN) + [f"random-{i}" for i in range(ex.p.n_random)]
@@ -103,7 +103,26 @@ def search_facts(ex: "Experiments") -> dict:
         res = ex.search(n)
         record = {k: res.record[k] for k in RECORD_KEYS if k in res.record}  # no timings: the same bytes each run
         searches[n] = {"policy": _untimed(res.policy.to_dict()), "record": record}
+        if "p_w" in res.extras and not n.endswith("-argmax"):
+            seeds = sorted({r["search_seed"] for r in runs or [] if r["model"] == ex.model_name
+                            and r["budget"] == ex.budget_name and r["policy"] == n}, key=str) or [0]
+            searches[n]["decisiveness"] = decisiveness_facts(ex, n, seeds)
     return {"searches": searches, "head_accuracy": ex.head_accuracy()}
+
+
+def decisiveness_facts(ex: "Experiments", name: str, seeds: Iterable[int]) -> dict:
+    """How sure a differentiable search was of its policy, over the search ``seeds`` the protocol
+    ran (:func:`mpqlib.search.result.decisiveness` of each seed's final mixing weights): per seed the
+    layers determined and the median margin, and seed 0's margins per layer."""
+    from ..search.result import decisiveness
+
+    layers = [c.name for c in ex.cost.searchable]
+    per_seed = {}
+    for s in seeds:
+        extras = ex.search(name, seed=s).extras
+        d = decisiveness(layers, extras["p_w"], extras["p_a"])
+        per_seed[str(s)] = d if s == 0 else {k: v for k, v in d.items() if k != "per_layer"}
+    return per_seed
 
 
 def matrix(rows: list[dict], policies: str | Iterable[str]) -> np.ndarray:
@@ -179,7 +198,7 @@ def write_models(p: "Profile", exs: "dict[str, Experiments]", parts: Iterable[st
     for model, ex in exs.items():
         entry = {**doc.get(model, {}), **model_facts(ex)}
         if {"protocol", "claims"} & parts:
-            entry.update(search_facts(ex))
+            entry.update(search_facts(ex, runs))
             entry["qat"] = qat_facts(ex, runs)
         if "observation" in parts and model == first:
             entry["observation"] = ex.observation_path()
@@ -194,6 +213,7 @@ class StoredSearch:
     def __init__(self, doc: dict):
         self.policy = Policy.from_dict(doc["policy"])
         self.record = doc["record"]
+        self.decisiveness: dict | None = doc.get("decisiveness")  # per search seed (differentiable searches)
 
 
 class StoredModel(RunsView):
