@@ -235,7 +235,6 @@ def _codes_tensor(codes: np.ndarray, ctype: int, name: str):
 
 def _rewrite_qdq(model) -> dict[str, int]:
     """Replace every ``mpq::FakeQuant`` by QDQ nodes; returns how many of each container type."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -272,16 +271,7 @@ def _rewrite_qdq(model) -> dict[str, int]:
         nodes.append(helper.make_node("QuantizeLinear", [src, scale, zero], [f"{base}_q"], name=f"{base}_q"))
         nodes.append(helper.make_node("DequantizeLinear", [f"{base}_q", scale, zero], list(node.output), name=f"{base}_dq"))
     nodes = _clip_as_max_min(nodes)
-    del graph.node[:]
-    graph.node.extend(nodes)
-    still = {i for n in nodes for i in n.input}
-    keep = [t for t in graph.initializer if t.name in still]
-    del graph.initializer[:]
-    graph.initializer.extend(keep + new_inits)
-    for imp in list(model.opset_import):
-        if imp.domain == "mpq":
-            model.opset_import.remove(imp)
-    onnx.checker.check_model(model)
+    _finish_graph(model, nodes, new_inits)
     return counts
 
 
@@ -297,7 +287,6 @@ def _rewrite_int(model) -> dict[str, int]:
     integer kernel on 8-bit codes: ``[Max, Min] -> QuantizeLinear -> ConvInteger | MatMulInteger
     -> Cast -> Mul(s_a * s_w) [-> Add(bias)]``. Returns the count of each container type (one per
     quantized activation and weight) and of each integer op."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -373,6 +362,19 @@ def _rewrite_int(model) -> dict[str, int]:
     if consumed:
         raise ConfigError(f"quantized values feed {consumed[0].op_type} node {consumed[0].name}, which the integer form "
                           "cannot run on integer codes: export this model with form='qdq'")
+    _finish_graph(model, nodes, new_inits)
+    return counts
+
+
+FORMS = ("qdq", "int")
+
+
+def _finish_graph(model, nodes: list, new_inits: list) -> None:
+    """Put the rewritten ``nodes`` into ``model``'s graph, keep the initializers they still read
+    plus ``new_inits``, drop the export's private ``mpq`` opset, and check the model."""
+    import onnx
+
+    graph = model.graph
     del graph.node[:]
     graph.node.extend(nodes)
     still = {i for n in nodes for i in n.input}
@@ -383,10 +385,6 @@ def _rewrite_int(model) -> dict[str, int]:
         if imp.domain == "mpq":
             model.opset_import.remove(imp)
     onnx.checker.check_model(model)
-    return counts
-
-
-FORMS = ("qdq", "int")
 
 
 def _clip_as_max_min(nodes: list) -> list:
