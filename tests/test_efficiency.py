@@ -228,3 +228,24 @@ def test_the_projection_is_a_range_over_the_joint_search_length(methods):
     assert mb["joint_curve"]["30"] == pytest.approx(at30, rel=1e-4)
     epochs = sorted(int(e) for e in mb["joint_curve"])
     assert all(mb["joint_curve"][str(a)] < mb["joint_curve"][str(b)] for a, b in zip(epochs, epochs[1:]))
+
+
+def test_the_committed_ratios_divide_times_of_one_host():
+    """results/efficiency.json: every ratio it gives divides two costs of ``ratios_host``, each the
+    median of the timing stage's repeats; a method of another host has no ratio."""
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "results" / "efficiency.json").read_text())
+    host = doc["ratios_host"]
+    assert host and all("host" in m for m in doc["methods"].values())
+    for key, r in doc["ratios"].items():
+        name, ref = key.split("/")
+        a, b = doc["methods"][name], doc["methods"][ref]
+        if r["value"] is None:
+            assert a["host"] != host or r["contended"] or a["seconds"] is None, key
+            continue
+        assert a["host"] == b["host"] == host, key
+        assert r["value"] == pytest.approx(a["seconds"] / b["seconds"], abs=1e-3), key
+        assert r["low"] <= r["value"] <= r["high"], key
+    imagenet = doc["imagenet"]
+    assert imagenet["low"] <= imagenet["high"]
