@@ -27,6 +27,11 @@ class ClaimsMixin:
             budget = next(c["budget"] for c in doc["claims"] if c["model"] == m)
             out[m] = self.table(pd.DataFrame(rows), caption=f"{model_label(m)} at {budget_label(budget)}",
                                 nowrap=("ours",))
+        second = {**doc, "claims": doc.get("second_budget_claims") or []}
+        for m, budget in dict.fromkeys((c["model"], c["budget"]) for c in second["claims"]):
+            rows = [{k: v for k, v in r.items() if k != "id"} for r in claims_rows(second, m, pilot, budget)]
+            out[f"{m}@{budget}"] = self.table(pd.DataFrame(rows), nowrap=("ours",), caption=(
+                f"{model_label(m)} at {budget_label(budget)}, the second budget (the paper's), fewer policies"))
         return out
 
     stance = staticmethod(claim_stance)  # :func:`mpqlib.book.verdicts.claim_stance`, as ``Chapter.stance``
@@ -38,7 +43,9 @@ class ClaimsMixin:
         def names(stance):
             def one(c):
                 caveat = claim_caveat(doc, c, pilot, short=True)
-                return f"{model_label(c['model'])}, {claim_label(c['id'])} ({c['verdict']}" + \
+                at = "" if c["budget"] == (doc.get("budgets") or {}).get(c["model"], c["budget"]) else \
+                    f" at {budget_label(c['budget'])}"
+                return f"{model_label(c['model'])}{at}, {claim_label(c['id'])} ({c['verdict']}" + \
                     (f"; {caveat})" if caveat else ")")
             return "; ".join(one(c) for c in doc["claims"] if self.stance(c) == stance) or "none"
 

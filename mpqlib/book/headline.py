@@ -19,9 +19,11 @@ MAIN_MODEL = "mobilenetv1"
 
 
 def _claim(doc: Mapping, ids: tuple[str, ...], model: str = MAIN_MODEL) -> dict | None:
+    """The first of ``ids`` that ``model`` has at its main budget."""
+    main = (doc.get("budgets") or {}).get(model)
     for cid in ids:
         for c in doc["claims"]:
-            if c["id"] == cid and c["model"] == model and not c.get("experiment"):
+            if c["id"] == cid and c["model"] == model and main in (None, c["budget"]):
                 return c
     return None
 
@@ -125,9 +127,14 @@ def table_rows(doc: Mapping, eff: Mapping | None, pilot: Mapping | None = None) 
                        "scale)")
         if c.get("mc_flip_fraction"):
             verdict += " (knife-edge)"
+        ours = _diff(c) + (f"; {caveat}" if caveat else "")
+        second = next((x for x in doc.get("second_budget_claims") or [] if x["id"] == c["id"] and x["model"] == model),
+                      None)
+        if second is not None:  # the same test at the second budget (W3A3, the paper's), in the same row
+            ours = f"{c['budget'].upper()}: {ours}; {second['budget'].upper()}: {_diff(second)}"
+            verdict += f"; {second['budget'].upper()}: {second['verdict']}: {stance_text(second)}"
         rows.append({"claim": f"{label} ({model_label(model)})",
-                     "paper": CLAIM_TEXT.get(c["id"], ("", "—"))[1].format(**fill),
-                     "ours": _diff(c) + (f"; {caveat}" if caveat else ""), "verdict": verdict})
+                     "paper": CLAIM_TEXT.get(c["id"], ("", "—"))[1].format(**fill), "ours": ours, "verdict": verdict})
     arch = (((eff or {}).get("imagenet") or {}).get("archs") or {}).get(MAIN_MODEL, {})
     if arch.get("low") is not None:
         lo, hi, paper = arch["low"], arch["high"], PAPER["joint_over_seam"]

@@ -184,13 +184,14 @@ def bottom_line(doc: Mapping, eff: Mapping | None = None, pilot: Mapping | None 
     return out
 
 
-def claims_rows(doc: Mapping, model: str, pilot: Mapping | None = None) -> list[dict]:
-    """One row per claim of ``model``: claim, the paper's number (and where), ours with its CI,
-    the verdict with its stance, and the caveat (every verdict of an underpowered model has one)."""
+def claims_rows(doc: Mapping, model: str, pilot: Mapping | None = None, budget: str | None = None) -> list[dict]:
+    """One row per claim of ``model`` (at ``budget``; None: every budget): claim, the paper's number
+    (and where), ours with its CI, the verdict with its stance, and the caveat (every verdict of
+    an underpowered model has one)."""
     fill = paper_fill()
     rows = []
     for c in doc["claims"]:
-        if c["model"] != model:
+        if c["model"] != model or (budget is not None and c["budget"] != budget):
             continue
         words, paper = CLAIM_TEXT.get(c["id"], (c["id"], "—"))
         rows.append({"claim": words.format(**fill), "paper": paper.format(**fill),
