@@ -57,6 +57,16 @@ def test_code_hidden_or_removed_and_outputs_stripped(path):
         assert len(c.source.splitlines()) <= 4, f"a thin chapter calls mpqlib, it does not compute: {c.source[:60]!r}"
         thin = c.source.replace("from mpqlib.book.chapters import", "").replace("from mpqlib.book.chapter_objections import", "")
         assert "print(" not in c.source and "import " not in thin
+        # a figure has a caption and alt text of its own; a table or text cell claims no figure
+        fig = c.metadata.get("mystnb", {})
+        if ".show_" in c.source:
+            assert fig.get("figure", {}).get("caption") and fig.get("image", {}).get("alt"), \
+                f"a figure without caption or alt text: {c.source[:60]!r}"
+        else:
+            assert "figure" not in fig, f"figure metadata on a cell without a figure: {c.source[:60]!r}"
+    captions = [c.metadata["mystnb"]["figure"]["caption"] for c in nb.cells
+                if c.cell_type == "code" and "figure" in c.metadata.get("mystnb", {})]
+    assert len(captions) == len(set(captions)), "two figures share a caption"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
