@@ -60,8 +60,8 @@ def stability_table(claims: Mapping):
     return display.table(pd.DataFrame(rows), nowrap=("95% CI (bootstrap)", "95% t-interval"))
 
 
-TEST_NAMES = {"headline-1epoch": "headline, 1-epoch QAT", "headline-plateau": "headline, QAT to plateau",
-              "deficit-data": "2x2: data", "deficit-head": "2x2: head", "other-classes": "other classes"}
+TEST_NAMES = {"headline-1epoch": "headline,\n1-epoch QAT", "headline-plateau": "headline,\nlong QAT",
+              "deficit-data": "2x2:\nthe images", "deficit-head": "2x2:\nthe head", "other-classes": "other\nclasses"}
 
 
 def show_power_curves(power: Mapping | None) -> None:
@@ -86,8 +86,8 @@ def show_power_curves(power: Mapping | None) -> None:
         ax.plot([c["search_seeds"]], [c["power_equivalent"]], marker="*", ms=12, color="k", ls="none",
                 label="chosen design")
         ax.axhline(power["goal"]["power"], color="C7", ls="--", lw=1)
-        ax.set_title(TEST_NAMES.get(tid, tid), fontsize=9)
-        ax.set_xlabel("search seeds a side")
+        ax.set_title(TEST_NAMES.get(tid, tid), fontsize=8)
+    axes[len(axes) // 2].set_xlabel("search seeds a side")
     axes[0].set_ylabel("P(equivalent | no difference)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), loc="outside lower center",
