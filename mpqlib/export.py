@@ -238,7 +238,7 @@ def _rewrite_qdq(model) -> dict[str, int]:
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = _initializers(graph)
     nodes, new_inits, counts = [], [], {}
     for node in graph.node:
         if node.domain != "mpq":
@@ -290,7 +290,7 @@ def _rewrite_int(model) -> dict[str, int]:
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits = _initializers(graph)
     fake = {n.output[0]: n for n in graph.node if n.domain == "mpq"}
     nodes, new_inits, counts = [], [], {}
 
@@ -367,6 +367,22 @@ def _rewrite_int(model) -> dict[str, int]:
 
 
 FORMS = ("qdq", "int")
+
+
+def _initializers(graph) -> dict:
+    """The graph's initializers by name, and every name an ``Identity`` chain gives one: torch's
+    exporter keeps one copy of equal parameters (two layers whose calibrated steps coincide) and
+    feeds the others through ``Identity`` nodes."""
+    inits = {t.name: t for t in graph.initializer}
+    aliases = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity" and len(n.input) == 1}
+    for name in aliases:
+        src, seen = name, set()
+        while src in aliases and src not in seen:
+            seen.add(src)
+            src = aliases[src]
+        if src in inits:
+            inits[name] = inits[src]
+    return inits
 
 
 def _finish_graph(model, nodes: list, new_inits: list) -> None:

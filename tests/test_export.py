@@ -164,6 +164,29 @@ def test_export_of_each_supported_torchvision_model_runs_in_onnxruntime(arch, fo
     assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9 and np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.99
 
 
+@pytest.mark.parametrize("form", ["qdq", "int"])
+def test_two_layers_with_equal_steps_export(form, tmp_path, one_thread):
+    """torch's exporter keeps one copy of equal parameters and feeds the others through Identity
+    nodes: two quantizers whose calibrated steps coincide (here set equal; in mobilenet_v2 on real
+    images two activations of untrained blocks were both clamped to the smallest step) once made
+    the export fail with a KeyError."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    x = torch.randn(32, 3, 32, 32)
+    qmodel = quantize(model, mixed_policy(model), calibration=x[:16]).eval()
+    layers = list(quantized_layers(qmodel).values())
+    with torch.no_grad():
+        layers[3].a_quant.step.copy_(layers[5].a_quant.step)
+        layers[4].w_quant.step.copy_(layers[6].w_quant.step)
+    E.to_onnx(qmodel, (3, 32, 32), tmp_path / "m.onnx", form=form)
+    out = E.onnx_session(tmp_path / "m.onnx").run(["logits"], {"input": x.numpy()})[0]
+    with torch.no_grad():
+        ref = qmodel(x).numpy()
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.9 and np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.99
+
+
 def test_an_interrupted_or_failed_export_leaves_no_file(tmp_path, monkeypatch, capsys):
     """Ctrl-C during onnxruntime's check, or an error in it: none of NAME.onnx, NAME.mpqw,
     NAME.mpqw.rest.pt or NAME.json stays behind, and the message says nothing was kept."""
