@@ -62,6 +62,17 @@ def without_collapsed(m: np.ndarray, **rule) -> np.ndarray:
 
 
 
+def runs_matrix(runs: list[dict]) -> tuple[list, list, np.ndarray]:
+    """One policy's runs (rows of runs.json) as (search seeds, QAT seeds, top-1 matrix of search
+    seeds x QAT seeds; NaN where a run is missing)."""
+    seeds = sorted({r["search_seed"] for r in runs}, key=str)
+    qats = sorted({r["qat_seed"] for r in runs}, key=str)
+    m = np.full((len(seeds), len(qats)), np.nan)
+    for r in runs:
+        m[seeds.index(r["search_seed"]), qats.index(r["qat_seed"])] = r["top1"]
+    return seeds, qats, m
+
+
 def scan(rows: list[dict]) -> dict:
     """Every collapsed run of a results table (``runs.json``'s rows), with the rule and, per
     method, how often it collapsed: ``{"rule", "runs": [{model, budget, policy, search_seed,
@@ -72,11 +83,7 @@ def scan(rows: list[dict]) -> dict:
         groups.setdefault((r["model"], str(r["budget"]), r["policy"]), []).append(r)
     found, rate = [], {}
     for (model, budget, policy), runs in sorted(groups.items(), key=str):
-        seeds = sorted({r["search_seed"] for r in runs}, key=str)
-        qats = sorted({r["qat_seed"] for r in runs}, key=str)
-        m = np.full((len(seeds), len(qats)), np.nan)
-        for r in runs:
-            m[seeds.index(r["search_seed"]), qats.index(r["qat_seed"])] = r["top1"]
+        seeds, qats, m = runs_matrix(runs)
         mask, ref, sd = collapsed(m), unit_medians(m), robust_sd(m)
         method = policy.split("-")[0] if policy.startswith("random") else policy
         counted = rate.setdefault(method, {"collapsed": 0, "runs": 0})
@@ -92,4 +99,4 @@ def scan(rows: list[dict]) -> dict:
             "runs": found, "rate": rate}
 
 
-__all__ = ["COLLAPSE_K", "COLLAPSE_FLOOR_PP", "unit_medians", "robust_sd", "collapsed", "without_collapsed", "scan"]
+__all__ = ["COLLAPSE_K", "COLLAPSE_FLOOR_PP", "unit_medians", "robust_sd", "collapsed", "without_collapsed", "runs_matrix", "scan"]

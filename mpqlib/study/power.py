@@ -28,7 +28,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .outliers import COLLAPSE_FLOOR_PP, COLLAPSE_K, collapsed, robust_sd, unit_medians, without_collapsed  # noqa: F401
+from .outliers import COLLAPSE_FLOOR_PP, COLLAPSE_K, collapsed, robust_sd, runs_matrix, unit_medians, without_collapsed  # noqa: F401
 from .report import MARGIN_PP, _interval, bootstrap_difference, verdict
 
 POWER_GOAL = 0.8          # both P(equivalent | 0) and P(different | DELTA_PP) at least this
@@ -195,13 +195,8 @@ RESERVED_HOURS = {"resnet20-budget-pilot": 1.0}  # taken off the cap before the 
 
 def side_matrix(rows: list[dict], model: str, budget: str, policy: str) -> np.ndarray:
     """A policy's runs as search seeds x QAT seeds (an empty 0 x 0 matrix where it has none)."""
-    runs = [r for r in rows if r["model"] == model and str(r["budget"]) == budget and r["policy"] == policy]
-    seeds = sorted({r["search_seed"] for r in runs}, key=str)
-    qats = sorted({r["qat_seed"] for r in runs}, key=str)
-    m = np.full((len(seeds), len(qats)), np.nan)
-    for r in runs:
-        m[seeds.index(r["search_seed"]), qats.index(r["qat_seed"])] = r["top1"]
-    return m
+    return runs_matrix([r for r in rows if r["model"] == model and str(r["budget"]) == budget
+                        and r["policy"] == policy])[2]
 
 
 def power_analysis(rows: list[dict], cache_root, *, cap_hours: float = CAP_HOURS, n_sims: int = 1000,

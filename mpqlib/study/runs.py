@@ -9,6 +9,7 @@ from typing import Iterable
 import numpy as np
 
 from .._io import read_json, write_json
+from ..errors import ConfigError
 from .experiments import Experiments, Missing, load_runs, save_runs
 from .profiles import Profile, resolve
 from ..search import SearchResult
@@ -59,13 +60,18 @@ def budget_pilot(p: Profile, rows: list[dict]) -> dict:
             control = report.claim("budget-control", on, b, table, "target-fmnist-pilot", "uniform", "superiority",
                                    n_boot=p.bootstrap)
             pw = ex.power(rows, b)
-        except Exception:  # noqa: BLE001  (the pilot's steps are not run yet)
+        except ConfigError:  # the pilot's steps are not run yet at this budget
             continue
         passes = control["verdict"] == "better" and pw.ratio >= POWER_RULE
         out["budgets"][b] = {"control": control, "power_ratio": pw.ratio, "passes": bool(passes)}
         if passes and out["chosen"] is None:
             out["chosen"] = b
     return out
+
+
+def _power_entry(pw) -> dict:
+    """A :class:`~mpqlib.study.report.Power` as claims.json stores it."""
+    return {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
 
 
 def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
@@ -82,8 +88,7 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
         claims += [with_design(c, p, power_doc) for c in ex.claims(rows)]
         if p.second_budget != ex.budget_name:  # the few policies kept at the second budget (W3A3, the paper's)
             second += ex.claims(rows, p.second_budget, ids=SECOND_CLAIMS)
-        pw = ex.power(rows)
-        power[model] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio}
+        power[model] = _power_entry(ex.power(rows))
         head[model] = ex.head_accuracy()
         budgets[model] = ex.budget_name
     derived = disjoint_name(p)
@@ -93,10 +98,8 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
         for c in dex.claims(rows, ids=("disjoint-classes-vs-target",)):  # its random policies serve its power only
             claims.append({**c, "model": p.objections_model(), "experiment": derived})
         try:  # its own power ratio (protocol version 4 runs its random policies)
-            pw = dex.power(rows)
-            extra["experiment_power"] = {derived: {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp,
-                                                   "ratio": pw.ratio}}
-        except Exception:  # noqa: BLE001  (no random policies run on it yet)
+            extra["experiment_power"] = {derived: _power_entry(dex.power(rows))}
+        except ConfigError:  # no random policies run on it yet
             pass
     if p.protocol_version >= 4:
         extra["budget_pilot"] = budget_pilot(p, rows)
