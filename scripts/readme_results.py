@@ -2,11 +2,13 @@
 """The "what the reproduction found" block of README.md and book/intro.md, from the results alone.
 
 The block between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is generated from
-``results/claims.json`` (paired differences, CIs, verdicts, what each says for the paper, power,
-the SEAM head's fit), ``results/pilot.json`` (the pilot's power ratios) and
-``results/efficiency.json`` (measured search-cost ratios), so neither the README nor the book's
-first page carries a number typed by hand. It opens with the bottom line
-(:func:`mpqlib.book.verdicts.bottom_line`); every verdict of an underpowered model carries the caveat.
+``results/claims.json`` (paired differences, CIs, verdicts, what each says for the paper, power),
+``results/pilot.json`` (the pilot's power ratios), ``results/efficiency.json`` (cost ratios of one
+host) and ``results/power.json`` (the power of each test's design), so neither the README nor the
+book's first page carries a number typed by hand: the paper's two questions answered in two
+sentences and one table (:mod:`mpqlib.book.headline`); every verdict of an underpowered model
+carries the caveat. The block between ``<!-- power:begin -->`` and ``<!-- power:end -->`` of
+book/method.md is protocol version 4's designs, from ``results/power.json``.
 
     python scripts/readme_results.py            # rewrite the block in both files
     python scripts/readme_results.py --check    # exit 1 if a block is not what the results give
