@@ -34,6 +34,8 @@ from .errors import ConfigError
 
 CANDIDATES: tuple[int, ...] = (2, 3, 4, 5, 6)
 MIN_BITS, MAX_BITS = 2, 16  # a signed 1-bit LSQ quantizer has only {-s, 0}: 2 bits is the floor
+FIXED_BITS = 8  # the first conv and the last FC, outside the search (the paper's and the common convention)
+FIXED_PAIR = (FIXED_BITS, FIXED_BITS)  # their (weight, activation) bits
 
 
 # --------------------------------------------------------------------------- checking
@@ -475,4 +477,4 @@ def load_config(path: str | os.PathLike, kind: str | None = None, **overrides) -
 
 
 __all__ = [n for n in dir() if n.endswith("Config") or n in (
-    "CANDIDATES", "METHODS", "METHOD_CONFIGS", "RUNNERS", "register_runner", "runner_for", "method_config", "load_config")]
+    "CANDIDATES", "FIXED_BITS", "FIXED_PAIR", "MIN_BITS", "MAX_BITS", "METHODS", "METHOD_CONFIGS", "RUNNERS", "register_runner", "runner_for", "method_config", "load_config")]

@@ -13,14 +13,13 @@ Conventions (one place for the whole project):
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .errors import BudgetError
-from .config import exact_uniform  # noqa: F401  (a budget name's exact (w, a); cost's API too)
+from .config import FIXED_PAIR, exact_uniform  # noqa: F401  (a budget name's exact (w, a); cost's API too)
 from .quant import quantizable, split_layers
 
 
@@ -67,7 +66,7 @@ class CostModel:
         from .policy import Policy
 
         pol = policy if isinstance(policy, Policy) else Policy.from_bits(policy)
-        bits = {c.name: pol.fixed.get(c.name, (8, 8)) for c in self.layers if c.fixed}
+        bits = {c.name: pol.fixed.get(c.name, FIXED_PAIR) for c in self.layers if c.fixed}
         unknown = sorted(set(pol.bits) - {c.name for c in self.layers})
         missing = [c.name for c in self.searchable if c.name not in pol.bits]
         if unknown or missing:
@@ -88,13 +87,13 @@ class CostModel:
     def size_bytes(self, policy) -> float:
         return self.size_bits(policy) / 8
 
-    def fixed_bitops(self, fixed_bits: tuple[int, int] = (8, 8)) -> int:
+    def fixed_bitops(self, fixed_bits: tuple[int, int] = FIXED_PAIR) -> int:
         return sum(c.macs * fixed_bits[0] * fixed_bits[1] for c in self.layers if c.fixed)
 
-    def fixed_size_bits(self, fixed_bits: tuple[int, int] = (8, 8)) -> int:
+    def fixed_size_bits(self, fixed_bits: tuple[int, int] = FIXED_PAIR) -> int:
         return sum(c.params * fixed_bits[0] for c in self.layers if c.fixed)
 
-    def uniform_bitops(self, w_bits: float, a_bits: float | None = None, fixed_bits: tuple[int, int] = (8, 8)) -> int:
+    def uniform_bitops(self, w_bits: float, a_bits: float | None = None, fixed_bits: tuple[int, int] = FIXED_PAIR) -> int:
         """BitOps of uniform w/a bits on the searchable layers (fractional bits give in-between budgets)."""
         a_bits = w_bits if a_bits is None else a_bits
         return self.fixed_bitops(fixed_bits) + round(sum(c.macs for c in self.searchable) * w_bits * a_bits)

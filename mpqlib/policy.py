@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 from torch import nn
 
 from ._io import write_json
-from .config import MAX_BITS, MIN_BITS
+from .config import FIXED_BITS, MAX_BITS, MIN_BITS
 from .errors import PolicyError
 
 SCHEMA_VERSION = 1
@@ -95,7 +95,7 @@ class Policy:
         return cls(dict(bits), provenance=provenance)
 
     @classmethod
-    def uniform(cls, model: nn.Module, w_bits: int, a_bits: int | None = None, fixed_bits: int = 8, **provenance) -> "Policy":
+    def uniform(cls, model: nn.Module, w_bits: int, a_bits: int | None = None, fixed_bits: int = FIXED_BITS, **provenance) -> "Policy":
         a_bits = w_bits if a_bits is None else a_bits
         searchable, fixed = split_layers(model)
         return cls({n: (w_bits, a_bits) for n in searchable}, {n: (fixed_bits, fixed_bits) for n in fixed},

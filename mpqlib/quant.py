@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import FIXED_BITS
 from .policy import Policy, quantizable, split_layers
 
 __all__ = ["LSQ", "StepSearch", "QuantLayer", "QLayer", "QConv2d", "QLinear", "levels", "quantize", "quantizable",
@@ -319,7 +320,7 @@ def run_calibration(model: nn.Module, x: torch.Tensor) -> None:
         model.train(was)
 
 
-def quantize(model: nn.Module, policy, *, fixed_bits: int | Bits = 8, inplace: bool = False,
+def quantize(model: nn.Module, policy, *, fixed_bits: int | Bits = FIXED_BITS, inplace: bool = False,
              calibration: torch.Tensor | None = None) -> nn.Module:
     """A copy of ``model`` whose searchable layers run at ``policy``'s (w_bits, a_bits).
 

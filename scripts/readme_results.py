@@ -17,21 +17,19 @@ book/method.md is protocol version 4's designs, from ``results/power.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-from mpqlib.study.facts import CLAIM_LABELS as LABELS, paper_ratio_text  # noqa: E402  (one home for the facts)
-
-RATIOS = ("evaluation/seam", "joint/seam", "target-equal-epochs/seam", "target-equal-steps/seam", "limpq/seam")
 
 
-def _load(results: Path, name: str) -> dict | None:
-    path = results / name
-    return json.loads(path.read_text()) if path.exists() else None
+def _results(results: Path):
+    """The results in the folder ``results``, read as the chapters read them (:class:`mpqlib.book.results.Results`)."""
+    from mpqlib.book.results import Results
+
+    return Results("full", {"results_dir": str(results)})
 
 
 def term(word: str, glossary: str | None) -> str:
@@ -48,11 +46,12 @@ def block(results: Path, glossary: str | None = "book/glossary.md") -> str:
     block; None inside the book (MyST ``{term}`` roles)."""
     from mpqlib.book import headline
 
-    claims = _load(results, "claims.json")
+    r = _results(results)
+    claims = r.claims_or_none()
     if claims is None:
         return ("No full run has been committed yet: `bash scripts/reproduce.sh` computes the study, and this "
                 "section shows what it found.")
-    eff, pilot, power = (_load(results, n) for n in ("efficiency.json", "pilot.json", "power.json"))
+    eff, pilot, power = r.efficiency_or_none(), r.pilot(), r.power()
     t = lambda w: term(w, glossary)  # noqa: E731
     book = glossary is None
     link = (lambda page, text: f"[{text}]({page})") if book else \
@@ -93,7 +92,7 @@ POWER_BEGIN, POWER_END = "<!-- power:begin -->", "<!-- power:end -->"
 
 def power_block(results: Path) -> str:
     """Protocol version 4's designs (book/method.md), from results/power.json alone."""
-    doc = _load(results, "power.json")
+    doc = _results(results).power()
     if doc is None:
         return "*(results/power.json is not computed yet: `python scripts/power_analysis.py`)*"
     names = {"headline-1epoch": "SEAM on MNIST vs target search, 1-epoch QAT",

@@ -55,7 +55,7 @@ def test_code_hidden_or_removed_and_outputs_stripped(path):
         assert {"hide-input", "remove-cell"} & set(tags), f"untagged code cell: {c.source[:60]!r}"
         assert not c.outputs and c.execution_count is None, "commit notebooks without outputs"
         assert len(c.source.splitlines()) <= 4, f"a thin chapter calls mpqlib, it does not compute: {c.source[:60]!r}"
-        thin = c.source.replace("from mpqlib.book.chapters import", "").replace("from mpqlib.book.chapter_objections import", "")
+        thin = c.source.replace("from mpqlib.book.chapters import", "")
         assert "print(" not in c.source and "import " not in thin
         # a figure has a caption and alt text of its own; a table or text cell claims no figure
         fig = c.metadata.get("mystnb", {})
@@ -79,9 +79,9 @@ def test_opens_with_paper_and_closes_with_conclusion(path):
 
 
 def _glued_keys() -> tuple[set[str], set[str]]:
-    """Every key the chapters glue: the Chapter base (chapters.py) and each chapter's module
+    """Every key the chapters glue: the common names (results.py) and each chapter's module
     (chapter_observation.py, ..., chapter_objections.py)."""
-    files = sorted((REPO / "mpqlib" / "book").glob("chapter*.py"))
+    files = sorted((REPO / "mpqlib" / "book").glob("chapter*.py")) + [REPO / "mpqlib" / "book" / "results.py"]
     assert {"chapters.py", "chapter_observation.py", "chapter_search.py", "chapter_qat.py", "chapter_efficiency.py",
             "chapter_discriminability.py", "chapter_claims.py", "chapter_objections.py"} <= {f.name for f in files}
     src = "".join(f.read_text() for f in files)
@@ -93,7 +93,8 @@ def _glued_keys() -> tuple[set[str], set[str]]:
 def test_chapters_glue_through_the_display_module():
     """Replacing ``display.glue`` (as the tests below do) reaches every value a chapter glues: no
     chapter module calls ``glue`` under a name of its own."""
-    for f in sorted((REPO / "mpqlib" / "book").glob("chapter*.py")):
+    book = REPO / "mpqlib" / "book"
+    for f in sorted(book.glob("chapter_*.py")) + [book / "results.py"]:
         assert not re.findall(r"(?<![\w.])glue\(", f.read_text()), f"{f.name} calls glue, not display.glue"
         assert "display.glue(" in f.read_text(), f.name
 
@@ -171,7 +172,7 @@ def test_paper_numbers_are_consistent():
 def test_table_hides_the_index_and_formats():
     import pandas as pd
 
-    html = C.Chapter.table(pd.DataFrame({"policy": ["a", "b"], "top-1": [92.3141, 91.0]}),
+    html = C.Reader.table(pd.DataFrame({"policy": ["a", "b"], "top-1": [92.3141, 91.0]}),
                            {"top-1": C.fmt_pct}, caption="cap").to_html()
     assert "92.31%" in html and "92.3141" not in html and "cap" in html
     assert 'class="row_heading' not in html
@@ -180,17 +181,17 @@ def test_table_hides_the_index_and_formats():
 def test_matrix_is_units_by_qat_seeds():
     rows = [{"policy": p, "search_seed": s, "qat_seed": q, "top1": 90 + s + q / 10}
             for p in ("a", "b") for s in (0, 1) for q in (0, 1, 2)]
-    m = C.Chapter.matrix(rows, "a")
+    m = C.Results.matrix(rows, "a")
     assert m.shape == (2, 3) and m[1, 2] == pytest.approx(91.2)
-    assert C.Chapter.matrix(rows, ["a", "b"]).shape == (4, 3)
-    assert C.Chapter.matrix(rows, "c").size == 0
+    assert C.Results.matrix(rows, ["a", "b"]).shape == (4, 3)
+    assert C.Results.matrix(rows, "c").size == 0
 
 
 def test_rank_agreement_of_a_constant_policy_is_nan_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert math.isnan(C.Chapter._rank_agreement(np.array([3, 3, 3.0]), np.array([2, 4, 6.0])))
-        assert C.Chapter._rank_agreement(np.array([1, 2, 3.0]), np.array([2, 4, 6.0])) == pytest.approx(1.0)
+        assert math.isnan(C.SearchChapter._rank_agreement(np.array([3, 3, 3.0]), np.array([2, 4, 6.0])))
+        assert C.SearchChapter._rank_agreement(np.array([1, 2, 3.0]), np.array([2, 4, 6.0])) == pytest.approx(1.0)
 
 
 def test_setup_display_sizes_figures_for_the_column():
@@ -225,7 +226,7 @@ def test_efficiency_tables_flag_contention_and_show_the_paper():
     import matplotlib
 
     matplotlib.use("Agg")
-    ch = C.Chapter("smoke")
+    ch = C.EfficiencyChapter("smoke")
     eff = _eff_doc()
     methods, ratios = ch.efficiency_tables(eff)
     m, r = methods.data.set_index("method"), ratios.data.set_index("search")
@@ -253,7 +254,7 @@ def test_claims_tables_put_the_paper_beside_ours(tmp_path):
     from _helpers import write_model_facts
 
     write_model_facts(tmp_path)
-    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})
+    ch = C.ClaimsChapter("smoke", {"results_dir": str(tmp_path)})
     claims = [{"id": cid, "model": "resnet8", "budget": "w3a2", "estimate_pp": 0.1, "ci_low": -0.2, "ci_high": 0.3,
                "n": 8, "verdict": "within noise", "rule": "difference"} for cid in C.CLAIMS]
     doc = {"claims": claims, "power": {"resnet8": {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3}},
@@ -265,7 +266,7 @@ def test_claims_tables_put_the_paper_beside_ours(tmp_path):
     assert len(t) == len(C.CLAIMS) and t["caveat"].str.startswith("underpowered").all()  # no ratio: no power shown
     assert t.loc["SEAM against HAWQ (Hessian trace)", "paper"] == "no claim (Table 2 has no HAWQ row)"
     ch.claims_summary(doc)
-    ch.qat_summary(doc)
+    C.QATChapter(results=ch.r).qat_summary(doc)
 
 
 def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatch, tmp_path):
@@ -274,7 +275,7 @@ def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatc
 
     monkeypatch.setattr(display, "glue", lambda name, value: glued.setdefault(name, value))
     write_model_facts(tmp_path)
-    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})  # no pilot.json: the run's ratio decides
+    ch = C.ClaimsChapter("smoke", {"results_dir": str(tmp_path)})  # no pilot.json: the run's ratio decides
     verdicts = {"positive-control": "better", "proxy-vs-target": "different", "seam-vs-ce": "within noise",
                 "seam-vs-uniform": "worse", "seam-vs-limpq": "better", "seam-vs-hawq": "within noise",
                 "second-proxy": "equivalent (±0.3 pp)", "fmnist4-control": "better"}
@@ -284,10 +285,10 @@ def test_claims_summary_sorts_claims_by_what_they_say_about_the_paper(monkeypatc
     # Table 2) or the Fashion-MNIST 4% diagnostic (the MNIST deficit is judged once, by transfer)
     by = {c["id"]: c for c in claims}
     by["proxy-vs-target"].update(estimate_pp=-0.7, ci_low=-0.9, ci_high=-0.4)  # a deficit beyond the margin
-    assert C.Chapter.stance(by["seam-vs-uniform"]) == "contradicts"
-    assert C.Chapter.stance({**by["seam-vs-uniform"], "verdict": "better"}) == "supports"
+    assert C.claim_stance(by["seam-vs-uniform"]) == "contradicts"
+    assert C.claim_stance({**by["seam-vs-uniform"], "verdict": "better"}) == "supports"
     for cid in ("positive-control", "seam-vs-hawq", "fmnist4-control"):
-        assert C.Chapter.stance(by[cid]) is None, cid
+        assert C.claim_stance(by[cid]) is None, cid
     assert C.stance_text(by["fmnist4-control"]) == "no claim in the paper"
     assert C.stance_text(by["positive-control"]) == "design check"
     assert C.stance_text(by["proxy-vs-target"]) == "not reproduced at this scale"
@@ -310,29 +311,25 @@ def test_margin_trend_names_each_step_where_the_margin_does_not_fall():
     import pandas as pd
 
     falls = pd.Series({"FP": 7.0, "W8A8": 6.9, "W4A4": 6.0, "W3A3": 5.0, "W2A2": 3.0})
-    assert C.Chapter.margin_trend(falls) == "falls with every step down in bits"
-    text = C.Chapter.margin_trend(falls.replace(6.9, 7.02))
+    assert C.ObservationChapter.margin_trend(falls) == "falls with every step down in bits"
+    text = C.ObservationChapter.margin_trend(falls.replace(6.9, 7.02))
     assert text.startswith("falls from FP to W2A2 overall, but not at every step")
     assert "W8A8 keeps 7.02 against FP's 7.00" in text and "W4A4" not in text
 
 
-def test_power_verdict_says_when_the_pilot_and_the_positive_control_disagree(tmp_path, monkeypatch):
-    from _helpers import write_model_facts
+def test_power_verdict_says_when_the_pilot_and_the_positive_control_disagree():
+    from mpqlib.book.verdicts import power_verdict
 
-    write_model_facts(tmp_path)
-    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})
-    model = ch.models[0]
-    budget = ch.ex(model).budget_name
-    (tmp_path / "pilot.json").write_text(json.dumps(
-        {"budgets": {model: {budget: {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3, "ratio": 1.5}}}, "power": {model: False}}))
+    model, budget = "resnet8", "w3a2"
+    pilot = {"budgets": {model: {budget: {"seed_sd_pp": 0.2, "policy_sd_pp": 0.3, "ratio": 1.5}}}, "power": {model: False}}
     passed = {"ci_low": 0.2, "ci_high": 1.0}
-    text = ch.power_verdict(model, passed)
+    text = power_verdict(pilot, model, budget, passed)
     assert text.startswith("pilot ratio 1.5x (< 2: underpowered") and "passes nevertheless" in text
-    assert "passes" not in ch.power_verdict(model, {"ci_low": -0.1, "ci_high": 0.5})
-    (tmp_path / "pilot.json").write_text(json.dumps(
-        {"budgets": {model: {budget: {"seed_sd_pp": 0.1, "policy_sd_pp": 0.3, "ratio": 3.0}}}, "power": {model: True}}))
-    assert ch.power_verdict(model, passed) == "pilot ratio 3.0x (≥ 2: powered by the pre-registered rule), " \
-                                              "the positive control passes"
+    assert "passes" not in power_verdict(pilot, model, budget, {"ci_low": -0.1, "ci_high": 0.5})
+    pilot = {"budgets": {model: {budget: {"seed_sd_pp": 0.1, "policy_sd_pp": 0.3, "ratio": 3.0}}}, "power": {model: True}}
+    assert power_verdict(pilot, model, budget, passed) == "pilot ratio 3.0x (≥ 2: powered by the pre-registered rule), " \
+                                                          "the positive control passes"
+    assert power_verdict(None, model, budget, passed).startswith("no pilot ratio, the positive control passes")
 
 
 def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatch, tmp_path):
@@ -343,7 +340,7 @@ def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatc
     from _helpers import write_model_facts
 
     write_model_facts(tmp_path)
-    ch = C.Chapter("smoke", {"results_dir": str(tmp_path)})
+    ch = C.QATChapter("smoke", {"results_dir": str(tmp_path)})
     pts = [{"budget": b, "policy": n, "bitops": g * 1e6, "top1": t, "lo": t - 0.2, "hi": t + 0.2}
            for b, g in (("w3a2", 6.0), ("w4a4", 16.0)) for n, t in (("seam-mnist", 90.0), ("target-fmnist", 90.5),
                                                                     ("uniform", 89.5))]
@@ -362,17 +359,17 @@ def test_show_sweep_labels_budgets_and_tells_our_seam_from_the_papers(monkeypatc
 
 
 def test_memory_note_explains_a_peak_by_the_shorter_searches_or_the_recorded_increase():
-    from mpqlib.book.chapter_efficiency import EfficiencyMixin
+    from mpqlib.book.chapter_efficiency import EfficiencyChapter
 
     eff = {"methods": {"seam": {"peak_mb": 4063.2, "epochs": 8, "added_mb": None}},
            "search_length": {"seam@1": {"peak_mb": 1567.5}, "seam@4": {"peak_mb": 1519.8}, "seam@8": {"peak_mb": 4063.2},
                              "target@1": {"peak_mb": 900.0}}}
-    note = EfficiencyMixin.memory_note(eff)
+    note = EfficiencyChapter.memory_note(eff)
     assert "4,063 MB" in note and "1,520-1,568 MB" in note
     eff["methods"]["seam"]["added_mb"] = 310.0
-    assert EfficiencyMixin.memory_note(eff).startswith("SEAM's search itself added 310 MB to the 3,753 MB")
+    assert EfficiencyChapter.memory_note(eff).startswith("SEAM's search itself added 310 MB to the 3,753 MB")
     eff["methods"]["seam"].update(added_mb=None, peak_mb=1600.0)  # no larger than its shorter searches: nothing to explain
-    assert EfficiencyMixin.memory_note(eff) == ""
+    assert EfficiencyChapter.memory_note(eff) == ""
 
 
 @pytest.mark.slow

@@ -8,7 +8,8 @@ import torch
 
 import mpqlib.study.experiments as E
 from mpqlib.errors import ConfigError
-from mpqlib.study.experiments import Cache, Experiments, exact_uniform, recalibrate_bn
+from mpqlib.study.experiments import Cache, Experiments, exact_uniform
+from mpqlib.study.features import recalibrate_bn
 
 ROOT = Path(__file__).resolve().parents[1]
 

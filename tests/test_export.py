@@ -15,6 +15,7 @@ import torch
 
 from mpqlib import data as D
 from mpqlib import export as E
+from mpqlib import packed as P
 from mpqlib.cli import main
 from mpqlib.config import QATConfig
 from mpqlib.cost import cost_model
@@ -36,9 +37,9 @@ def mixed_policy(model) -> Policy:
 @pytest.mark.parametrize("bits", range(2, 9))
 def test_bit_packing_round_trips(bits):
     codes = np.random.default_rng(bits).integers(0, 2 ** bits, 1001).astype(np.uint64)
-    blob = E._pack(codes, bits)
-    assert len(blob) == E._packed_len(1001, bits)
-    assert np.array_equal(E._unpack(blob, bits, 1001), codes.astype(np.int64))
+    blob = P._pack(codes, bits)
+    assert len(blob) == P._packed_len(1001, bits)
+    assert np.array_equal(P._unpack(blob, bits, 1001), codes.astype(np.int64))
 
 
 @pytest.fixture(scope="module")

@@ -115,3 +115,17 @@ def test_layers_point_one_way_library_study_book():
     upward = sorted(f"{m} -> {t}" for m, p in mods.items() for t in _imports(m, p, mods) if _layer(t) > _layer(m))
     assert upward == []
     assert _layer("mpqlib.cli") == 0 and _layer("mpqlib.study.pipeline") == 1 and _layer("mpqlib.book.chapters") == 2
+
+
+def test_the_book_is_readers_without_mixins():
+    """Each chapter is one reader class over the results (``mpqlib.book.results.Reader``): no class
+    of the book has more than one base, none is a mixin, and no chapter reader derives from another."""
+    readers = {}
+    for path in sorted((PKG / "book").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = [getattr(b, "id", getattr(b, "attr", None)) for b in node.bases]
+                assert len(bases) <= 1 and "Mixin" not in node.name, f"{path.name}: class {node.name}({bases})"
+                readers[node.name] = bases
+    chapters = {n for n in readers if n.endswith("Chapter")}
+    assert len(chapters) == 7 and all(readers[n] == ["Reader"] for n in chapters), readers

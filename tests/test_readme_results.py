@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mpqlib.study import report
+from mpqlib.study import claims_doc, report
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
@@ -35,7 +35,7 @@ def test_block_comes_from_claims_json_and_check_sees_staleness(tmp_path):
     rows = _rows()
     cs = [report.claim("seam-vs-uniform", "mobilenetv1", "w2a4", rows, "a", "b", "difference", n_boot=500),
           report.claim("proxy-vs-target", "mobilenetv1", "w2a4", rows, "b", "a", "equivalence", n_boot=500)]
-    report.claims_json(cs, {"mobilenetv1": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.9, "ratio": 3.0}},
+    claims_doc.claims_json(cs, {"mobilenetv1": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.9, "ratio": 3.0}},
                        {"mobilenetv1": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
                        budgets={"mobilenetv1": "w2a4"})
     readme, intro = tmp_path / "README.md", tmp_path / "intro.md"
@@ -81,7 +81,7 @@ def test_an_underpowered_model_carries_the_caveat_on_every_row(tmp_path):
     rows = _rows()
     cs = [report.claim(cid, "mobilenetv1", "w2a4", rows, "a", "b", "difference", n_boot=500)
           for cid in ("seam-vs-uniform", "seam-vs-limpq")]
-    report.claims_json(cs, {"mobilenetv1": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.45, "ratio": 1.5}},
+    claims_doc.claims_json(cs, {"mobilenetv1": {"seed_sd_pp": 0.3, "policy_sd_pp": 0.45, "ratio": 1.5}},
                        {"mobilenetv1": {"seam_proxy_acc": 85.0, "linear_probe_acc": 88.0}}, results / "claims.json",
                        budgets={"mobilenetv1": "w2a4"})
     text = readme_results.block(results)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mpqlib.study import report as R
+from mpqlib.study import claims_doc as CD, ranks as RK, report as R
 from mpqlib.errors import ConfigError
 
 
@@ -131,16 +131,16 @@ def test_power_matches_hand_computation():
 
 def test_spearman_ci():
     x = np.arange(20.0)
-    r = R.spearman_ci(x, x ** 3, n_boot=500)
+    r = RK.spearman_ci(x, x ** 3, n_boot=500)
     assert (r.rho, r.ci_low, r.ci_high) == pytest.approx((1.0, 1.0, 1.0))
-    assert R.spearman(x, -x) == pytest.approx(-1.0)
+    assert RK.spearman(x, -x) == pytest.approx(-1.0)
     rng = np.random.default_rng(7)
     a = rng.normal(size=60)
     b = a + rng.normal(size=60)
-    r = R.spearman_ci(a, b, n_boot=1000)
+    r = RK.spearman_ci(a, b, n_boot=1000)
     assert r.ci_low < r.rho < r.ci_high and 0.4 < r.rho < 0.9 and r.n == 60
     with pytest.raises(ConfigError, match="same length"):
-        R.spearman_ci(a, b[:10])
+        RK.spearman_ci(a, b[:10])
 
 
 @pytest.mark.parametrize("k", [2, 3, 4])
@@ -149,15 +149,15 @@ def test_noise_ceiling_is_what_a_perfect_predictor_reaches(k):
     n, policy_sd, seed_sd = 3000, 0.2, 0.25
     truth = rng.normal(0, policy_sd, n)
     per_seed = truth[:, None] + rng.normal(0, seed_sd, (n, k))
-    perfect = R.spearman(truth, per_seed.mean(axis=1))  # known only in a simulation
-    c = R.noise_ceiling(per_seed, n_boot=200)
+    perfect = RK.spearman(truth, per_seed.mean(axis=1))  # known only in a simulation
+    c = RK.noise_ceiling(per_seed, n_boot=200)
     assert c.ceiling == pytest.approx(perfect, abs=0.03)
     assert c.ci_low < c.ceiling < c.ci_high
     reliability = policy_sd ** 2 / (policy_sd ** 2 + seed_sd ** 2 / k)
     assert c.reliability == pytest.approx(reliability, abs=0.04)
     # no signal: the ceiling is ~0; no noise: ~1
-    assert R.noise_ceiling(rng.normal(size=(3000, 2)), n_boot=50).ceiling < 0.1
-    assert R.noise_ceiling(np.repeat(truth[:, None], 2, axis=1), n_boot=50).ceiling == pytest.approx(1.0)
+    assert RK.noise_ceiling(rng.normal(size=(3000, 2)), n_boot=50).ceiling < 0.1
+    assert RK.noise_ceiling(np.repeat(truth[:, None], 2, axis=1), n_boot=50).ceiling == pytest.approx(1.0)
 
 
 def _doc():
@@ -169,19 +169,19 @@ def _doc():
 def test_claims_json_writes_the_schema(tmp_path):
     claims, power, head = _doc()
     path = tmp_path / "results" / "claims.json"
-    doc = R.claims_json(claims, R.Power(np.float64(0.2), 0.5, 8), head, path)
+    doc = CD.claims_json(claims, R.Power(np.float64(0.2), 0.5, 8), head, path)
     assert json.loads(path.read_text()) == doc
     assert set(doc) == {"claims", "power", "head"}
     assert set(doc["claims"][0]) == {"id", "model", "budget", "estimate_pp", "ci_low", "ci_high", "n", "verdict", "rule"}
     assert doc["power"] == {"seed_sd_pp": 0.2, "policy_sd_pp": 0.5}
     # one power / head block per model is accepted too
     two = [claims[0], {**claims[0], "model": "mobilenetv1"}]
-    R.claims_json(two, {"resnet20": power, "mobilenetv1": power}, {"resnet20": head, "mobilenetv1": head}, path)
+    CD.claims_json(two, {"resnet20": power, "mobilenetv1": power}, {"resnet20": head, "mobilenetv1": head}, path)
     assert not list(path.parent.glob(".*.tmp"))
     with pytest.raises(ConfigError, match=r"power\['resnet20'\] is missing"):
-        R.validate_claims({"claims": claims, "power": {"resnet8": power}, "head": head})
+        CD.validate_claims({"claims": claims, "power": {"resnet8": power}, "head": head})
     with pytest.raises(ConfigError, match="top-level 'head'"):
-        R.validate_claims({"claims": claims, "power": power})
+        CD.validate_claims({"claims": claims, "power": power})
 
 
 @pytest.mark.parametrize("damage,match", [
@@ -199,7 +199,7 @@ def test_claims_json_rejects_a_broken_document(tmp_path, damage, match):
     damage(claims, power, head)
     path = tmp_path / "claims.json"
     with pytest.raises(ConfigError, match=match):
-        R.claims_json(claims, power, head, path)
+        CD.claims_json(claims, power, head, path)
     assert not path.exists()  # nothing written when the schema fails
 
 

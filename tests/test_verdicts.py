@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from mpqlib.book import verdicts as V
-from mpqlib.book.chapter_discriminability import DiscriminabilityMixin
+from mpqlib.book.chapter_discriminability import DiscriminabilityChapter
 from mpqlib.book.chapter_objections import ObjectionsChapter
-from mpqlib.book.chapter_observation import ObservationMixin
+from mpqlib.book.chapter_observation import ObservationChapter
 
 
 def claim(cid, lo, hi, verdict, model="mobilenetv1"):
@@ -36,7 +36,8 @@ def test_matches_or_beats_limpq_takes_a_deficit_within_the_margin_as_undecided()
 
 def _doc(run_ratio, claims=()):
     return {"claims": list(claims), "budgets": {"mobilenetv1": "w2a4"},
-            "power": {"mobilenetv1": {"seed_sd_pp": 0.4, "policy_sd_pp": 0.4 * run_ratio, "ratio": run_ratio}}}
+            "power": {"mobilenetv1": {"seed_sd_pp": 0.4, "policy_sd_pp": 0.4 * run_ratio, "ratio": run_ratio}},
+            "head": {"mobilenetv1": {"seam_proxy_acc": 80.0, "linear_probe_acc": 85.0}}}
 
 
 def _pilot(ratio):
@@ -65,22 +66,6 @@ def test_a_claim_the_models_power_ratio_does_not_cover_says_so_beside_its_verdic
     assert both.startswith("underpowered (ratio 1.50 < 2); ") and "1-epoch QAT" in both
 
 
-def test_the_bottom_line_counts_matched_short_and_undecided_and_names_every_objection():
-    doc = _doc(2.4, [claim("proxy-vs-target", -1.2, -0.5, "different"),
-                     claim("second-proxy", -0.45, -0.05, "different"),
-                     claim("tuned-seam-vs-target", -0.2, 0.2, "equivalent (±0.3 pp)"),
-                     {**claim("noise-control", 0.5, 1.5, "better"), "rule": "difference"}])
-    eff = {"ratios": {"target-equal-epochs/seam": {"value": 23.4}, "target-equal-steps/seam": {"value": 0.83}}}
-    lines = V.bottom_line(doc, eff, _pilot(2.9))
-    transfer, cost, objections = lines[0], lines[1], lines[2]
-    assert "in 1 of 3 tests" in transfer and "in 1 it fell short by more than the margin" in transfer
-    assert "1 is undecided" in transfer
-    assert "23.4x SEAM's time at SEAM's epochs and 0.8x at SEAM's number of steps" in cost
-    assert objections.startswith("**Objections**") and "negative control" not in objections
-    assert "+1.00 [+0.50, +1.50] pp (better: no claim in the paper)" in objections
-    assert lines[-1].startswith("**Scale:**")
-
-
 def test_the_plateau_words_say_when_no_plateau_was_shown():
     lq = {"epochs": [1, 2, 5, 10], "qat_seeds": [0, 1], "plateau_pp": 0.2, "plateau_epochs": 10}
     words = ObjectionsChapter.plateau_words(lq)
@@ -103,28 +88,28 @@ def test_the_ladder_keeps_the_distance_order_and_names_where_the_estimates_break
 
 def test_the_margin_trend_does_not_claim_an_overall_fall_that_did_not_happen():
     rises = pd.Series({"FP": 7.0, "W8A8": 6.5, "W4A4": 7.4})
-    text = ObservationMixin.margin_trend(rises)
+    text = ObservationChapter.margin_trend(rises)
     assert text.startswith("does not fall from FP to W4A4") and "W4A4 keeps 7.40 against W8A8's 6.50" in text
 
 
 def test_the_correlation_verdict_says_not_shown_and_names_a_better_trivial_predictor():
     sp = {"fisher_ratio": {"rho": 0.3, "ci_low": -0.1, "ci_high": 0.6}, "ptq_top1_target": {"rho": 0.5},
           "mean_bits": {"rho": 0.1}}
-    assert DiscriminabilityMixin.corr_verdict(sp) == ("not shown (its CI reaches zero); the target top-1 before "
+    assert DiscriminabilityChapter.corr_verdict(sp) == ("not shown (its CI reaches zero); the target top-1 before "
                                                       "fine-tuning (+0.50) ranks the policies better")
     sp["fisher_ratio"].update(ci_low=0.1, rho=0.6)
-    assert DiscriminabilityMixin.corr_verdict(sp) == "supported (its CI lies above zero)"
+    assert DiscriminabilityChapter.corr_verdict(sp) == "supported (its CI lies above zero)"
     sp["fisher_ratio"].update(ci_low=-0.8, ci_high=-0.2, rho=-0.5)
-    assert DiscriminabilityMixin.corr_verdict(sp).startswith("contradicted")
+    assert DiscriminabilityChapter.corr_verdict(sp).startswith("contradicted")
 
 
 def test_the_head_verdict_is_per_model_where_models_differ():
-    from mpqlib.book.chapter_search import SearchMixin
+    from mpqlib.book.chapter_search import SearchChapter
 
-    assert SearchMixin.head_verdict({"ResNet-20": 0.95, "MobileNetV1": 0.97}) == "reaches"
-    assert SearchMixin.head_verdict({"ResNet-20": 0.93, "MobileNetV1": 0.90 - 0.01}) == \
+    assert SearchChapter.head_verdict({"ResNet-20": 0.95, "MobileNetV1": 0.97}) == "reaches"
+    assert SearchChapter.head_verdict({"ResNet-20": 0.93, "MobileNetV1": 0.90 - 0.01}) == \
         "reaches (on ResNet-20, not on MobileNetV1)"
-    assert SearchMixin.head_verdict({"ResNet-20": float("nan")}) == "does not reach"
+    assert SearchChapter.head_verdict({"ResNet-20": float("nan")}) == "does not reach"
 
 
 def test_chapter_seven_renders_every_table_figure_and_sentence_from_its_results(tmp_path, monkeypatch):

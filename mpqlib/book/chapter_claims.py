@@ -7,20 +7,32 @@ from __future__ import annotations
 from . import display
 from ..study import report
 from .display import budget_label, model_label
-from .verdicts import claim_caveat, claim_label, claim_stance, claims_rows
+from . import chapter_robustness as robustness
+from .chapter_efficiency import EfficiencyChapter
+from .results import Reader
+from .verdicts import claim_caveat, claim_label, claim_stance, claims_rows, controls, power_verdict
 
 
-class ClaimsMixin:
-    """Chapter 6: claims.json in tables and sentences. Mixed into :class:`mpqlib.book.chapters.Chapter`,
-    whose ``p``, ``models``, ``joined`` and ``table`` it uses (and chapter 3's ``controls`` and
-    ``power_verdict``)."""
+class ClaimsChapter(Reader):
+    """Chapter 6: claims.json in tables and sentences, the verdicts' stability and the power curves
+    of protocol version 4; ``cost`` is chapter 4's reader over the same results (its cost table)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cost = EfficiencyChapter(results=self.r)
+
+    stability_table = staticmethod(robustness.stability_table)
+
+    def show_power_curves(self) -> None:
+        """The a-priori power curves of results/power.json."""
+        robustness.show_power_curves(self.r.power())
 
     def claims_tables(self, doc: dict):
         """One table per model: claim, the paper's number (and where), ours (paired difference, 95%
         CI), the verdict with its stance, and the caveat of an underpowered model on every row."""
         import pandas as pd
 
-        pilot = self.pilot()
+        pilot = self.r.pilot()
         out = {}
         for m in dict.fromkeys(c["model"] for c in doc["claims"]):
             rows = [{k: v for k, v in r.items() if k != "id"} for r in claims_rows(doc, m, pilot)]
@@ -34,11 +46,11 @@ class ClaimsMixin:
                 f"{model_label(m)} at {budget_label(budget)}, the second budget (the paper's), fewer policies"))
         return out
 
-    stance = staticmethod(claim_stance)  # :func:`mpqlib.book.verdicts.claim_stance`, as ``Chapter.stance``
+    stance = staticmethod(claim_stance)  # :func:`mpqlib.book.verdicts.claim_stance`
 
     def claims_summary(self, doc: dict) -> None:
         """Glue the sentences of the closing section: what was and was not reproduced."""
-        pilot = self.pilot()
+        pilot = self.r.pilot()
 
         def names(stance):
             def one(c):
@@ -62,17 +74,17 @@ class ClaimsMixin:
                 return "not measured"
             return (f"{h['seam_proxy_acc']:.1f}% against {h['linear_probe_acc']:.1f}% "
                     f"({h['seam_proxy_acc'] / h['linear_probe_acc']:.0%})")
-        display.glue("claims_head", self.joined(head, models) if models else "not measured")
+        display.glue("claims_head", self.r.joined(head, models) if models else "not measured")
         pw = doc.get("power", {})
-        pc = self.controls(doc)
+        pc = controls(doc)
         pmodels = [m for m in self.models if m in pw]
 
         def power(m):
             p = pw[m]
             return (f"policy SD {report.fmt_pp(p['policy_sd_pp'], sign=False)} against seed SD "
                     f"{report.fmt_pp(p['seed_sd_pp'], sign=False)} in the protocol run; "
-                    + self.power_verdict(m, pc.get(m), p.get("ratio")))
-        display.glue("claims_power", self.joined(power, pmodels) if pmodels else "n/a")
+                    + power_verdict(self.r.pilot(), m, self.r.ex(m).budget_name, pc.get(m), p.get("ratio")))
+        display.glue("claims_power", self.r.joined(power, pmodels) if pmodels else "n/a")
 
 
-__all__ = ["ClaimsMixin"]
+__all__ = ["ClaimsChapter"]

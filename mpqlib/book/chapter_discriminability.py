@@ -10,14 +10,23 @@ import numpy as np
 from . import display
 from ..study import report
 from .display import FIG_WIDTH, budget_label, fmt_pct, model_label
+from .results import Reader
 
 
-class DiscriminabilityMixin:
-    """Chapter 5: the correlations in tables, sentences and a figure. Mixed into
-    :class:`mpqlib.book.chapters.Chapter`, whose ``joined`` and ``table`` it uses."""
+class DiscriminabilityChapter(Reader):
+    """Chapter 5: the correlations in tables, sentences and a figure."""
 
     PREDICTORS = {"fisher_ratio": "Fisher ratio on the proxy", "-normalised_compactness": "compactness on the proxy (negated)",
                   "ptq_top1_target": "target top-1 before fine-tuning (trivial)", "mean_bits": "mean bits (trivial)"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._corr: dict[str, dict] = {}  # per model: the numbers correlation_summary quotes, by correlation_table
+
+    def correlations(self) -> list[dict]:
+        """Chapter 5's result for each of its models (the profile's ``correlation_on``)."""
+        display.glue("corr_models", " and ".join(model_label(m) for m in self.p.correlation_models()))
+        return [self.r.correlation(m) for m in self.p.correlation_models()]
 
     def correlation_table(self, corr: dict):
         import pandas as pd
@@ -65,7 +74,7 @@ class DiscriminabilityMixin:
     def correlation_summary(self) -> None:
         """Glue chapter 5's sentences after :meth:`correlation_table` ran for every model."""
         for key in ("n", "range", "sd", "fisher", "ptq", "bits", "ceiling", "verdict"):
-            display.glue(f"corr_{key}", self.joined(lambda m: self._corr[m][key], self._corr))
+            display.glue(f"corr_{key}", self.r.joined(lambda m: self._corr[m][key], self._corr))
 
     def show_correlation(self, corr: dict) -> None:
         """Top-1 after QAT (mean over seeds) against the proxy's Fisher ratio after BN
@@ -88,4 +97,4 @@ class DiscriminabilityMixin:
         plt.show()
 
 
-__all__ = ["DiscriminabilityMixin"]
+__all__ = ["DiscriminabilityChapter"]

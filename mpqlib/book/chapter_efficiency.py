@@ -14,18 +14,24 @@ from .._io import read_json
 from .display import FIG_WIDTH, fmt_pct, fmt_ratio, model_label
 from ..study.efficiency import ASSUMPTIONS
 from ..study.facts import PAPER
+from .results import Reader
 
 ASSUMED_JOINT = "{}-{} epochs".format(*ASSUMPTIONS["joint_epochs_range"]["value"])
 
 
-class EfficiencyMixin:
-    """Chapter 4: efficiency.json in tables, sentences and figures. Mixed into
-    :class:`mpqlib.book.chapters.Chapter`, whose ``p`` and ``table`` it uses."""
+class EfficiencyChapter(Reader):
+    """Chapter 4: efficiency.json in tables, sentences and figures."""
 
     EFF_NAMES = {"seam": "SEAM on the proxy", "target-equal-epochs": "target, equal epochs",
                  "target-equal-steps": "target, equal steps", "joint": "joint weights + bits (FracBits class)",
                  "evaluation": "evaluation-based", "orthogonality": "orthogonality (OMPQ class), proxy",
                  "orthogonality-target": "orthogonality, target", "limpq": "LIMPQ", "hawq": "HAWQ"}
+
+    def efficiency(self) -> dict:
+        """efficiency.json, as the study wrote it (its model glued for the text)."""
+        eff = self.r.efficiency()
+        display.glue("eff_model", model_label(eff.get("model") or self.p.efficiency_model()))
+        return eff
 
     def efficiency_tables(self, eff: dict):
         """(methods table, ratios table): cost and QAT accuracy of every class of search; measured
@@ -356,4 +362,4 @@ class EfficiencyMixin:
         return self.table(pd.DataFrame(table))
 
 
-__all__ = ["EfficiencyMixin"]
+__all__ = ["EfficiencyChapter"]

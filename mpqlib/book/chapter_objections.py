@@ -8,8 +8,8 @@ import numpy as np
 
 from . import display
 from ..study import report
-from .._io import read_json
-from .chapters import Chapter
+from . import chapter_robustness as robustness
+from .results import Reader
 from .display import FIG_WIDTH, model_label, policy_label
 from .verdicts import OBJECTION_CLAIMS, claim_caveat, claim_label, stance_text
 
@@ -24,8 +24,11 @@ def config_text(config: dict) -> str:
     return ", ".join(f"{names.get(k, k)} {v:g}" for k, v in config.items()) or "version-2 setting"
 
 
-class ObjectionsChapter(Chapter):
-    """Chapter 7: reads what the study's ``objections`` part wrote."""
+class ObjectionsChapter(Reader):
+    """Chapter 7: reads what the study's ``objections`` part wrote, and the 2x2 of protocol
+    version 4 that splits the transfer deficit (claims.json)."""
+
+    show_deficit_split = staticmethod(robustness.show_deficit_split)
 
     PENDING = "pending: the study's objections part has not run yet"
     GLUED = ("obj_model", "obj_budget", "obj_val", "obj_tuning_seeds", "obj_seam_n", "obj_ce_n", "obj_seam_chosen",
@@ -39,14 +42,13 @@ class ObjectionsChapter(Chapter):
         display.glue("obj_premise", self.premise())
         display.glue("obj_tie", f"{o.tie_pp:g} pp")
         display.glue("obj_plateau_pp", f"{o.plateau_pp:g} pp")
-        path = self.p.path("objections.json")
-        if not path.exists():
+        doc = self.r.objections()
+        if doc is None:
             for name in self.GLUED:
                 display.glue(name, self.PENDING)
-            print(f"{path.name} does not exist yet: the objections part of the study has not been run "
+            print(f"{self.p.path('objections.json').name} does not exist yet: the objections part of the study has not been run "
                   f"(`mpq study run --profile {self.p.name}`); the protocol is fixed on the method page.")
             return None
-        doc = read_json(path)
         display.glue("obj_model", model_label(doc["model"]))
         display.glue("obj_budget", doc["budget"].upper())
         t = doc["tuning"]
@@ -68,8 +70,8 @@ class ObjectionsChapter(Chapter):
     def premise(self) -> str:
         """What chapters 3 and 6 found for the transfer claim (SEAM on MNIST vs the target search),
         per model, with CI, verdict and stance: the finding this chapter's objections answer."""
-        path = self.p.path("claims.json")
-        found = [c for c in read_json(path)["claims"] if c["id"] == "proxy-vs-target"] if path.exists() else []
+        doc = self.r.claims_or_none()
+        found = [c for c in doc["claims"] if c["id"] == "proxy-vs-target"] if doc is not None else []
         return "; ".join(f"{model_label(c['model'])} {report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} "
                          f"({c['verdict']}: {stance_text(c)})" for c in found) or "not run yet"
 
@@ -203,8 +205,8 @@ class ObjectionsChapter(Chapter):
     def objection_claims(self, doc: dict | None = None):
         import pandas as pd
 
-        doc = doc or self.claims()
-        pilot = self.pilot()
+        doc = doc or self.r.claims()
+        pilot = self.r.pilot()
         rows = []
         for cid in OBJECTION_CLAIMS:
             for c in (c for c in doc["claims"] if c["id"] == cid):

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import display
-from ..study import report
+from ..study import ranks, report
 from .display import FIG_WIDTH, budget_label, fmt_num, fmt_pct
 from ..study.experiments import Experiments
+from .results import Reader
 
 
 @dataclass
@@ -28,16 +29,15 @@ class Observation:
         return pd.DataFrame([r for r in self.rows if r["data"] == data])
 
 
-class ObservationMixin:
-    """Chapter 1: the observation's metrics, tables and figures. Mixed into
-    :class:`mpqlib.book.chapters.Chapter`, whose ``p``, ``ex`` and ``table`` it uses."""
+class ObservationChapter(Reader):
+    """Chapter 1: the observation's metrics, tables and figures."""
 
     def observation(self, model: str | None = None) -> Observation:
         """FP, uniform W8A8/W4A4/W3A3/W2A2 and two mixed policies at the main budget (SEAM's and a
         deliberately poor one), each after the common QAT (seed 0); metrics of the pooled
         penultimate features on target and proxy test images (one cached step,
         :meth:`Experiments.observation`)."""
-        ex = self.ex(model)
+        ex = self.r.ex(model)
         doc = ex.observation()
         embedding = {tuple(k.rsplit("|", 1)): (np.array(xy), np.array(doc["labels"][k.rsplit("|", 1)[1]]))
                      for k, xy in doc["embedding"].items()}
@@ -55,9 +55,9 @@ class ObservationMixin:
             display.glue(f"obs_fisher_target_{key}", fmt_num(t.loc[name, "fisher_ratio"]))
             display.glue(f"obs_fisher_proxy_{key}", fmt_num(p.loc[name, "fisher_ratio"]))
             display.glue(f"obs_top1_{key}", fmt_pct(t.loc[name, "top1"]))
-        rho_t = report.spearman(t["fisher_ratio"], t["top1"])
-        rho_p = report.spearman(p.loc[t.index, "fisher_ratio"], t["top1"])
-        rho_m = report.spearman(t["logit_margin"], t["top1"])
+        rho_t = ranks.spearman(t["fisher_ratio"], t["top1"])
+        rho_p = ranks.spearman(p.loc[t.index, "fisher_ratio"], t["top1"])
+        rho_m = ranks.spearman(t["logit_margin"], t["top1"])
         display.glue("obs_rho_margin", fmt_num(rho_m))
         display.glue("obs_rho_fisher_target", fmt_num(rho_t))
         display.glue("obs_rho_fisher_proxy", fmt_num(rho_p))
@@ -134,4 +134,4 @@ class ObservationMixin:
         plt.show()
 
 
-__all__ = ["Observation", "ObservationMixin"]
+__all__ = ["Observation", "ObservationChapter"]

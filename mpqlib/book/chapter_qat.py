@@ -8,25 +8,27 @@ import math
 
 import numpy as np
 
-from . import display
+from . import chapter_robustness as robustness, display
 from ..study import report
 from .display import FIG_WIDTH, METHOD_COLOURS, budget_label, fmt_pct, fmt_ratio, model_label, policy_label
 from ..study.facts import PAPER, PAPER_ROWS
-from .verdicts import POWER_RULE, claim_label, pilot_ratio
+from .results import Reader
+from .verdicts import claim_label, controls, power_verdict
 
 
-class QATMixin:
-    """Chapter 3: the main table, the QAT sentences, the paper's table, the sweep, power and the
-    positive control. Mixed into :class:`mpqlib.book.chapters.Chapter`, whose ``p``, ``models``, ``ex``,
-    ``runs``, ``model_rows``, ``matrix``, ``claims``, ``joined`` and ``table`` it uses (and chapter
-    2's ``MAIN``)."""
+class QATChapter(Reader):
+    """Chapter 3: the main table, the QAT sentences, the paper's table, the sweep, power, the
+    positive control and protocol version 4's collapsed runs and budget pilot."""
+
+    collapsed_table = staticmethod(robustness.collapsed_table)
+    budget_pilot_table = staticmethod(robustness.budget_pilot_table)
 
     def main_table(self, model: str):
         """Every policy at ``model``'s main budget: top-1 mean and 95% CI over its per-seed values
         (search seeds x QAT seeds), the paired difference to uniform, BitOps, runs."""
         import pandas as pd
 
-        ex = self.ex(model)
+        ex = self.r.ex(model)
         stats = ex.qat_stats()["main"]  # computed by the study (mpqlib.study.stored.qat_facts)
         out = []
         for n, st in stats.items():
@@ -53,17 +55,17 @@ class QATMixin:
                 return "not run"
             return f"{report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} ({c['verdict']})"
 
-        display.glue("qat_budgets", self.joined(lambda m: budget_label(self.ex(m).budget_name)))
-        display.glue("qat_fp", self.joined(lambda m: fmt_pct(self.ex(m).meta["top1"])))
-        display.glue("qat_seam_uniform", self.joined(
-            lambda m: f"{claim(m, 'seam-vs-uniform')} at {budget_label(self.ex(m).budget_name)}"))
-        display.glue("qat_proxy_target", self.joined(
-            lambda m: f"{claim(m, 'proxy-vs-target')} at {budget_label(self.ex(m).budget_name)}"))
+        display.glue("qat_budgets", self.r.joined(lambda m: budget_label(self.r.ex(m).budget_name)))
+        display.glue("qat_fp", self.r.joined(lambda m: fmt_pct(self.r.ex(m).meta["top1"])))
+        display.glue("qat_seam_uniform", self.r.joined(
+            lambda m: f"{claim(m, 'seam-vs-uniform')} at {budget_label(self.r.ex(m).budget_name)}"))
+        display.glue("qat_proxy_target", self.r.joined(
+            lambda m: f"{claim(m, 'proxy-vs-target')} at {budget_label(self.r.ex(m).budget_name)}"))
         display.glue("qat_seeds", str(len(self.p.qat_seeds)))
         def seeds(m):
-            n = len({r["search_seed"] for r in self.model_rows(m) if r["policy"] == "seam-mnist"})
+            n = len({r["search_seed"] for r in self.r.model_rows(m) if r["policy"] == "seam-mnist"})
             return f"{n} (extended: the CI rule of the protocol)" if n > len(self.p.search_seeds) else str(n)
-        display.glue("qat_search_seeds", self.joined(seeds))
+        display.glue("qat_search_seeds", self.r.joined(seeds))
         display.glue("qat_n_random", str(self.p.n_random))
 
     def paper_table(self, model: str):
@@ -71,7 +73,7 @@ class QATMixin:
         top-1 and the gain over uniform precision."""
         import pandas as pd
 
-        stats = self.ex(model).qat_stats()["main"]
+        stats = self.r.ex(model).qat_stats()["main"]
         t = PAPER["table2"]
         base = t["LSQ uniform W3A3"][0]
         out = []
@@ -79,26 +81,26 @@ class QATMixin:
             top, bitops, _ = t[method]
             row = {"paper method": method, "paper top-1": fmt_pct(top, 1),
                    "paper vs uniform": "—" if method.startswith("LSQ") else report.fmt_pp(top - base, 1),
-                   "ours": (f"uniform {budget_label(self.ex(model).budget_name)}" if ours == "uniform" else
+                   "ours": (f"uniform {budget_label(self.r.ex(model).budget_name)}" if ours == "uniform" else
                             policy_label(ours) if ours else "chapter 4 (joint search)"), "ours vs uniform": "—"}
             if ours and ours != "uniform" and ours in stats:
                 d = stats[ours]["vs_uniform"]
                 row["ours vs uniform"] = report.fmt_diff(d["estimate"], d["ci_low"], d["ci_high"])
             out.append(row)
         return self.table(pd.DataFrame(out), nowrap=("paper top-1", "paper vs uniform", "ours vs uniform"),
-                          caption=f"{model_label(model)} at {budget_label(self.ex(model).budget_name)}: each row "
+                          caption=f"{model_label(model)} at {budget_label(self.r.ex(model).budget_name)}: each row "
                                   "of the paper's Table 2 (MobileNetV1 on ImageNet) beside our policy in the same role"
                                   + self._caveat_caption(model))
 
     def _caveat_caption(self, model: str) -> str:
         """" (underpowered: ...)" for the caption of a table comparing ``model``'s policies, or ""."""
-        caveat = self.model_caveat(model)
+        caveat = self.r.model_caveat(model)
         return f" ({caveat})" if caveat else ""
 
     def sweep_points(self, model: str | None = None) -> list[dict]:
         """Per sweep budget and policy: mean BitOps and top-1 with 95% CI (report.mean_ci)."""
         model = model or self.p.sweep_models()[0]
-        pts = self.ex(model).qat_stats().get("sweep", [])  # computed by the study
+        pts = self.r.ex(model).qat_stats().get("sweep", [])  # computed by the study
         return pts
 
     def show_sweep(self, model: str | None = None) -> None:
@@ -151,7 +153,7 @@ class QATMixin:
         """SEAM minus uniform at one sweep budget: the paired difference within QAT seeds with its 95%
         CI and verdict ("+0.12 [-0.10, +0.30] pp, within noise"); the mean difference, labelled as
         such, where one QAT seed leaves nothing to pair over."""
-        d = self.ex(model).qat_stats().get("sweep_gain", {}).get(budget)  # computed by the study
+        d = self.r.ex(model).qat_stats().get("sweep_gain", {}).get(budget)  # computed by the study
         if d is None:
             return "not run"
         if d["ci_low"] is None:  # a single run per side: no CI
@@ -163,7 +165,7 @@ class QATMixin:
         """Seed SD and policy SD (random policies) per model and budget: the pilot's budgets where
         pilot.json exists, the main and second budget otherwise."""
         out = []
-        doc = self.pilot()
+        doc = self.r.pilot()
         if doc is not None:
             for m, per in doc.get("budgets", {}).items():
                 if m not in self.models:
@@ -176,12 +178,12 @@ class QATMixin:
                         for same in by_cost.values()]
         seen = {(r["model"], b) for r in out for b in r["names"]}
         for m in self.models:
-            ex = self.ex(m)
+            ex = self.r.ex(m)
             for b in dict.fromkeys((ex.budget_name, self.p.second_budget)):
                 if (m, b) in seen:
                     continue
                 try:
-                    pw = ex.power(self.runs(), b)
+                    pw = ex.power(self.r.runs(), b)
                 except Exception:  # no random runs at this budget
                     continue
                 out.append({"model": m, "budget": b, "names": [b], "seed_sd": pw.seed_sd_pp,
@@ -202,8 +204,8 @@ class QATMixin:
         ax.set_ylabel("SD of top-1 (pp)")
         fig.legend(loc="outside lower center", ncols=2, frameon=False)
         plt.show()
-        main = [{**r, "budget": self.ex(r["model"]).budget_name} for r in rows
-                if self.ex(r["model"]).budget_name in r["names"]]
+        main = [{**r, "budget": self.r.ex(r["model"]).budget_name} for r in rows
+                if self.r.ex(r["model"]).budget_name in r["names"]]
         display.glue("power_ratios", "; ".join(f"{model_label(r['model'])} {budget_label(r['budget'])}: "
                                                f"{fmt_ratio(r['policy_sd'] / r['seed_sd'] if r['seed_sd'] else math.nan, 2)} "
                                                f"(in the {'pilot' if r['source'] == 'pilot' else 'protocol run'})"
@@ -213,7 +215,7 @@ class QATMixin:
         """The positive control and SEAM's comparisons, per model: paired differences with CIs."""
         import matplotlib.pyplot as plt
 
-        doc = doc or self.claims()
+        doc = doc or self.r.claims()
         ids = ["positive-control", "proxy-vs-target", "seam-vs-uniform", "seam-vs-ce"]
         cl = [c for c in doc["claims"] if c["id"] in ids]
         fig, ax = plt.subplots(figsize=(FIG_WIDTH, 0.35 * len(cl) + 1.3))
@@ -227,48 +229,14 @@ class QATMixin:
         ax.set_yticks(y, [f"{model_label(c['model'])}: {claim_label(c['id'])}" for c in cl])
         ax.set_xlabel(f"paired difference in top-1 (pp), {report.LEVEL:.0%} CI; shaded: ±{report.MARGIN_PP:g} pp")
         plt.show()
-        pc = self.controls(doc)
+        pc = controls(doc)
         display.glue("control_text", "; ".join(f"{model_label(m)}: {report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} "
                                                f"({c['verdict']})"
                                                for m, c in pc.items()) or "not run")
-        display.glue("control_power", self.joined(
-            lambda m: self.power_verdict(m, pc.get(m), (doc.get("power", {}).get(m) or {}).get("ratio")),
+        display.glue("control_power", self.r.joined(
+            lambda m: power_verdict(self.r.pilot(), m, self.r.ex(m).budget_name, pc.get(m),
+                                   (doc.get("power", {}).get(m) or {}).get("ratio")),
             list(pc) or None))
 
-    @staticmethod
-    def controls(doc: dict) -> dict[str, dict]:
-        """The positive-control claim of claims.json, by model."""
-        return {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
 
-    def power_verdict(self, model: str, control: dict | None, run_ratio: float | None = None) -> str:
-        """The power checks of ``model`` in words: the pilot's rule (policy SD >= 2x seed SD), the
-        positive control of the protocol run and, given, the protocol run's own ratio; where they
-        disagree the sentence says so. The caveat follows :func:`mpqlib.book.verdicts.power_caveat`'s
-        rule: a ratio below 2 in the pilot or in the run."""
-        doc = self.pilot() or {}
-        ratio = pilot_ratio(doc, model, self.ex(model).budget_name)
-        powered = bool(doc.get("power", {}).get(model))
-        passed = control is not None and control["ci_low"] > 0
-        if ratio is None:
-            pilot_words = "no pilot ratio"
-        else:
-            pilot_words = (f"pilot ratio {fmt_ratio(ratio)} "
-                           + ("(≥ 2: powered by the pre-registered rule)" if powered
-                              else "(< 2: underpowered by the pre-registered rule)"))
-        control_words = "the positive control passes" if passed else "the positive control fails (no power)"
-        if ratio is not None and passed != powered:
-            control_words += (" nevertheless" if passed else "") + \
-                "; read its other claims with the pilot's verdict in mind"
-        text = f"{pilot_words}, {control_words}"
-        if run_ratio is not None:
-            text += (f"; the protocol run's ratio {fmt_ratio(run_ratio)} "
-                     + ("misses" if run_ratio < POWER_RULE else "meets") + " the rule")
-            pilot_misses = ratio is not None and ratio < POWER_RULE
-            if run_ratio < POWER_RULE and not pilot_misses:
-                text += ", so every verdict of this model carries the underpowered caveat"
-            elif run_ratio >= POWER_RULE and pilot_misses:
-                text += ", but the pilot's miss keeps the underpowered caveat on every verdict"
-        return text
-
-
-__all__ = ["QATMixin"]
+__all__ = ["QATChapter"]

@@ -95,19 +95,6 @@ def show_power_curves(power: Mapping | None) -> None:
     plt.show()
 
 
-
-
-def power_doc(p) -> dict | None:
-    """The profile's ``power.json`` (protocol version 4's a-priori power analysis,
-    ``scripts/power_analysis.py``), None where it was not computed (the smoke profile)."""
-    from .._io import read_json
-
-    path = p.path("power.json")
-    return read_json(path) if path.exists() else None
-
-
-
-
 DEFICIT_PARTS = (("deficit-classes", "the classes (MNIST vs the target's own)"),
                  ("deficit-head", "the head (L-GM vs the model's own)"),
                  ("deficit-data", "the images (4% of the target's vs all of them)"))
@@ -166,5 +153,5 @@ def budget_pilot_table(claims: Mapping):
     return display.table(pd.DataFrame(rows) if rows else pd.DataFrame({"budget pilot": ["not run yet"]}))
 
 
-__all__ = ["collapsed_table", "stability_table", "show_power_curves", "power_doc", "TEST_NAMES", "DEFICIT_PARTS",
+__all__ = ["collapsed_table", "stability_table", "show_power_curves", "TEST_NAMES", "DEFICIT_PARTS",
            "show_deficit_split", "budget_pilot_table"]

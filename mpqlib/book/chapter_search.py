@@ -9,29 +9,36 @@ import math
 import numpy as np
 
 from . import display
-from ..study import report
+from ..study import ranks, report
+from .results import Reader
 from .display import BIT_COLOURS, FIG_WIDTH, budget_label, fmt_num, fmt_pct, model_label, policy_label
 
 HEAD_THRESHOLD = 0.9  # the protocol: the SEAM head must reach 90% of the linear probe's accuracy
 
 
-class SearchMixin:
-    """Chapter 2: the searched policies, layer groups, agreement and head fit. Mixed into
-    :class:`mpqlib.book.chapters.Chapter`, whose ``p``, ``models``, ``ex``, ``joined`` and ``table`` it uses."""
+class SearchChapter(Reader):
+    """Chapter 2: the searched policies, layer groups, agreement and head fit."""
 
     MAIN = ("seam-mnist", "seam-mnist-argmax", "seam-optdigits", "seam-fmnist4", "ce-mnist", "target-fmnist",
             "limpq-fmnist", "hawq-fmnist", "uniform")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # per model, what the chapter's sentences quote from its tables (filled as they are shown)
+        self._searched: dict[str, dict] = {}
+        self._agree: dict[str, tuple] = {}
+        self._groups: dict[str, list] = {}
+
     def searched(self, model: str | None = None) -> dict:
         """The main budget's policies of ``model`` (search seed 0) and the random ones."""
-        ex = self.ex(model)
+        ex = self.r.ex(model)
         if ex.model_name not in self._searched:  # random policies and readouts solve an ILP each: once
             names = list(self.MAIN) + [f"random-{i}" for i in range(self.p.n_random)]
             self._searched[ex.model_name] = {n: ex.search(n) for n in names}
         return self._searched[ex.model_name]
 
     def policy_table(self, model: str | None = None):
-        ex = self.ex(model)
+        ex = self.r.ex(model)
         res = self.searched(model)
         rows = []
         for n in self.MAIN:
@@ -79,13 +86,13 @@ class SearchMixin:
     def search_summary(self) -> None:
         """Glue chapter 2's sentences (every model): budgets, readout shares, agreement."""
         def share(m, name):
-            ex = self.ex(m)
+            ex = self.r.ex(m)
             return f"{100 * ex.cost.bitops(ex.search(name).policy) / ex.budget:.1f}%"
 
-        display.glue("search_budgets", self.joined(lambda m: f"{budget_label(self.ex(m).budget_name)} "
-                                                             f"({report.fmt_bitops(self.ex(m).budget)} BitOps)"))
-        display.glue("search_ilp_share", self.joined(lambda m: share(m, "seam-mnist")))
-        display.glue("search_argmax_share", self.joined(lambda m: share(m, "seam-mnist-argmax")))
+        display.glue("search_budgets", self.r.joined(lambda m: f"{budget_label(self.r.ex(m).budget_name)} "
+                                                             f"({report.fmt_bitops(self.r.ex(m).budget)} BitOps)"))
+        display.glue("search_ilp_share", self.r.joined(lambda m: share(m, "seam-mnist")))
+        display.glue("search_argmax_share", self.r.joined(lambda m: share(m, "seam-mnist-argmax")))
 
     @staticmethod
     def short_layer(name: str) -> str:
@@ -98,7 +105,7 @@ class SearchMixin:
         import matplotlib.pyplot as plt
         from matplotlib.colors import BoundaryNorm, ListedColormap
 
-        ex = self.ex(model)
+        ex = self.r.ex(model)
         res = self.searched(model)
         names = [n for n in self.MAIN]
         layers = ex.cost.names
@@ -120,7 +127,7 @@ class SearchMixin:
         1x1 convs get up to 6 bits, most 3x3 convs 2-4)."""
         import pandas as pd
 
-        ex = self.ex(model)
+        ex = self.r.ex(model)
         pol = ex.search("seam-mnist").policy
         kinds = {c.name: ("shortcut 1x1" if "downsample" in c.name else "depthwise" if c.kind == "dwconv" else
                           "1x1 conv" if "pointwise" in c.name or "pw" in c.name else "3x3 conv")
@@ -145,14 +152,14 @@ class SearchMixin:
                 text += (f" (shortcut 1x1 weights at most {short[0]['max w bits']} bits, where the paper's ResNet-18 "
                          "policy gives them up to 6)")
             return text
-        display.glue("groups_text", self.joined(groups))
+        display.glue("groups_text", self.r.joined(groups))
 
     def agreement(self, model: str | None = None):
         """Each policy against the target-searched one: share of layers with the same (w, a),
         mean |bit difference| per layer, Spearman of the per-layer bits; random policies give chance."""
         import pandas as pd
 
-        ex = self.ex(model)
+        ex = self.r.ex(model)
         res = self.searched(model)
         layers = ex.cost.names
         ref = res["target-fmnist"].policy
@@ -183,7 +190,7 @@ class SearchMixin:
         for m in self.models:
             if m not in self._agree:
                 self.agreement(m)
-        display.glue("agree_text", self.joined(lambda m: f"SEAM {self._agree[m][0]:.2f} against "
+        display.glue("agree_text", self.r.joined(lambda m: f"SEAM {self._agree[m][0]:.2f} against "
                                                          f"{self._agree[m][1]:.2f} for {self._agree[m][3]} random policies"))
         def verdict(m):
             seam, mean, best, _, closer = self._agree[m]
@@ -191,14 +198,14 @@ class SearchMixin:
                      "not than every one" if seam < mean else "no closer than random policies")
             return words + (f", but {', '.join(closer)} {'is' if len(closer) == 1 else 'are'} closer still"
                             if closer else ", and closer than every other method")
-        display.glue("agree_verdict", self.joined(verdict))
+        display.glue("agree_verdict", self.r.joined(verdict))
 
     @staticmethod
     def _rank_agreement(a: np.ndarray, b: np.ndarray) -> float:
         """Spearman of two bit vectors; NaN (shown n/a) where one is constant (uniform)."""
         if np.ptp(a) == 0 or np.ptp(b) == 0:
             return math.nan
-        return report.spearman(a, b)
+        return ranks.spearman(a, b)
 
     @staticmethod
     def head_verdict(ratios: dict[str, float]) -> str:
@@ -216,7 +223,7 @@ class SearchMixin:
 
         rows = []
         for m in self.models:
-            h = self.ex(m).head_accuracy()
+            h = self.r.ex(m).head_accuracy()
             head, probe = h.get("seam_proxy_acc"), h.get("linear_probe_acc")
             ratio = head / probe if head is not None and probe else math.nan
             rows.append({"model": model_label(m), "SEAM head": head, "linear probe": probe, "head / probe": ratio,
@@ -229,7 +236,7 @@ class SearchMixin:
             ratio = f"{r['head / probe']:.0%}" if math.isfinite(r["head / probe"]) else "n/a"
             return f"{fmt_pct(r['SEAM head'], 1)} against {fmt_pct(r['linear probe'], 1)} ({ratio})"
 
-        display.glue("head_text", self.joined(text))
+        display.glue("head_text", self.r.joined(text))
         display.glue("head_verdict", self.head_verdict(dict(zip(df["model"], df["head / probe"]))))
         display.glue("head_threshold", f"{HEAD_THRESHOLD:.0%}")
         pct = lambda v: fmt_pct(v, 1)  # noqa: E731  (head_report gives percent)
@@ -237,4 +244,4 @@ class SearchMixin:
                                "train: head": pct, "train: probe": pct})
 
 
-__all__ = ["HEAD_THRESHOLD", "SearchMixin"]
+__all__ = ["HEAD_THRESHOLD", "SearchChapter"]

@@ -1,6 +1,6 @@
 """The claims in words: each claim named by its two sides, what its verdict says about the paper
 ("reproduced", "not reproduced at this scale", "undecided"), the caveat of an underpowered model,
-the rows of the claims tables and the book's bottom line. Read by the chapters and by
+the power checks in words and the rows of the claims tables. Read by the chapters and by
 ``scripts/readme_results.py`` (the README's results block); the words themselves live in
 :mod:`mpqlib.study.facts`."""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from ..study import report
-from .display import fmt_pct, fmt_ratio, model_label, policy_label
+from .display import fmt_pct, fmt_ratio, policy_label
 from ..study.facts import CLAIM_TEXT, CLAIMS, MATCH_CLAIMS, PAPER, PAPER_STANCE, POWER_NOTES
 
 STANCE_WORDS = {"supports": "reproduced", "contradicts": "not reproduced at this scale", "undecided": "undecided"}
@@ -125,63 +125,41 @@ OBJECTION_CLAIMS = ("tuned-seam-vs-target", "tuned-seam-vs-ce", "proxy-vs-target
 """The claims chapter 7 tests (mpqlib.study.facts), in the order the chapter shows them."""
 
 
-def _named(claims: list) -> str:
-    return "; ".join(f"{claim_label(c['id']).split(' vs ')[0]}, {model_label(c['model'])}" for c in claims)
+def controls(doc: Mapping) -> dict[str, dict]:
+    """The positive-control claim of claims.json, by model."""
+    return {c["model"]: c for c in doc["claims"] if c["id"] == "positive-control"}
 
 
-def bottom_line(doc: Mapping, eff: Mapping | None = None, pilot: Mapping | None = None) -> list[str]:
-    """The book's bottom line in a few plain sentences, computed from claims.json, efficiency.json
-    and pilot.json: transfer (how many tests matched, fell short beyond the margin, or stayed
-    undecided), cost against the paper's 297x, chapter 7's objections, and the scale."""
-    transfer = [c for c in doc["claims"] if c["id"] in TRANSFER_CLAIMS]
-    matched = [c for c in transfer if claim_stance(c) == "supports"]
-    short = [c for c in transfer if claim_stance(c) == "contradicts"]
-    open_ = [c for c in transfer if claim_stance(c) == "undecided"]
-    text = (f"**Transfer:** a policy searched on a proxy matched the search on the target (equivalent within "
-            f"±{report.MARGIN_PP:g} pp) in {len(matched)} of {len(transfer)} tests"
-            + (f" ({_named(matched)})" if matched else ""))
-    if short:
-        text += (f"; in {len(short)} it fell short by more than the margin ({_named(short)})")
-    if open_:
-        text += (f"; {len(open_)} {'is' if len(open_) == 1 else 'are'} undecided, the CI allowing both "
-                 f"({_named(open_)})")
-    out = [text + "."]
-    ratios = (eff or {}).get("ratios", {})
-    arch = ((eff or {}).get("imagenet") or {}).get("archs", {}).get("mobilenetv1", {})
-
-    def measured(key: str) -> str | None:
-        v = (ratios.get(key) or {}).get("value")
-        return fmt_ratio(v) if v is not None else None
-
-    target = [(measured(k), what) for k, what in (("target-equal-epochs/seam", "at SEAM's epochs"),
-                                                  ("target-equal-steps/seam", "at SEAM's number of steps"))
-              if measured(k)]
-    target = [f"{r} SEAM's time {what}" if i == 0 else f"{r} {what}" for i, (r, what) in enumerate(target)]
-    parts = [f"the search on the whole target took {' and '.join(target)}" if target else None,
-             f"a joint weights-and-bits search (the class of FracBits) {measured('joint/seam')}"
-             if measured("joint/seam") else None]
-    parts = [x for x in parts if x]
-    if parts:
-        cost = f"**Cost:** measured on one host ({eff.get('ratios_host')}), " + "; ".join(parts)
-        if arch.get("low") is not None:
-            cost += (f"; projected to ImageNet (MobileNetV1), the joint search costs {fmt_ratio(arch['low'])}-"
-                     f"{fmt_ratio(arch['high'])} SEAM's for a joint search of 30-90 epochs")
-        out.append(cost + f", against the paper's {fmt_ratio(PAPER['joint_over_seam'])} (FracBits "
-                   f"{PAPER['table2']['FracBits'][2]:g} h against SEAM's {PAPER['table2']['SEAM, proxy S'][2]:g} h).")
-    objections = [c for cid in OBJECTION_CLAIMS for c in doc["claims"] if c["id"] == cid]
-    if objections:
-        out.append("**Objections** (chapter 7): " + "; ".join(
-            f"{claim_label(c['id'])}, {model_label(c['model'])}: "
-            f"{report.fmt_diff(c['estimate_pp'], c['ci_low'], c['ci_high'])} ({c['verdict']}: {stance_text(c)})"
-            for c in objections) + ".")
-    weak = [m for m in dict.fromkeys(c["model"] for c in doc["claims"]) if power_caveat(doc, m, pilot)]
-    scale = ("**Scale:** Fashion-MNIST with an MNIST proxy, small networks and a short fine-tuning on a 2-core CPU, "
-             "not ImageNet: a claim marked not reproduced is not reproduced at this scale")
-    if weak:
-        scale += "; " + "; ".join(f"{model_label(m)} is underpowered ({power_words(doc, m, pilot)}, below the "
-                                  f"pre-registered {POWER_RULE:g}), so its verdicts are weak evidence" for m in weak)
-    out.append(scale + ".")
-    return out
+def power_verdict(pilot: Mapping | None, model: str, budget: str, control: Mapping | None,
+                  run_ratio: float | None = None) -> str:
+    """The power checks of ``model`` at its main ``budget`` in words: the pilot's rule (policy SD
+    >= 2x seed SD, ``pilot``: pilot.json or None), the positive control of the protocol run and,
+    given, the protocol run's own ratio; where they disagree the sentence says so. The caveat
+    follows :func:`power_caveat`'s rule: a ratio below 2 in the pilot or in the run."""
+    doc = pilot or {}
+    ratio = pilot_ratio(doc, model, budget)
+    powered = bool(doc.get("power", {}).get(model))
+    passed = control is not None and control["ci_low"] > 0
+    if ratio is None:
+        pilot_words = "no pilot ratio"
+    else:
+        pilot_words = (f"pilot ratio {fmt_ratio(ratio)} "
+                       + ("(≥ 2: powered by the pre-registered rule)" if powered
+                          else "(< 2: underpowered by the pre-registered rule)"))
+    control_words = "the positive control passes" if passed else "the positive control fails (no power)"
+    if ratio is not None and passed != powered:
+        control_words += (" nevertheless" if passed else "") + \
+            "; read its other claims with the pilot's verdict in mind"
+    text = f"{pilot_words}, {control_words}"
+    if run_ratio is not None:
+        text += (f"; the protocol run's ratio {fmt_ratio(run_ratio)} "
+                 + ("misses" if run_ratio < POWER_RULE else "meets") + " the rule")
+        pilot_misses = ratio is not None and ratio < POWER_RULE
+        if run_ratio < POWER_RULE and not pilot_misses:
+            text += ", so every verdict of this model carries the underpowered caveat"
+        elif run_ratio >= POWER_RULE and pilot_misses:
+            text += ", but the pilot's miss keeps the underpowered caveat on every verdict"
+    return text
 
 
 def claims_rows(doc: Mapping, model: str, pilot: Mapping | None = None, budget: str | None = None) -> list[dict]:
@@ -203,4 +181,4 @@ def claims_rows(doc: Mapping, model: str, pilot: Mapping | None = None, budget: 
 
 __all__ = ["STANCE_WORDS", "POWER_RULE", "TRANSFER_CLAIMS", "OBJECTION_CLAIMS", "claim_label", "claim_stance",
            "stance_text", "pilot_ratio", "power_ratios", "power_words", "power_short", "power_caveat", "claim_caveat",
-           "paper_fill", "bottom_line", "claims_rows"]
+           "paper_fill", "controls", "power_verdict", "claims_rows"]

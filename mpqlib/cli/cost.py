@@ -6,6 +6,7 @@ from .common import (say, load_model, _common, _model_args)
 
 
 def cmd_cost(args) -> int:
+    from ..config import FIXED_PAIR
     from ..cost import budget, cost_model
     from ..policy import Policy
 
@@ -14,7 +15,7 @@ def cmd_cost(args) -> int:
     policy = Policy.load(args.policy).validate(model) if args.policy else None
     lines = [f"{'layer':26s} {'kind':6s} {'shape':28s} {'MACs':>13s} {'params':>10s}  bits"]
     for row in cm.table():
-        bits = policy.all_bits[row["layer"]] if policy else ((8, 8) if row["fixed (8-bit)"] else None)
+        bits = policy.all_bits[row["layer"]] if policy else (FIXED_PAIR if row["fixed (8-bit)"] else None)
         tag = f"W{bits[0]}A{bits[1]}" if bits else "searched"
         lines.append(f"{row['layer']:26s} {row['kind']:6s} {row['shape']:28s} {row['MACs']:13,d} {row['params']:10,d}  {tag}")
     lines.append(f"total: {cm.macs:,} MACs, {cm.params:,} weights at input {'x'.join(map(str, size))}; "

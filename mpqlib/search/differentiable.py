@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import data as D
-from ..config import CEConfig, DifferentiableConfig, SeamConfig, TargetConfig, register_runner
+from ..config import FIXED_PAIR, CEConfig, DifferentiableConfig, SeamConfig, TargetConfig, register_runner
 from ..cost import cost_model
 from ..discriminability import features
 from ..errors import ConfigError
@@ -187,7 +187,7 @@ def read_policy(cost, pw, pa, candidates, budget: int | None, readout: str = "il
     if readout != "argmax":
         raise ConfigError(f"readout must be 'ilp' or 'argmax', not {readout!r}")
     bits = {n: (candidates[int(np.argmax(pw[i]))], candidates[int(np.argmax(pa[i]))]) for i, n in enumerate(names)}
-    policy = Policy(bits, {c.name: (8, 8) for c in cost.layers if c.fixed},
+    policy = Policy(bits, {c.name: FIXED_PAIR for c in cost.layers if c.fixed},
                     {"method": f"{method}-argmax", "readout": "argmax", **provenance})
     policy.provenance.update(budget_bitops=budget, bitops=cost.bitops(policy), size_bytes=cost.size_bytes(policy))
     return policy

@@ -15,7 +15,7 @@ import numpy as np
 from .. import data as D
 from .._io import code_version, machine, read_json, write_json
 from ..allocate import allocate
-from ..config import SearchConfig
+from ..config import FIXED_BITS, SearchConfig
 from ..cost import CostModel
 from ..measure import Meter
 from ..policy import Policy
@@ -53,7 +53,7 @@ def make_record(method: str, search_data, meter: Meter, *, epochs: float, images
 
 
 def readout(cost: CostModel, layer_cost: np.ndarray, choices: Sequence[tuple[int, int]], budget: int | None,
-            fixed_bits: int = 8, **provenance) -> Policy:
+            fixed_bits: int = FIXED_BITS, **provenance) -> Policy:
     """The policy minimising the summed per-layer, per-choice ``layer_cost`` (L x C) under a
     BitOps ``budget`` (None: per-layer argmin), fixed layers at ``fixed_bits``."""
     layers = cost.searchable

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import FIXED_BITS
 from ..cost import INPUT_SIZE, CostModel, cost_model
 from ..hooks import capture_inputs
 from ..quant import (LSQ, QUANTIZED, QuantLayer, fixed_pair, initialise_all, quantizable, quantized_twin,
@@ -143,7 +144,7 @@ _Mixed = MixedLayer  # the name earlier code used
 
 
 def supernet(model: nn.Module, candidates: Sequence[int] = (2, 3, 4, 5, 6), *, a_candidates: Sequence[int] | None = None,
-             fixed_bits: int = 8, cost: CostModel | None = None, input_size: tuple[int, ...] = INPUT_SIZE,
+             fixed_bits: int = FIXED_BITS, cost: CostModel | None = None, input_size: tuple[int, ...] = INPUT_SIZE,
              calibration: torch.Tensor | None = None) -> tuple[nn.Module, dict[str, MixedLayer]]:
     """A copy of ``model`` with mixed layers in place of the searchable ones.
 

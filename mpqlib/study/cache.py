@@ -17,6 +17,7 @@ from .. import data as D
 from .._io import create_json, host, read_json, sha256_file
 from ..config import Config
 from ..errors import ConfigError, ReadOnlyError
+from .steps import STEPS, kind
 
 READ_ONLY_ENV = "MPQ_READ_ONLY"  # set (to anything but "" or "0"): every Cache reads, none computes
 
@@ -25,8 +26,10 @@ def read_only_default() -> bool:
     """Whether ``$MPQ_READ_ONLY`` asks for read-only caches (a reader's rerun of the chapters)."""
     return os.environ.get(READ_ONLY_ENV, "") not in ("", "0")
 
-# Bump a step's version when its code changes what it computes: every cached entry of that step recomputes.
-STEP_VERSIONS = {"search": 2, "qat": 2, "proxy-metrics": 2, "observation": 1, "train": 1, "timing": 1}
+# Each kind's version, from its declaration (mpqlib.study.steps): bump it there when the kind's code
+# changes what it computes, and every cached record of that kind recomputes.
+STEP_VERSIONS = {name: s.version for name, s in STEPS.items()}
+
 
 # --------------------------------------------------------------------------- hashing
 def fingerprint(images: D.Images) -> dict:
@@ -84,8 +87,7 @@ class Cache:
 
     @staticmethod
     def key(step: str, config: dict) -> str:
-        if step not in STEP_VERSIONS:
-            raise ConfigError(f"unknown cached step {step!r}; known: {', '.join(STEP_VERSIONS)}")
+        kind(step)  # an unknown kind: a ConfigError naming the known ones
         blob = json.dumps({"step": step, "version": STEP_VERSIONS[step], "config": config}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

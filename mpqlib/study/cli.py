@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-from pathlib import Path
 
 from ..errors import ConfigError
 from .profiles import PROFILES, REPO

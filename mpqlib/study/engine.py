@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from ..errors import ConfigError
 from .experiments import Experiments, Overlay, Task
 from .profiles import Profile
+from .steps import kind
 
 _WORKER: dict[tuple[str, str], Experiments] = {}  # per process: one Experiments per (profile, model)
 
@@ -65,8 +66,9 @@ def executor(p: Profile, workers: int | None = None, cluster: str | None = None)
         profile = client.scatter(p, broadcast=True)
 
         def execute(tasks: list[Task]) -> Iterator[dict]:
-            # Longest first: searches before QAT runs, so the last wave is not one long step.
-            order = sorted(tasks, key=lambda t: {"train": 0, "observation": 0, "search": 1, "qat": 2}.get(t.step, 3))
+            # By the kinds' declared order (mpqlib.study.steps): searches before QAT runs, so the
+            # last wave is not one long step.
+            order = sorted(tasks, key=lambda t: kind(t.step).order)
             futures = [client.submit(compute, profile, t, key=f"{t.step}-{t.model}-{t.key}", retries=2, pure=False)
                        for t in order]
             for future in as_completed(futures):

@@ -16,9 +16,7 @@ BitOps, cache keys); claims are paired differences computed from it by :mod:`mpq
 
 from __future__ import annotations
 
-from dataclasses import asdict
 import itertools
-import json
 import os
 from pathlib import Path
 from typing import Callable, Iterable
@@ -27,18 +25,21 @@ import numpy as np
 import torch
 
 from .. import data as D
-from .._io import read_json, torch_save, write_json
+from .._io import torch_save
 from .cache import STEP_VERSIONS, Cache, Missing, Overlay, Task, config_dict, fingerprint, sha256_file  # noqa: F401
-from ..config import Config, DifferentiableConfig, QATConfig, RandomConfig, SearchConfig, UniformConfig
+from . import features
+from .steps import kind
+from ..config import DifferentiableConfig, QATConfig, RandomConfig, SearchConfig, UniformConfig
 from ..cost import Budget, CostModel, cost_model, exact_uniform
 from ..errors import ConfigError, TrainingError
 from ..policy import Policy
 from .profiles import Profile, resolve
 from ..qat import qat
 from ..search import SearchResult, search
-from .stored import RunsView
+from .stored import RunsView, load_runs, save_runs  # noqa: F401  (runs.json, its home is stored)
 from .facts import CLAIMS, HARNESS, MAIN_POLICIES, POLICIES, SEARCH_SEEDED, SECOND_POLICIES, SEEDED_SINCE_V3
 from ..train import load_checkpoint
+
 
 def _run_search(model: torch.nn.Module, data: D.Images | None, budget: int | None, cfg: SearchConfig, *,
                 progress: bool, val_data: D.Images | None = None) -> SearchResult:
@@ -90,18 +91,10 @@ class Experiments(RunsView):
 
     def execute(self, task: Task) -> None:
         """Compute ``task`` (a step noted while planning) into this object's cache."""
-        if task.step == "search":
-            self.run_search(*task.args)
-        elif task.step == "qat":
-            self.qat(Policy.from_dict(task.args[0]), *task.args[1:])
-        elif task.step == "proxy-metrics":
-            self.proxy_metrics(Policy.from_dict(task.args[0]))
-        elif task.step == "observation":
-            self.observation()
-        elif task.step == "timing":
-            self.timing(task.args[0], task.args[1], **task.args[2])
-        else:
-            raise ConfigError(f"unknown step {task.step!r}")
+        run = kind(task.step).execute  # the kind's declared execution (mpqlib.study.steps)
+        if run is None:
+            raise ConfigError(f"a {task.step} step is not computed by an Experiments (see mpqlib.study.steps)")
+        run(self, task.args)
 
     # ------------------------------------------------------------------ budgets
     @property
@@ -360,71 +353,26 @@ class Experiments(RunsView):
         qmodel.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
         return qmodel.eval()
 
-    # ------------------------------------------------------------------ chapter 1
-    OBSERVED_BITS = (8, 4, 3, 2)
-
-    def observation_policies(self) -> dict[str, Policy]:
-        """Chapter 1's quantized models: uniform W8A8 ... W2A2 and two mixed policies at the main
-        budget, SEAM's and a deliberately poor one."""
-        policies = {f"W{b}A{b}": Policy.uniform(self.model, b) for b in self.OBSERVED_BITS}
-        policies["mixed, SEAM"] = self.search("seam-mnist").policy
-        policies["mixed, poor"] = self.poor_policy("seam-mnist")
-        return policies
-
-    def observation_sets(self) -> dict[str, D.Images]:
-        """Chapter 1's images: ``n_points`` class-balanced test images of the target and the proxy."""
-        n = self.p.n_points
-        return {"target": D.balanced_subset(self.test_set("fmnist"), size=n, seed=0),
-                "proxy": D.balanced_subset(self.test_set("mnist"), size=n, seed=0)}
-
-    def _observation_inputs(self) -> tuple[dict[str, Policy], dict[str, D.Images], dict]:
-        policies = self.observation_policies()
-        sets = self.observation_sets()
-        key_config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
-                      "policies": {n: pol.to_dict()["bits"] for n, pol in policies.items()},
-                      "fixed": {n: pol.to_dict()["fixed"] for n, pol in policies.items()},
-                      "qat": config_dict(self.p.qat), "qat_seed": 0, "train": self.fingerprint("fmnist"),
-                      "test": self.fingerprint("fmnist-test"),
-                      "sets": {d: fingerprint(images) for d, images in sets.items()}}
-        return policies, sets, key_config
+    # ------------------------------------------------------------------ chapters 1 and 5 (mpqlib.study.features)
+    def observation(self) -> dict:
+        """Chapter 1 as one cached step (:func:`mpqlib.study.features.observation`)."""
+        return features.observation(self)
 
     def observation_path(self) -> str:
         """Where chapter 1's observation record lies, relative to the profile's cache directory."""
-        path = self.cache.path("observation", self._observation_inputs()[2])
-        return path.relative_to(self.p.cache_path()).as_posix()
+        return features.observation_path(self)
 
-    def observation(self) -> dict:
-        """Chapter 1 as one cached step: per model (FP and each of :meth:`observation_policies`
-        after the common QAT, seed 0) and dataset the discriminability metrics of the pooled
-        penultimate features, the model's top-1 on the target's test set, and a 2-D t-SNE of the
-        features. The record keeps these small results, so the QAT weights are needed only once."""
-        policies, sets, key_config = self._observation_inputs()
+    def correlation_policies(self, budget: str | int | None = None) -> dict[str, Policy]:
+        """Chapter 5's policies (:func:`mpqlib.study.features.correlation_policies`)."""
+        return features.correlation_policies(self, budget)
 
-        def compute() -> dict:
-            from sklearn.manifold import TSNE
+    def proxy_metrics(self, policy: Policy) -> dict:
+        """Chapter 5's proxy metrics of ``policy``, one cached step (:func:`mpqlib.study.features.proxy_metrics`)."""
+        return features.proxy_metrics(self, policy)
 
-            from ..discriminability import features, summary
-            from ..train import evaluate
-
-            nets = {"FP": self.model, **{n: self.qat_model(pol) for n, pol in policies.items()}}
-            rows, embedding = [], {}
-            for name, net in nets.items():
-                pol = policies.get(name)
-                top1 = self.meta["top1"] if pol is None else evaluate(net, self.test_set())
-                bitops = None if pol is None else int(self.cost.bitops(pol))
-                for d, images in sets.items():
-                    with torch.no_grad():
-                        f, logits = features(net, images.x, return_logits=True)
-                    m = summary(f, images.y, logits if d == "target" else None)
-                    rows.append({"model": name, "data": d, "bitops": bitops, "top1": float(top1),
-                                 **{k: float(v) for k, v in m.items()}})
-                    xy = TSNE(n_components=2, perplexity=min(30, (len(f) - 1) / 3), init="pca",
-                              random_state=0).fit_transform(f.numpy())
-                    embedding[f"{name}|{d}"] = np.round(xy, 2).tolist()
-            return {"rows": rows, "models": list(nets), "embedding": embedding,
-                    "labels": {d: images.y.tolist() for d, images in sets.items()}}
-
-        return self.step("observation", key_config, compute, ())
+    def correlation(self, budget: str | int | None = None) -> dict:
+        """Chapter 5's result (:func:`mpqlib.study.features.correlation`)."""
+        return features.correlation(self, budget)
 
     # ------------------------------------------------------------------ per-seed runs
     def runs(self, name: str, budget: str | int | None = None, search_seeds: Iterable[int] | None = None,
@@ -542,110 +490,6 @@ class Experiments(RunsView):
         return {"seam_proxy_acc": mean("head_val_acc"), "linear_probe_acc": mean("probe_val_acc"),
                 "seam_proxy_train_acc": mean("head_train_acc"), "linear_probe_train_acc": mean("probe_train_acc")}
 
-    # ------------------------------------------------------------------ chapter 5
-    def correlation_policies(self, budget: str | int | None = None) -> dict[str, Policy]:
-        """>= ``n_correlation`` policies spanning target accuracy: the target search's choice,
-        its opposite and mixtures in between, uniform, and random policies."""
-        n = self.p.n_correlation
-        pols: dict[str, Policy] = {}
-        alphas = np.linspace(-1, 1, max(2, n // 3))
-        for a in alphas:
-            pols[f"mix{a:+.2f}"] = self.interpolated_policy("target-fmnist", float(a), budget, seed=0)
-        pols["uniform"] = self.uniform(budget).policy
-        i = 0
-        while len(pols) < n:
-            pols[f"random-{i}"] = self.random_policy(i, budget).policy
-            i += 1
-        return pols
-
-    def proxy_metrics(self, policy: Policy) -> dict:
-        """Discriminability of ``policy``'s quantized model (no fine-tuning) on the proxy after
-        re-estimating BatchNorm statistics on proxy images; target accuracy before fine-tuning."""
-        from ..discriminability import features, summary
-        from ..quant import quantize
-        from ..train import evaluate
-
-        proxy = self.data("proxy")
-        n_bn = min(self.p.bn_recalibration_images, len(proxy))
-        key_config = {"model": self.model_name, "checkpoint_sha256": self.checkpoint_sha256,
-                      "policy": policy.to_dict()["bits"], "fixed": policy.to_dict()["fixed"],
-                      "proxy": self.fingerprint("proxy"), "bn_images": n_bn, "test": self.fingerprint(f"{self.target}-test")}
-
-        def compute() -> dict:
-            q = quantize(self.model, policy, calibration=proxy.x[:128]).eval()
-            ptq = evaluate(q, self.test_set())
-            recalibrate_bn(q, proxy.x[:n_bn])
-            f, logits = features(q, proxy.x, return_logits=True)
-            return {"metrics": {**summary(f, proxy.y), "ptq_top1_target": ptq,
-                                "mean_bits": float(np.mean(policy.mean_bits()))}}
-
-        return self.step("proxy-metrics", key_config, compute, (policy.to_dict(),))["metrics"]
-
-    def correlation(self, budget: str | int | None = None) -> dict:
-        """Chapter 5: per policy the proxy metrics (BN recalibrated) and the QAT top-1 per seed;
-        Spearman with bootstrap CIs beside the noise ceiling and trivial predictors (report)."""
-        from . import report
-
-        pols = self.correlation_policies(budget)
-        seeds = self.p.correlation_qat_seeds
-        table = []
-        for name, pol in pols.items():
-            m = self.proxy_metrics(pol)
-            top = [self.qat(pol, s)["top1"] for s in seeds]
-            table.append({"policy": name, "bitops": int(self.cost.bitops(pol)), "top1": top,
-                          "top1_mean": float(np.mean(top)), **m})
-        y = np.array([r["top1_mean"] for r in table])
-        predictors = {"fisher_ratio": 1, "normalised_compactness": -1, "ptq_top1_target": 1, "mean_bits": 1}
-        rho = {}
-        for k, sign in predictors.items():
-            x = sign * np.array([r[k] for r in table])
-            rho[("-" if sign < 0 else "") + k] = asdict(report.spearman_ci(x, y, n_boot=self.p.bootstrap))
-        per_seed = np.array([r["top1"] for r in table])
-        ceiling = asdict(report.noise_ceiling(per_seed)) if per_seed.shape[1] > 1 else None
-        return {"model": self.model_name, "budget": self.budget_label(budget), "n_policies": len(table),
-                "policies": table, "spearman": rho, "noise_ceiling": ceiling}
-
-
-# --------------------------------------------------------------------------- runs.json
-def load_runs(profile: Profile) -> list[dict]:
-    path = profile.path("runs.json")
-    return read_json(path)["runs"] if path.exists() else []
-
-
-def save_runs(profile: Profile, rows: list[dict], policies: dict | None = None) -> Path:
-    """Merge ``rows`` into ``runs.json`` (one row per model, budget, policy, search seed, QAT seed)
-    and the searched policies they name (by search cache key) into ``policies.json``."""
-    ident = ("model", "budget", "policy", "search_seed", "qat_seed")
-    merged = {tuple(r[k] for k in ident): r for r in load_runs(profile)}
-    merged.update({tuple(r[k] for k in ident): r for r in rows})
-    out = sorted(merged.values(), key=lambda r: tuple(str(r[k]) for k in ident))
-    if policies:
-        path = profile.path("policies.json")
-        write_json(path, {**(read_json(path) if path.exists() else {}), **policies})
-    return write_json(profile.path("runs.json"), {"profile": profile.name, "qat": config_dict(profile.qat),
-                                                  "runs": out})
-
-
-# --------------------------------------------------------------------------- BN recalibration
-@torch.no_grad()
-def recalibrate_bn(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 128) -> torch.nn.Module:
-    """Re-estimate every BatchNorm's running statistics from ``x`` (cumulative average), weights
-    untouched: the quantized network's own statistics instead of the full-precision ones."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.training) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.eval()
-    for m in bns:
-        m.train()
-    for start in range(0, len(x), batch_size):
-        model(x[start:start + batch_size])
-    for m, (mom, tr) in zip(bns, saved):
-        m.momentum = mom
-        m.train(tr)
-    return model.eval()
-
 
 __all__ = ["STEP_VERSIONS", "POLICIES", "HARNESS", "CLAIMS", "Cache", "Overlay", "Task", "Missing", "Experiments",
-           "fingerprint", "recalibrate_bn", "load_runs", "save_runs", "exact_uniform"]
+           "fingerprint", "load_runs", "save_runs", "exact_uniform"]

@@ -30,6 +30,7 @@ from ..policy import Policy
 from . import objections
 from .runs import claims_file, efficiency_plan, efficiency_run, pilot, timing_plan
 from .profiles import Profile, resolve
+from .steps import kind
 from .stored import write_models
 
 
@@ -265,7 +266,7 @@ def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], l
         by_step[step] += times
     total = 0.0
     for t in tasks:
-        step, n = COSTS_LIKE.get(t.step, (t.step, 1))
+        step, n = kind(t.step).costs_like or (t.step, 1)
         if step is None:  # the task's work is its time (a timing repeat: its search's recorded seconds)
             total += n * work_of(t)
             continue
@@ -278,27 +279,18 @@ def expected_seconds(tasks: Iterable[Task], recorded: Mapping[tuple[str, str], l
 
 def _task_work(study: "Study", task: Task) -> float:
     """:func:`work` of a missing step, from the configuration its cache key will hold; a step
-    costed like QAT (``COSTS_LIKE``) counts in runs of the profile's common recipe."""
+    costed like QAT (its kind's ``costs_like``, :mod:`mpqlib.study.steps`) counts in runs of the
+    profile's common recipe."""
     if task.step == "timing":
         name, _, kw = task.args
         return study.ex(task.model).search(name, **kw).record["seconds"]
     if task.step == "qat":
         ex = study.ex(task.model)
         return work("qat", ex.qat_key_config(Policy.from_dict(task.args[0]), *task.args[1:]))
-    if COSTS_LIKE.get(task.step, ("",))[0] == "qat":
+    if (kind(task.step).costs_like or ("",))[0] == "qat":
         ex = study.ex(task.model if task.model in study.p.models else study.p.objections_model())
         return work("qat", {"qat": config_dict(study.p.qat), "train": ex.fingerprint(ex.target)})
     return 1.0
-
-
-# A step never recorded yet, costed as n of another: chapter 1's observation trains its six
-# quantized models once (their weights are not kept in git).
-COSTS_LIKE = {"observation": ("qat", 6),
-              # chapter 7's 5-class model: 7 epochs of 30,000 images from scratch, measured about 40
-              # QAT runs' time (the base model's training record: 7.7 ms per image on one thread)
-              "train": ("qat", 40),
-              # a timing repeat runs its search again: its work is the search's recorded seconds
-              "timing": (None, 1)}
 
 
 def describe(plan: Plan, study: Study) -> str:
@@ -340,7 +332,10 @@ def run(profile: Profile | str = "full", overrides: Mapping | str | None = None,
             if log:
                 log(f"computing {len(plan.missing)} steps: "
                     + ", ".join(f"{n} {k}" for k, n in Counter(t.step for t in plan.missing.values()).items()))
-            others = [t for t in plan.missing.values() if t.step != "timing"]
+            # each kind in its declared order (the engine's); within a kind the cheapest first, so
+            # that a run stopped part-way has finished as many steps as it could
+            others = sorted((t for t in plan.missing.values() if t.step != "timing"),
+                            key=lambda t: (kind(t.step).order, _task_work(study, t)))
             if not others:  # the timing stage: last, alone, one step at a time, here
                 study.compute_timing(plan.missing.values(), log)
                 continue

@@ -1,5 +1,8 @@
 """Every statistic and verdict rule of the book, in one tested module.
 
+Rank correlations live in :mod:`mpqlib.study.ranks`, the ``claims.json`` schema and writer in
+:mod:`mpqlib.study.claims_doc`.
+
 Inputs are the stored per-seed values: a *long table* (a list of dicts or a pandas DataFrame)
 with one row per run and at least the columns ``policy``, ``search_seed``, ``qat_seed`` and
 ``top1`` (percent). Nothing here trains or reads files; notebooks call these functions and
@@ -22,17 +25,13 @@ The design the statistics follow (book/method.md, protocol version 2):
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
-from .._io import write_json
 from ..errors import ConfigError
 
 LEVEL = 0.95
@@ -93,28 +92,6 @@ class Power:
     def ratio(self) -> float:
         """policy SD / seed SD: the pre-registered pilot rule asks for >= 2."""
         return self.policy_sd_pp / self.seed_sd_pp if self.seed_sd_pp > 0 else math.nan
-
-
-@dataclass(frozen=True)
-class Correlation:
-    rho: float
-    ci_low: float
-    ci_high: float
-    n: int
-    level: float = LEVEL
-
-
-@dataclass(frozen=True)
-class NoiseCeiling:
-    """The Spearman a perfect predictor could reach against seed-averaged accuracies."""
-
-    ceiling: float
-    ci_low: float
-    ci_high: float
-    reliability: float    # share of the variance of the k-seed means that is between policies
-    split_half: float     # Spearman between the means of two halves of the seeds
-    n_policies: int
-    n_seeds: int
 
 
 # --------------------------------------------------------------------------- the long table
@@ -432,170 +409,6 @@ def power(table, policies: str | Sequence[str] | None = None) -> Power:
     return Power(seed_sd, policy_sd, len(means))
 
 
-# --------------------------------------------------------------------------- rank correlation
-
-def _spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of each row pair (average ranks for ties; NaN where a row is constant)."""
-    rx, ry = rankdata(x, axis=-1), rankdata(y, axis=-1)
-    rx = rx - rx.mean(axis=-1, keepdims=True)
-    ry = ry - ry.mean(axis=-1, keepdims=True)
-    den = np.sqrt((rx ** 2).sum(-1) * (ry ** 2).sum(-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (rx * ry).sum(-1) / den
-
-
-def spearman(x, y) -> float:
-    return float(_spearman_rows(np.asarray(x, float), np.asarray(y, float)))
-
-
-def spearman_ci(x, y, n_boot: int = 2000, seed: int = 0, level: float = LEVEL) -> Correlation:
-    """Spearman's rho of (x, y) with a percentile-bootstrap CI over the pairs (policies)."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    if x.shape != y.shape or x.ndim != 1 or len(x) < 3:
-        raise ConfigError(f"spearman_ci needs two 1-D arrays of the same length >= 3, got {x.shape} and {y.shape}")
-    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
-    reps = _spearman_rows(x[idx], y[idx])
-    reps = reps[np.isfinite(reps)]  # a resample of tied values has no rank correlation
-    return Correlation(spearman(x, y), *_interval(reps, level), len(x), level)
-
-
-def _pearson_to_spearman(r):
-    """Spearman's rho of a bivariate normal with Pearson correlation r (and back below)."""
-    return 6 / np.pi * np.arcsin(np.clip(r, -1, 1) / 2)
-
-
-def _spearman_to_pearson(rho):
-    return 2 * np.sin(np.pi / 6 * np.clip(rho, -1, 1))
-
-
-def _ceiling_from_split(rho_half: np.ndarray, steps: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ceiling, reliability) from the Spearman between two half means; ``steps``: how many
-    times longer the full k-seed mean is than a half (2 for even k)."""
-    r_half = np.clip(_spearman_to_pearson(rho_half), 0, 1)
-    # Spearman-Brown: reliability of a mean ``steps`` times as long as the halves
-    reliability = steps * r_half / (1 + (steps - 1) * r_half)
-    return _pearson_to_spearman(np.sqrt(reliability)), reliability
-
-
-def noise_ceiling(per_seed, n_boot: int = 2000, seed: int = 0, level: float = LEVEL) -> NoiseCeiling:
-    """The best Spearman any predictor can reach against the seed-averaged accuracies.
-
-    ``per_seed``: policies x QAT seeds (>= 2 seeds). A perfect predictor knows each policy's
-    true (infinite-seed) accuracy; its correlation with the observed k-seed means is the square
-    root of their reliability (classical attenuation). The reliability comes from a split half:
-    the Spearman between the means of the first and second half of the seeds, turned into a
-    Pearson correlation (bivariate-normal relation r = 2 sin(pi rho / 6)), stepped up to k
-    seeds by Spearman-Brown (f r / (1 + (f - 1) r), f = k / half, i.e. 2r / (1 + r) for even k);
-    the root goes back to the Spearman scale. The halves are the first and the last k // 2
-    seeds (one fixed split: deterministic). The CI resamples policies. With two seeds the split
-    half is simply seed 0 against seed 1.
-    """
-    m = np.asarray(per_seed, float)
-    if m.ndim != 2 or m.shape[1] < 2 or m.shape[0] < 3 or not np.isfinite(m).all():
-        raise ConfigError(f"noise_ceiling needs a complete policies x seeds matrix with >= 3 policies and >= 2 "
-                          f"seeds, got shape {m.shape}")
-    k = m.shape[1]
-    half = k // 2
-    first, second = m[:, :half].mean(axis=1), m[:, k - half:].mean(axis=1)
-    rho = spearman(first, second)
-    ceiling, reliability = _ceiling_from_split(np.array(rho), k / half)
-    idx = np.random.default_rng(seed).integers(0, len(m), size=(n_boot, len(m)))
-    reps = _spearman_rows(first[idx], second[idx])
-    reps, _ = _ceiling_from_split(reps[np.isfinite(reps)], k / half)
-    return NoiseCeiling(float(ceiling), *_interval(reps, level), float(reliability), float(rho), len(m), k)
-
-
-# --------------------------------------------------------------------------- claims.json
-
-_CLAIM_FIELDS = {"id": str, "model": str, "budget": str, "estimate_pp": float, "ci_low": float,
-                 "ci_high": float, "n": int, "verdict": str, "rule": str}
-_POWER_FIELDS = ("seed_sd_pp", "policy_sd_pp")
-_HEAD_FIELDS = ("seam_proxy_acc", "linear_probe_acc")
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(float(v))
-
-
-def _check_block(name: str, block, fields: tuple[str, ...], models: set[str]) -> None:
-    """``block`` holds ``fields`` as numbers, either itself or once per model of the claims."""
-    if not isinstance(block, Mapping):
-        raise ConfigError(f"claims.json: {name!r} must be an object, not {type(block).__name__}")
-    per_model = all(isinstance(v, Mapping) for v in block.values()) and bool(block)
-    parts = {m: block.get(m) for m in models} if per_model else {"": block}
-    for model, part in parts.items():
-        where = f"{name}[{model!r}]" if model else name
-        if not isinstance(part, Mapping):
-            raise ConfigError(f"claims.json: {where} is missing (one entry per model of the claims)")
-        for f in fields:
-            if not _is_number(part.get(f)):
-                raise ConfigError(f"claims.json: {where} needs a finite number {f!r}, got {part.get(f)!r}")
-
-
-def validate_claims(doc: Mapping) -> None:
-    """Raise :class:`ConfigError` unless ``doc`` has the schema of claims.json:
-    ``{"claims": [{id, model, budget, estimate_pp, ci_low, ci_high, n, verdict, rule}],
-    "power": {seed_sd_pp, policy_sd_pp}, "head": {seam_proxy_acc, linear_probe_acc}}``.
-
-    ``power`` and ``head`` may instead hold one such object per model named in the claims.
-    Extra keys are allowed; missing or mistyped ones are not.
-    """
-    for key in ("claims", "power", "head"):
-        if key not in doc:
-            raise ConfigError(f"claims.json needs a top-level {key!r}")
-    claims = doc["claims"]
-    if not isinstance(claims, list) or not claims:
-        raise ConfigError("claims.json: 'claims' must be a non-empty list")
-    for i, c in enumerate(claims):
-        for f, kind in _CLAIM_FIELDS.items():
-            if f not in c:
-                raise ConfigError(f"claims.json: claim {i} ({c.get('id', '?')}) lacks {f!r}")
-            ok = _is_number(c[f]) if kind is float else (isinstance(c[f], kind) and not isinstance(c[f], bool))
-            if not ok:
-                raise ConfigError(f"claims.json: claim {c.get('id', i)}: {f!r} must be {kind.__name__}, got {c[f]!r}")
-        if c["ci_low"] > c["ci_high"] or c["n"] < 1:
-            raise ConfigError(f"claims.json: claim {c['id']}: needs ci_low <= ci_high and n >= 1")
-        if c["rule"] not in RULES:
-            raise ConfigError(f"claims.json: claim {c['id']}: unknown rule {c['rule']!r}, use one of {sorted(RULES)}")
-    ids = [(c["model"], c["budget"], c["id"]) for c in claims]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("claims.json: a (model, budget, id) appears twice")
-    models = {c["model"] for c in claims}
-    _check_block("power", doc["power"], _POWER_FIELDS, models)
-    _check_block("head", doc["head"], _HEAD_FIELDS, models)
-
-
-def _plain(obj):
-    """numpy scalars and dataclasses -> JSON types."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "__dataclass_fields__"):
-        return _plain(asdict(obj))
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
-
-
-def claims_json(claims: list[dict], power: Mapping | Power, head: Mapping, path: str | os.PathLike = "results/claims.json",
-                **extra) -> dict:
-    """Validate and write ``claims.json`` atomically; returns the document.
-
-    ``power``: a :class:`Power` or ``{"seed_sd_pp", "policy_sd_pp"}`` (or one per model);
-    ``head``: ``{"seam_proxy_acc", "linear_probe_acc"}`` (or one per model). ``extra``
-    top-level keys (``margin_pp``, ...) are written after the three of the schema.
-    """
-    if isinstance(power, Power):
-        power = {"seed_sd_pp": power.seed_sd_pp, "policy_sd_pp": power.policy_sd_pp}
-    doc = _plain({"claims": list(claims), "power": power, "head": head, **extra})
-    validate_claims(doc)
-    write_json(Path(path), doc)
-    return doc
-
-
 # --------------------------------------------------------------------------- formatting
 
 def fmt_signed(x: float, digits: int = 2, sign: bool = True) -> str:
@@ -649,7 +462,6 @@ def fmt_seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-__all__ = ["t_interval", "MC_SEEDS", "LEVEL", "MARGIN_PP", "RULES", "fmt_diff", "Estimate", "Difference", "Equivalence", "Power", "Correlation", "NoiseCeiling",
-           "paired_matrix", "bootstrap_means", "mean_ci", "paired_difference", "rule_text", "verdict", "equivalence", "claim",
-           "power", "spearman", "spearman_ci", "noise_ceiling", "validate_claims", "claims_json", "fmt_pp", "fmt_ci", "fmt_signed",
-           "fmt_bitops", "fmt_seconds"]
+__all__ = ["t_interval", "MC_SEEDS", "LEVEL", "MARGIN_PP", "RULES", "fmt_diff", "Estimate", "Difference", "Equivalence",
+           "Power", "paired_matrix", "bootstrap_means", "mean_ci", "paired_difference", "rule_text", "verdict",
+           "equivalence", "claim", "power", "fmt_pp", "fmt_ci", "fmt_signed", "fmt_bitops", "fmt_seconds"]

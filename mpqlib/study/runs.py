@@ -75,8 +75,8 @@ def _power_entry(pw) -> dict:
 
 
 def claims_file(profile: Profile | str = "full", overrides: dict | None = None) -> dict:
-    """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.study.report checks the schema)."""
-    from . import report
+    """``claims.json`` for every model of the profile from ``runs.json`` (mpqlib.study.claims_doc checks the schema)."""
+    from . import claims_doc, report
     from .outliers import scan
 
     p = resolve(profile, overrides)
@@ -105,7 +105,7 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
         extra["budget_pilot"] = budget_pilot(p, rows)
     if second:  # apart from "claims", which hold one budget per model (the main one)
         extra["second_budget_claims"] = second
-    return report.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets,
+    return claims_doc.claims_json(claims, power, head, p.path("claims.json"), margin_pp=report.MARGIN_PP, budgets=budgets,
                               outliers=scan(rows), **extra)
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import numpy as np
 
-from .._io import read_json
+from .._io import read_json, write_json
 from ..cost import CostModel, LayerCost
 from ..errors import ReadOnlyError
 from ..policy import Policy
@@ -275,5 +275,28 @@ class StoredModel(RunsView):
         return doc[self.model_name]
 
 
+# --------------------------------------------------------------------------- runs.json
+def load_runs(profile: "Profile") -> list[dict]:
+    """The per-seed rows of ``runs.json`` (none before the study wrote it)."""
+    path = profile.path("runs.json")
+    return read_json(path)["runs"] if path.exists() else []
+
+
+def save_runs(profile: "Profile", rows: list[dict], policies: dict | None = None) -> Path:
+    """Merge ``rows`` into ``runs.json`` (one row per model, budget, policy, search seed, QAT seed)
+    and the searched policies they name (by search cache key) into ``policies.json``."""
+    from .cache import config_dict
+
+    ident = ("model", "budget", "policy", "search_seed", "qat_seed")
+    merged = {tuple(r[k] for k in ident): r for r in load_runs(profile)}
+    merged.update({tuple(r[k] for k in ident): r for r in rows})
+    out = sorted(merged.values(), key=lambda r: tuple(str(r[k]) for k in ident))
+    if policies:
+        path = profile.path("policies.json")
+        write_json(path, {**(read_json(path) if path.exists() else {}), **policies})
+    return write_json(profile.path("runs.json"), {"profile": profile.name, "qat": config_dict(profile.qat),
+                                                  "runs": out})
+
+
 __all__ = ["MODELS_FILE", "SHOWN", "RunsView", "StoredModel", "StoredSearch", "matrix", "model_facts", "qat_facts", "search_facts", "write_models", "require",
-           "study_command"]
+           "load_runs", "save_runs", "study_command"]
