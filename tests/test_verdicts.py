@@ -41,7 +41,9 @@ def _doc(run_ratio, claims=()):
 
 
 def _pilot(ratio):
-    return {"budgets": {"mobilenetv1": {"w2a4": {"ratio": ratio}}}}
+    """pilot.json as the study writes it (mpqlib.study.documents.PilotDoc), one model and budget."""
+    return {"rule": "largest policy SD / seed SD", "chosen": {"mobilenetv1": "w2a4"}, "power": {"mobilenetv1": ratio >= 2},
+            "budgets": {"mobilenetv1": {"w2a4": {"seed_sd_pp": 0.2, "policy_sd_pp": 0.2 * ratio, "ratio": ratio}}}}
 
 
 def test_the_power_caveat_follows_one_rule_a_miss_in_the_run_or_in_the_pilot():

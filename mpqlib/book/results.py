@@ -28,9 +28,12 @@ from . import display
 from .._io import read_json
 from ..study import report
 from ..study.claims_doc import ClaimsDoc, read_claims
+from ..errors import ReadOnlyError
+from ..study.documents import (Correlation, CorrelationDoc, EfficiencyDoc, ObjectionsDoc, PilotDoc, PowerDoc,
+                                RunRow, read_doc)
 from ..study.facts import PAPER
 from ..study.profiles import Profile, resolve
-from ..study.stored import StoredModel, load_runs, matrix, require
+from ..study.stored import StoredModel, matrix, require, study_command
 from .display import fmt_pct, fmt_ratio, model_label
 from .verdicts import power_caveat
 
@@ -43,7 +46,6 @@ class Results:
         self.models: list[str] = list(self.p.models)
         self._stored: dict[str, StoredModel] = {}
         self._files: dict[str, dict | None] = {}
-        self._runs: list[dict] | None = None
 
     def ex(self, model: str | None = None) -> StoredModel:
         """What the study stored of ``model`` (default: the profile's first; results/models.json)."""
@@ -60,12 +62,9 @@ class Results:
             self._files[name] = load(path) if path.exists() else None
         return self._files[name]
 
-    def runs(self) -> list[dict]:
+    def runs(self) -> list[RunRow]:
         """Every per-seed run of the protocol (every model) and the sweep (its models): runs.json."""
-        if self._runs is None:
-            require(self.p, "runs.json", ("protocol", "sweep"))
-            self._runs = load_runs(self.p)
-        return self._runs
+        return self._doc("runs.json", required=True)["runs"]
 
     def model_rows(self, model: str, budget: str | None = None) -> list[dict]:
         """``model``'s rows of runs.json at ``budget`` (default: its main budget)."""
@@ -82,29 +81,47 @@ class Results:
         """claims.json, None before the study wrote it."""
         return self._read("claims.json", None, read_claims)
 
-    def pilot(self) -> dict | None:
+    def _doc(self, name: str, required: bool = False):
+        """A typed results file (:mod:`mpqlib.study.documents`), checked against its schema."""
+        from ..study.documents import DOCS
+
+        hint = f"mpq study run --profile {self.p.name}"
+        parts = DOCS[name][1]
+        return self._read(name, parts if required and not isinstance(parts, str) else None,
+                          lambda path: read_doc(path, hint=hint))
+
+    def pilot(self) -> PilotDoc | None:
         """pilot.json (the pilot's power ratios), None where the pilot has not run."""
-        return self._read("pilot.json", None)
+        return self._doc("pilot.json")
 
-    def power(self) -> dict | None:
+    def power(self) -> PowerDoc | None:
         """power.json (protocol version 4's a-priori power analysis), None where it was not computed."""
-        return self._read("power.json", None)
+        return self._doc("power.json")
 
-    def efficiency(self) -> dict:
+    def efficiency(self) -> EfficiencyDoc:
         """efficiency.json (chapter 4's costs of one host)."""
-        return self._read("efficiency.json", ("efficiency",))
+        return self._doc("efficiency.json", required=True)
 
-    def efficiency_or_none(self) -> dict | None:
+    def efficiency_or_none(self) -> EfficiencyDoc | None:
         """efficiency.json, None before the study wrote it."""
-        return self._read("efficiency.json", None)
+        return self._doc("efficiency.json")
 
-    def objections(self) -> dict | None:
+    def objections(self) -> ObjectionsDoc | None:
         """objections.json (chapter 7), None before the study's objections part ran."""
-        return self._read("objections.json", None)
+        return self._doc("objections.json")
 
-    def correlation(self, model: str | None = None) -> dict:
+    def correlations(self) -> CorrelationDoc:
+        """correlation.json: chapter 5's result per model."""
+        return self._doc("correlation.json", required=True)
+
+    def correlation(self, model: str | None = None) -> Correlation:
         """Chapter 5's result for ``model`` (correlation.json)."""
-        return self.ex(model).correlation()
+        model = model or self.models[0]
+        doc = self.correlations()
+        if model not in doc:
+            raise ReadOnlyError(f"{self.p.path('correlation.json')} has no model {model!r}: "
+                                f"write it with `{study_command(self.p, ('correlation',))}`")
+        return doc[model]
 
     def model_caveat(self, model: str) -> str:
         """The power caveat of ``model``'s verdicts (:func:`mpqlib.book.verdicts.power_caveat`; ""

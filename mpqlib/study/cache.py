@@ -55,12 +55,40 @@ class Missing(Exception):
 @dataclass(frozen=True)
 class Task:
     """One missing step, as sent to a worker: its model, step, key and the arguments that
-    compute it (see :meth:`Experiments.execute`)."""
+    compute it (see :meth:`Experiments.execute`).
+
+    ``needs``: the keys of the missing steps whose results it takes as input (a QAT run of a
+    policy not searched yet needs that search). Such a task is *blocked*: its own cache key is
+    known only once its inputs are, so ``key`` names it by them (``<search key>>qat:...``), and
+    its ``args`` hold a :class:`SearchRef` where the policy will be. The engine hands it to a
+    worker with its inputs' records (Dask futures), so that a run resolves the whole graph."""
 
     model: str
     step: str
     key: str
     args: tuple
+    needs: tuple[str, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        return bool(self.needs)
+
+
+@dataclass(frozen=True)
+class SearchRef:
+    """A step's input that is the policy of a search: ``Experiments.search(name, **kw)``, read
+    from the cache once that search is computed (see :attr:`Task.needs`)."""
+
+    name: str
+    kw: tuple  # the search's keyword arguments, as sorted (name, value) pairs (hashable, picklable)
+
+    @classmethod
+    def of(cls, name: str, **kw) -> "SearchRef":
+        return cls(name, tuple(sorted(kw.items())))
+
+    def policy(self, ex) -> "object":
+        """The searched policy, from ``ex``'s cache (where the search now is)."""
+        return ex.search(self.name, **dict(self.kw)).policy
 
 
 class Cache:
@@ -155,4 +183,4 @@ class Overlay(Cache):
         return self.new.setdefault((stored["step"], stored["key"]), stored)
 
 
-__all__ = ["STEP_VERSIONS", "Cache", "Overlay", "Task", "Missing", "sha256_file", "fingerprint", "config_dict"]
+__all__ = ["STEP_VERSIONS", "Cache", "Overlay", "Task", "SearchRef", "Missing", "sha256_file", "fingerprint", "config_dict"]

@@ -22,8 +22,10 @@ from .steps import kind
 _WORKER: dict[tuple[str, str], Experiments] = {}  # per process: one Experiments per (profile, model)
 
 
-def compute(p: Profile, task: Task) -> list[dict]:
-    """Compute ``task`` under profile ``p`` in this process; the new cache records it made."""
+def compute(p: Profile, task: Task, *inputs: list[dict]) -> list[dict]:
+    """Compute ``task`` under profile ``p`` in this process; the new cache records it made.
+    ``inputs``: the records of the steps it needs (:attr:`Task.needs`), as their own
+    :func:`compute` returned them (a worker need not see the driver's cache to read them)."""
     from . import objections
 
     if task.step == "train":  # the class-subset model of chapter 7: a model, not an Experiments step
@@ -35,8 +37,14 @@ def compute(p: Profile, task: Task) -> list[dict]:
         _WORKER[ident] = ex
     ex = _WORKER[ident]
     ex.cache.new.clear()
+    given = {(r["stored"]["step"], r["stored"]["key"]) for records in inputs for r in records
+             if r["model_name"] == task.model}
+    for records in inputs:
+        for r in records:
+            if r["model_name"] == task.model:
+                ex.cache.put(r["stored"])
     ex.execute(task)
-    return [{"model_name": task.model, "stored": stored} for stored in ex.cache.new.values()]
+    return [{"model_name": task.model, "stored": stored} for ident, stored in ex.cache.new.items() if ident not in given]
 
 
 Execute = Callable[[list[Task]], Iterator[dict]]
@@ -67,11 +75,14 @@ def executor(p: Profile, workers: int | None = None, cluster: str | None = None)
 
         def execute(tasks: list[Task]) -> Iterator[dict]:
             # By the kinds' declared order (mpqlib.study.steps): searches before QAT runs, so the
-            # last wave is not one long step.
-            order = sorted(tasks, key=lambda t: kind(t.step).order)
-            futures = [client.submit(compute, profile, t, key=f"{t.step}-{t.model}-{t.key}", retries=2, pure=False)
-                       for t in order]
-            for future in as_completed(futures):
+            # last wave is not one long step. A blocked task takes the futures of the steps it
+            # needs: Dask starts it once they are done, with their records.
+            futures: dict[str, object] = {}
+            for t in sorted(tasks, key=lambda t: (bool(t.needs), kind(t.step).order)):
+                needs = [futures[k] for k in t.needs if k in futures]
+                futures[t.key] = client.submit(compute, profile, t, *needs, key=f"{t.step}-{t.model}-{t.key}",
+                                               retries=2, pure=False)
+            for future in as_completed(list(futures.values())):
                 yield from future.result()
 
         yield execute

@@ -16,6 +16,7 @@ BitOps, cache keys); claims are paired differences computed from it by :mod:`mpq
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 from pathlib import Path
@@ -26,9 +27,9 @@ import torch
 
 from .. import data as D
 from .._io import torch_save
-from .cache import STEP_VERSIONS, Cache, Missing, Overlay, Task, config_dict, fingerprint, sha256_file  # noqa: F401
+from .cache import STEP_VERSIONS, Cache, Missing, Overlay, SearchRef, Task, config_dict, fingerprint, sha256_file  # noqa: F401
 from . import features
-from .steps import kind
+from .steps import kind, work
 from ..config import DifferentiableConfig, QATConfig, RandomConfig, SearchConfig, UniformConfig
 from ..cost import Budget, CostModel, cost_model, exact_uniform
 from ..errors import ConfigError, TrainingError
@@ -88,6 +89,23 @@ class Experiments(RunsView):
             self.plan[task.key] = task
             raise Missing(task)
         return self.cache.put(self.cache.record(step, key_config, compute))
+
+    def after(self, search: Missing, ref: SearchRef, qat_seeds: Iterable[int], qat: tuple = ()) -> None:
+        """While planning: the QAT runs of the policy that the missing ``search`` will find (``ref``
+        names it), under each of ``qat_seeds`` and :meth:`qat`'s extra arguments ``qat``, noted as
+        tasks blocked on it (:attr:`Task.needs`)."""
+        if self.plan is None:
+            return
+        for q in qat_seeds:
+            args = (ref, int(q), *qat)
+            tag = hashlib.sha256(repr((int(q), qat)).encode()).hexdigest()[:12]
+            task = Task(self.model_name, "qat", f"{search.task.key}>qat:{tag}", args, needs=(search.task.key,))
+            self.plan.setdefault(task.key, task)
+
+    def qat_work(self, cfg: QATConfig | None = None, train: str | None = None) -> float:
+        """A QAT run's work (:func:`mpqlib.study.steps.work`: epochs x training images) under
+        recipe ``cfg`` on ``train``, whatever its policy."""
+        return work("qat", {"qat": config_dict(cfg or self.p.qat), "train": self.fingerprint(train or self.target)})
 
     def execute(self, task: Task) -> None:
         """Compute ``task`` (a step noted while planning) into this object's cache."""
@@ -389,7 +407,9 @@ class Experiments(RunsView):
         for s in search_seeds:
             try:
                 res = self.search(name, budget, s, **(changes or {}))
-            except Missing:
+            except Missing as missing:  # planning: its QAT runs wait for it
+                self.after(missing, SearchRef.of(name, budget=budget, seed=s, **(changes or {})),
+                           self.p.qat_seeds if qat_seeds is None else qat_seeds, qat)
                 continue
             if res.record.get("cache_key"):  # one entry per search: a search shared by two labels keeps its own name
                 self.policies[res.record["cache_key"]] = {"model": self.model_name,

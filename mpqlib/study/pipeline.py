@@ -6,11 +6,15 @@ proxy metrics of a policy, chapter 1's observation): a pure function of its reso
 (configuration, data fingerprint, checkpoint hash, budget, seeds, the profile's thread count),
 stored under the hash of those inputs. The graph is not written out by hand: :meth:`Study.walk`
 runs the study's own code (:class:`~mpqlib.study.experiments.Experiments`) in *planning* mode, where a
-step the cache lacks is noted as a :class:`~mpqlib.study.experiments.Task` instead of being computed,
-and everything that depends on it is skipped. So the keys the pipeline computes are, by
-construction, the keys the study reads. :func:`run` repeats walk -> compute what is missing (in
-parallel, see :mod:`mpqlib.study.engine`) until nothing is missing, then writes the results
-files from the cache (a file whose content did not change is not touched).
+step the cache lacks is noted as a :class:`~mpqlib.study.experiments.Task` instead of being computed.
+A step that takes a missing step's result as input (the QAT runs of a policy not searched yet) is
+noted too, *blocked* on it (:attr:`~mpqlib.study.cache.Task.needs`); the engine hands the graph to
+Dask, whose futures carry each search's records to the QAT runs that need them. So the keys the
+pipeline computes are, by construction, the keys the study reads, and `mpq study status` is a dry
+resolution of the same graph. What the walk cannot see is a step whose existence a result decides
+(the protocol's extra search seeds, the pilot's budget, the class-subset model's experiment):
+:func:`run` walks again after each graph, until nothing is missing, then writes the results files
+from the cache (a file whose content did not change is not touched).
 """
 
 from __future__ import annotations
@@ -24,13 +28,12 @@ from typing import Callable, Iterable, Mapping
 
 from .._io import write_json
 from ..errors import ConfigError
-from .cache import Cache, config_dict
+from .cache import Cache, SearchRef
 from .experiments import Experiments, Missing, Task
-from ..policy import Policy
 from . import objections
 from .runs import claims_file, efficiency_plan, efficiency_run, pilot, timing_plan
 from .profiles import Profile, resolve
-from .steps import kind
+from .steps import kind, work
 from .stored import write_models
 
 
@@ -42,16 +45,28 @@ CHAPTER_PARTS = {1: ("observation",), 2: ("protocol",), 3: ("protocol", "sweep",
 
 @dataclass
 class Plan:
-    """One walk of the study: how many cached records it read, and the missing steps it can
-    compute now (steps depending on those are found by the next walk)."""
+    """One walk of the study, a graph of steps: how many cached records it read, and the missing
+    steps, each *ready* (every input cached) or *blocked* (it takes the result of a missing step
+    as input, :attr:`~mpqlib.study.cache.Task.needs`). A run hands the whole graph to the engine,
+    which resolves it (Dask futures). Steps whose very existence is decided by results (the
+    protocol's extra search seeds, the pilot's budget, the class-subset model's experiment) are
+    found by the walk after those results exist."""
 
     cached: int
     missing: dict[str, Task] = field(default_factory=dict)
-    by_part: dict[str, Counter] = field(default_factory=dict)  # part -> {"cached": n, "missing": n}
+    by_part: dict[str, Counter] = field(default_factory=dict)  # part -> {"cached": n, "missing": n, "blocked": n}
 
     @property
     def done(self) -> bool:
         return not self.missing
+
+    @property
+    def ready(self) -> list[Task]:
+        return [t for t in self.missing.values() if not t.needs]
+
+    @property
+    def blocked(self) -> list[Task]:
+        return [t for t in self.missing.values() if t.needs]
 
 
 def _attempt(fn: Callable, *args, **kwargs):
@@ -92,10 +107,12 @@ class Study:
 
         def part(name: str, fn: Callable[[], object]) -> None:
             nonlocal hits
-            before_hits, before_missing = self._hits(), len(missing)
+            before_hits, before = self._hits(), set(missing)
             _attempt(fn)
+            new = [missing[k] for k in missing if k not in before]
             counts[name]["cached"] += self._hits() - before_hits
-            counts[name]["missing"] += len(missing) - before_missing
+            counts[name]["missing"] += len(new)
+            counts[name]["blocked"] += sum(t.blocked for t in new)
             hits += self._hits() - before_hits
 
         for model in self.p.models:
@@ -148,8 +165,12 @@ class Study:
     def _efficiency_steps(self, ex: Experiments) -> None:
         for plan in efficiency_plan(self.p, ex).values():
             for name, kw in plan.values():
-                res = _attempt(ex.search, name, **kw)
-                for s in ([] if res is None else self.p.efficiency.qat_seeds):
+                try:
+                    res = ex.search(name, **kw)
+                except Missing as missing:  # its QAT runs wait for it
+                    ex.after(missing, SearchRef.of(name, **kw), self.p.efficiency.qat_seeds)
+                    continue
+                for s in self.p.efficiency.qat_seeds:
                     _attempt(ex.qat, res.policy, s)
 
     def _v4(self, plan: dict | None) -> list[dict]:
@@ -226,17 +247,6 @@ def step_seconds(cache_root: Path) -> dict[tuple[str, str], list[float]]:
     return dict(out)
 
 
-def work(step: str, config: Mapping | None) -> float:
-    """A step's work relative to others of its kind, from its cache key's configuration: a QAT
-    run's epochs x training images (the converged QAT's 10 epochs on 60,000 images are 40 times
-    the common recipe's one on 15,000), 1 for every other step."""
-    if step != "qat" or not config:
-        return 1.0
-    qat = config.get("qat") or {}
-    images = qat.get("train_images") or (config.get("train") or {}).get("size") or 1
-    return float(qat.get("epochs") or 1) * images
-
-
 def summarise(cache_root: Path) -> dict[tuple[str, str], dict]:
     """``{(model, step): {"n", "seconds", "approximate"}}``: ``approximate`` counts the steps
     timed by their record's own seconds (without the set-up around the step)."""
@@ -284,27 +294,31 @@ def _task_work(study: "Study", task: Task) -> float:
     if task.step == "timing":
         name, _, kw = task.args
         return study.ex(task.model).search(name, **kw).record["seconds"]
-    if task.step == "qat":
-        ex = study.ex(task.model)
-        return work("qat", ex.qat_key_config(Policy.from_dict(task.args[0]), *task.args[1:]))
+    if task.step == "qat":  # args: (policy or SearchRef, seed, recipe, train, test); the policy does not count
+        cfg, train = (tuple(task.args[2:4]) + (None, None))[:2]
+        return study.ex(task.model).qat_work(cfg, train)
     if (kind(task.step).costs_like or ("",))[0] == "qat":
-        ex = study.ex(task.model if task.model in study.p.models else study.p.objections_model())
-        return work("qat", {"qat": config_dict(study.p.qat), "train": ex.fingerprint(ex.target)})
+        return study.ex(task.model if task.model in study.p.models else study.p.objections_model()).qat_work()
     return 1.0
 
 
 def describe(plan: Plan, study: Study) -> str:
     """``mpq study status``'s report: per part what is cached and what remains, and the time."""
-    lines = [f"profile {study.p.name}: {plan.cached} cached step records read, {len(plan.missing)} steps to compute now"]
+    lines = [f"profile {study.p.name}: {plan.cached} cached step records read, {len(plan.missing)} steps to compute"
+             + (f" ({len(plan.ready)} ready, {len(plan.blocked)} blocked on a missing step)" if plan.missing else "")]
     for name, c in plan.by_part.items():
-        lines.append(f"  {name:12s} cached {c['cached']:5d}   to compute {c['missing']:4d}")
+        lines.append(f"  {name:12s} cached {c['cached']:5d}   to compute {c['missing']:4d}"
+                     + (f" ({c['blocked']} blocked)" if c.get("blocked") else ""))
     if plan.missing:
-        kinds = Counter(t.step for t in plan.missing.values())
-        secs = expected_seconds(plan.missing.values(), step_seconds(study.cache_root()),
-                                lambda task: _task_work(study, task))
-        when = "unknown (no such step recorded yet)" if secs is None else f"{secs / 3600:.2f} h on one worker"
-        lines.append(f"  missing: {', '.join(f'{n} {k}' for k, n in kinds.items())}; expected {when}; "
-                     "steps that depend on these are counted once they are computed")
+        recorded = step_seconds(study.cache_root())
+        for label, tasks in (("ready", plan.ready), ("blocked", plan.blocked)):
+            if not tasks:
+                continue
+            kinds = Counter(t.step for t in tasks)
+            secs = expected_seconds(tasks, recorded, lambda task: _task_work(study, task))
+            when = "unknown (no such step recorded yet)" if secs is None else f"{secs / 3600:.2f} h on one worker"
+            lines.append(f"  {label + ':':8s} {', '.join(f'{n} {k}' for k, n in kinds.items())}; expected {when}")
+        lines.append("  steps decided by results not computed yet (extra seeds, the pilot's budget) are not counted")
     else:
         lines.append("  every step is cached: nothing to compute")
     return "\n".join(lines)
@@ -331,7 +345,8 @@ def run(profile: Profile | str = "full", overrides: Mapping | str | None = None,
             previous = set(plan.missing)
             if log:
                 log(f"computing {len(plan.missing)} steps: "
-                    + ", ".join(f"{n} {k}" for k, n in Counter(t.step for t in plan.missing.values()).items()))
+                    + ", ".join(f"{n} {k}" for k, n in Counter(t.step for t in plan.missing.values()).items())
+                    + f" ({len(plan.blocked)} of them wait for a search of this run)")
             # each kind in its declared order (the engine's); within a kind the cheapest first, so
             # that a run stopped part-way has finished as many steps as it could
             others = sorted((t for t in plan.missing.values() if t.step != "timing"),

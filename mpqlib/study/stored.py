@@ -266,14 +266,6 @@ class StoredModel(RunsView):
                                 f"compute it with `{study_command(self.p, ('observation',))}`")
         return read_json(path)
 
-    def correlation(self) -> dict:
-        """Chapter 5's result for this model (``results/correlation.json``)."""
-        doc = read_json(require(self.p, "correlation.json", ("correlation",)))
-        if self.model_name not in doc:
-            raise ReadOnlyError(f"{self.p.path('correlation.json')} has no model {self.model_name!r}: "
-                                f"write it with `{study_command(self.p, ('correlation',))}`")
-        return doc[self.model_name]
-
 
 # --------------------------------------------------------------------------- runs.json
 def load_runs(profile: "Profile") -> list[dict]:
