@@ -236,7 +236,7 @@ def test_steps_spread_over_two_workers_give_what_one_worker_gave(smoke_study, tm
     smoke study (one worker) are removed with the QAT runs of their policies, and a local Dask
     cluster of 2 workers recomputes them (the searches side by side, then the QAT runs that wait on
     them). Every per-seed top-1, every policy and every claim is what the one worker found."""
-    from mpqlib.study import run
+    from mpqlib.study import run, status
 
     src_cache, src_results = Path(smoke_study["cache_dir"]), Path(smoke_study["results_dir"])
     over = {"cache_dir": str(tmp_path / "cache"), "results_dir": str(tmp_path / "results")}
@@ -250,6 +250,12 @@ def test_steps_spread_over_two_workers_give_what_one_worker_gave(smoke_study, tm
     assert len({p for p in removed if p.parent.name == "search"}) == 2 and len(removed) >= 4
     for path in removed:
         path.unlink()
+    # A dry resolution of the graph: the two searches ready, the QAT runs of their policies blocked
+    # on them (a removed QAT run whose policy another cached search also found is ready itself).
+    plan, _ = status("smoke", over)
+    searches = {t.key for t in plan.ready if t.step == "search"}
+    assert len(searches) == 2 and {t.step for t in plan.ready} <= {"search", "qat"}
+    assert plan.blocked and all(t.step == "qat" and set(t.needs) <= searches for t in plan.blocked)
     run("smoke", over, workers=2, log=None)  # every part: the results files are written as the shared run wrote them
     assert all(path.exists() for path in removed)  # recomputed, on the workers
     assert _results(Path(over["results_dir"])) == _results(src_results)

@@ -134,19 +134,25 @@ def proxy_metrics(ex: "Experiments", policy: Policy) -> dict:
     return ex.step("proxy-metrics", key_config, compute, (policy.to_dict(),))["metrics"]
 
 
-def correlation(ex: "Experiments", budget: str | int | None = None) -> dict:
+def correlation(ex: "Experiments", budget: str | int | None = None) -> dict | None:
     """Chapter 5: per policy the proxy metrics (BN recalibrated) and the QAT top-1 per seed;
-    Spearman with bootstrap CIs beside the noise ceiling and trivial predictors (:mod:`~mpqlib.study.ranks`)."""
+    Spearman with bootstrap CIs beside the noise ceiling and trivial predictors (:mod:`~mpqlib.study.ranks`).
+    None while the pipeline plans and a step is missing (every missing step is noted)."""
     from . import ranks
 
     pols = correlation_policies(ex, budget)
     seeds = ex.p.correlation_qat_seeds
     table = []
     for name, pol in pols.items():
-        m = proxy_metrics(ex, pol)
-        top = [ex.qat(pol, s)["top1"] for s in seeds]
+        m = ex.attempt(proxy_metrics, ex, pol)
+        recs = [ex.attempt(ex.qat, pol, s) for s in seeds]
+        if m is None or None in recs:  # the pipeline plans: the missing steps are noted
+            continue
+        top = [r["top1"] for r in recs]
         table.append({"policy": name, "bitops": int(ex.cost.bitops(pol)), "top1": top,
                       "top1_mean": float(np.mean(top)), **m})
+    if len(table) < len(pols):
+        return None
     y = np.array([r["top1_mean"] for r in table])
     predictors = {"fisher_ratio": 1, "normalised_compactness": -1, "ptq_top1_target": 1, "mean_bits": 1}
     rho = {}

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .._io import atomic_write_bytes, write_json
-from .cache import Cache, Missing, Task, config_dict, fingerprint
+from .cache import Cache, Missing, SearchRef, Task, config_dict, fingerprint
 from ..config import QATConfig, TrainConfig
 from .experiments import Experiments
 from .profiles import Profile
@@ -146,7 +146,9 @@ def tuning(ex: Experiments) -> dict:
             for s in o.tuning_search_seeds:
                 try:
                     res = ex.search(name, None, s, **changes)
-                except Missing:
+                except Missing as missing:  # planning: its QAT runs wait for it
+                    ex.after(missing, SearchRef.of(name, budget=None, seed=s, **changes), o.tuning_qat_seeds,
+                             (None, fit, val))
                     continue
                 for q in o.tuning_qat_seeds:
                     try:
@@ -197,7 +199,9 @@ def long_qat(ex: Experiments) -> dict:
     for name in ("uniform", "target-fmnist"):
         try:
             pol = ex.search(name, None, 0).policy
-        except Missing:
+        except Missing as missing:  # planning: its QAT runs wait for it
+            for e in o.long_epochs:
+                ex.after(missing, SearchRef.of(name, budget=None, seed=0), o.long_qat_seeds, (long_config(ex.p, e),))
             continue
         curve[name] = {}
         for e in o.long_epochs:

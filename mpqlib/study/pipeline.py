@@ -28,10 +28,10 @@ from typing import Callable, Iterable, Mapping
 
 from .._io import write_json
 from ..errors import ConfigError
-from .cache import Cache, SearchRef
+from .cache import Cache
 from .experiments import Experiments, Missing, Task
 from . import objections
-from .runs import claims_file, efficiency_plan, efficiency_run, pilot, timing_plan
+from .runs import claims_file, efficiency_parts, efficiency_run, pilot, pilot_runs, timing_plan
 from .profiles import Profile, resolve
 from .steps import kind, work
 from .stored import write_models
@@ -120,7 +120,7 @@ class Study:
         try:
             if self.p.budget == "pilot" and not self.p.path("pilot.json").exists():
                 for model in self.p.models:
-                    part("pilot", lambda m=model: self._pilot_steps(self.ex(m)))
+                    part("pilot", lambda m=model: [pilot_runs(self.ex(m), b) for b in self.p.pilot_budgets])
                 if missing or not write:  # the main budget is unknown until the pilot's steps are computed
                     return Plan(hits, missing, dict(counts))
                 pilot(self.p)  # every step cached: writes pilot.json, computes nothing
@@ -131,7 +131,7 @@ class Study:
                 if "sweep" in self.parts and model in self.p.sweep_models():
                     part("sweep", ex.sweep)
                 if "correlation" in self.parts and model in self.p.correlation_models():
-                    part("correlation", lambda e=ex: self._correlation_steps(e))
+                    part("correlation", ex.correlation)
                 if "observation" in self.parts and model == next(iter(self.p.models)):
                     part("observation", ex.observation)
                 if "objections" in self.parts and model == self.p.objections_model() and self.p.protocol_version >= 3:
@@ -139,7 +139,7 @@ class Study:
             if "v4" in self.parts and self.p.protocol_version >= 4:
                 part("v4", lambda: self._v4(missing))
             if "efficiency" in self.parts:
-                part("efficiency", lambda: self._efficiency_steps(self.ex(self.p.efficiency_model())))
+                part("efficiency", lambda: efficiency_parts(self.ex(self.p.efficiency_model())))
             if "timing" in self.parts:
                 part("timing", lambda: self._timing_steps(self.ex(self.p.efficiency_model())))
         finally:
@@ -149,29 +149,6 @@ class Study:
 
     def _hits(self) -> int:
         return sum(ex.cache.hits for ex in self._ex.values())
-
-    def _pilot_steps(self, ex: Experiments) -> None:
-        seeds = self.p.qat_seeds[:2]
-        for b in self.p.pilot_budgets:
-            ex.random_runs(b, qat_seeds=seeds)
-            ex.runs("uniform", b, (0,), seeds)
-
-    def _correlation_steps(self, ex: Experiments) -> None:
-        for pol in ex.correlation_policies().values():
-            _attempt(ex.proxy_metrics, pol)
-            for s in self.p.correlation_qat_seeds:
-                _attempt(ex.qat, pol, s)
-
-    def _efficiency_steps(self, ex: Experiments) -> None:
-        for plan in efficiency_plan(self.p, ex).values():
-            for name, kw in plan.values():
-                try:
-                    res = ex.search(name, **kw)
-                except Missing as missing:  # its QAT runs wait for it
-                    ex.after(missing, SearchRef.of(name, **kw), self.p.efficiency.qat_seeds)
-                    continue
-                for s in self.p.efficiency.qat_seeds:
-                    _attempt(ex.qat, res.policy, s)
 
     def _v4(self, plan: dict | None) -> list[dict]:
         """Protocol version 4's steps (:func:`mpqlib.study.protocol4.walk`): on the objections model,
@@ -193,7 +170,7 @@ class Study:
     def _timing_steps(self, ex: Experiments) -> None:
         for name, kw in timing_plan(self.p, ex):
             for r in range(self.p.timing.repeats):
-                _attempt(ex.timing, name, r, **kw)
+                ex.attempt(ex.timing, name, r, **kw)
 
     def compute_timing(self, tasks: Iterable[Task], log: Callable[[str], None] | None = print) -> None:
         """The timing stage's steps, one after another in this process (never beside other work:

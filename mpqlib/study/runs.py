@@ -10,9 +10,9 @@ import numpy as np
 
 from .._io import read_json, write_json
 from ..errors import ConfigError
+from .cache import SearchRef
 from .experiments import Experiments, Missing, load_runs, save_runs
 from .profiles import Profile, resolve
-from ..search import SearchResult
 from .facts import POWER_RULE
 from .objections import disjoint_name, experiments
 
@@ -109,6 +109,13 @@ def claims_file(profile: Profile | str = "full", overrides: dict | None = None) 
                               outliers=scan(rows), **extra)
 
 
+def pilot_runs(ex: Experiments, budget: str) -> list[dict]:
+    """The pilot's runs of one model at ``budget``: the random policies and uniform precision under
+    the first two QAT seeds (while the pipeline plans, its missing steps are noted)."""
+    seeds = ex.p.qat_seeds[:2]
+    return ex.random_runs(budget, qat_seeds=seeds) + ex.runs("uniform", budget, (0,), seeds)
+
+
 def pilot(profile: Profile | str = "full", overrides: dict | None = None, models: Iterable[str] | None = None) -> dict:
     """Pick the main budget per model: at each of the profile's pilot budgets, ``n_random`` random
     policies and the exact uniform policy under the first two QAT seeds; the budget with the
@@ -117,12 +124,11 @@ def pilot(profile: Profile | str = "full", overrides: dict | None = None, models
     p = resolve(profile, overrides)
     out: dict = {"rule": f"largest policy SD / seed SD over the pilot budgets; power if >= {POWER_RULE:g}", "budgets": {},
                  "chosen": {}, "power": {}}
-    seeds = p.qat_seeds[:2]
     for model in (models or p.models):
         ex = Experiments(p, model)
         per_budget = {}
         for b in p.pilot_budgets:
-            rows = ex.random_runs(b, qat_seeds=seeds) + ex.runs("uniform", b, (0,), seeds)
+            rows = pilot_runs(ex, b)
             save_runs(p, rows, ex.policies)
             pw = ex.power(rows, b)
             per_budget[b] = {"seed_sd_pp": pw.seed_sd_pp, "policy_sd_pp": pw.policy_sd_pp, "ratio": pw.ratio,
@@ -187,9 +193,7 @@ def efficiency_run(profile: Profile | str = "full", overrides: dict | None = Non
 
     p = resolve(profile, overrides)
     ex = Experiments(p, model or p.efficiency_model())
-    seeds = p.efficiency.qat_seeds
-    parts = {part: {k: _measured(ex, ex.search(name, remeasure=remeasure, **kw), seeds) for k, (name, kw) in plan.items()}
-             for part, plan in efficiency_plan(p, ex).items()}
+    parts = efficiency_parts(ex, remeasure)
     for k, (name, kw) in efficiency_plan(p, ex)["methods"].items():  # the timing stage's repeats, where stored
         parts["methods"][k]["timing"] = timed(ex, name, kw, p.timing.repeats)
     lean = p.path(f"lean-{ex.model_name}.json")
@@ -209,15 +213,31 @@ def timed(ex: Experiments, name: str, kw: dict, repeats: int) -> dict | None:
     return summary([f for f in found if f is not None])
 
 
-def _measured(ex: Experiments, res: SearchResult, seeds) -> dict:
-    """A search's cost record (with the host its stored step ran on) and its policy's QAT top-1 per seed."""
+def efficiency_parts(ex: Experiments, remeasure: bool = False) -> dict[str, dict[str, dict | None]]:
+    """Every search of :func:`efficiency_plan` measured (:func:`_measured`), by part and entry;
+    while the pipeline plans, an entry with a missing step is None (its steps noted)."""
+    return {part: {k: _measured(ex, name, kw, remeasure) for k, (name, kw) in plan.items()}
+            for part, plan in efficiency_plan(ex.p, ex).items()}
+
+
+def _measured(ex: Experiments, name: str, kw: dict, remeasure: bool = False) -> dict | None:
+    """A search's cost record (with the host its stored step ran on) and its policy's QAT top-1
+    per seed of the efficiency harness (None while planning with a step missing)."""
     from .timing import host_label
 
-    recs = [ex.qat(res.policy, s) for s in seeds]
+    seeds = ex.p.efficiency.qat_seeds
+    try:
+        res = ex.search(name, remeasure=remeasure, **kw)
+    except Missing as missing:  # planning: its QAT runs wait for it
+        ex.after(missing, SearchRef.of(name, **kw), seeds)
+        return None
+    recs = [ex.attempt(ex.qat, res.policy, s) for s in seeds]
+    if None in recs:
+        return None
     stored = ex.cache.by_key("search", res.record.get("cache_key", ""))
     return {"record": {**res.record, "host": host_label((stored or {}).get("host"))}, "policy": res.policy.to_dict(), "top1": [r["top1"] for r in recs],
             "qat_seconds": [r.get("seconds") for r in recs], "qat_seeds": list(seeds),
             "bitops": int(ex.cost.bitops(res.policy))}
 
 
-__all__ = ["claims_file", "pilot", "efficiency_plan", "timing_plan", "efficiency_run", "timed"]
+__all__ = ["claims_file", "pilot", "pilot_runs", "efficiency_plan", "efficiency_parts", "timing_plan", "efficiency_run", "timed"]
