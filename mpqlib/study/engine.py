@@ -37,14 +37,13 @@ def compute(p: Profile, task: Task, *inputs: list[dict]) -> list[dict]:
         _WORKER[ident] = ex
     ex = _WORKER[ident]
     ex.cache.new.clear()
-    given = {(r["stored"]["step"], r["stored"]["key"]) for records in inputs for r in records
-             if r["model_name"] == task.model}
-    for records in inputs:
-        for r in records:
-            if r["model_name"] == task.model:
-                ex.cache.put(r["stored"])
+    given = [r["stored"] for records in inputs for r in records if r["model_name"] == task.model]
+    for stored in given:
+        ex.cache.put(stored)
     ex.execute(task)
-    return [{"model_name": task.model, "stored": stored} for ident, stored in ex.cache.new.items() if ident not in given]
+    inputs_read = {(stored["step"], stored["key"]) for stored in given}
+    return [{"model_name": task.model, "stored": stored} for ident, stored in ex.cache.new.items()
+            if ident not in inputs_read]
 
 
 Execute = Callable[[list[Task]], Iterator[dict]]
