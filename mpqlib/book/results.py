@@ -29,7 +29,7 @@ from .._io import read_json
 from ..study import report
 from ..study.claims_doc import ClaimsDoc, read_claims
 from ..errors import ReadOnlyError
-from ..study.documents import (Correlation, CorrelationDoc, EfficiencyDoc, ObjectionsDoc, PilotDoc, PowerDoc,
+from ..study.documents import (DOCS, Correlation, CorrelationDoc, EfficiencyDoc, ObjectionsDoc, PilotDoc, PowerDoc,
                                 RunRow, read_doc)
 from ..study.facts import PAPER
 from ..study.profiles import Profile, resolve
@@ -83,8 +83,6 @@ class Results:
 
     def _doc(self, name: str, required: bool = False):
         """A typed results file (:mod:`mpqlib.study.documents`), checked against its schema."""
-        from ..study.documents import DOCS
-
         hint = f"mpq study run --profile {self.p.name}"
         parts = DOCS[name][1]
         return self._read(name, parts if required and not isinstance(parts, str) else None,

@@ -78,15 +78,15 @@ class Design(TypedDict):
 
 
 class PowerTest(TypedDict):
-    """One test of the a-priori power analysis: its sides, the variance components it was
-    simulated from, the designs tried and the one chosen."""
+    """One test of the a-priori power analysis (what the book reads of
+    :class:`mpqlib.study.power.TransferTest` and its simulation): its sides, the runs each had,
+    the variance components it was simulated from, the designs tried and the one chosen."""
 
     id: str
     model: str
-    budget: str
     a: str
     b: str
-    regime: str
+    have: dict[str, list[int]]
     components: dict[str, dict[str, float]]
     designs: list[Design]
     chosen: Design
