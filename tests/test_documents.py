@@ -50,3 +50,14 @@ def test_a_value_of_another_type_is_refused_where_it_is(value, schema, message):
 def test_optional_and_extra_keys_are_allowed():
     D.check({"seconds": 2.0, "host": None, "anything": [1]}, D.Timed, "t")
     D.check({"value": None}, D.Ratio, "t")
+
+
+def test_a_required_file_read_first_as_optional_still_names_the_command(tmp_path):
+    """Results remembers a file once read: a missing efficiency.json read as optional (None) must
+    not turn the required read into a silent None."""
+    from mpqlib.errors import ReadOnlyError
+
+    r = Results("full", {"results_dir": str(tmp_path)})
+    assert r.efficiency_or_none() is None
+    with pytest.raises(ReadOnlyError, match="mpq study run --profile full --parts efficiency"):
+        r.efficiency()

@@ -58,8 +58,10 @@ class Results:
         """``results_dir/name`` read by ``load``: required (``parts`` name the study parts writing
         it) or, with ``parts`` None, None where it does not exist."""
         if name not in self._files:
-            path = self.p.path(name) if parts is None else require(self.p, name, parts)
+            path = self.p.path(name)
             self._files[name] = load(path) if path.exists() else None
+        if self._files[name] is None and parts is not None:  # required: a ReadOnlyError naming the command
+            require(self.p, name, parts)
         return self._files[name]
 
     def runs(self) -> list[RunRow]:

@@ -52,6 +52,16 @@ class Missing(Exception):
         self.task = task
 
 
+def attempt(fn: Callable, *args, **kwargs):
+    """``fn(...)``, or None where it needs a step the cache lacks while the pipeline plans (that
+    step is noted in the plan; :class:`Missing` is raised only then). So one loop both lists a
+    part's steps and computes its result."""
+    try:
+        return fn(*args, **kwargs)
+    except Missing:
+        return None
+
+
 @dataclass(frozen=True)
 class Task:
     """One missing step, as sent to a worker: its model, step, key and the arguments that
@@ -183,4 +193,4 @@ class Overlay(Cache):
         return self.new.setdefault((stored["step"], stored["key"]), stored)
 
 
-__all__ = ["STEP_VERSIONS", "Cache", "Overlay", "Task", "SearchRef", "Missing", "sha256_file", "fingerprint", "config_dict"]
+__all__ = ["STEP_VERSIONS", "Cache", "Overlay", "Task", "SearchRef", "Missing", "attempt", "sha256_file", "fingerprint", "config_dict"]

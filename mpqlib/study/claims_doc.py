@@ -13,7 +13,7 @@ from typing import TypedDict, get_type_hints
 
 import numpy as np
 
-from .._io import write_json
+from .._io import read_json, write_json
 from ..errors import ConfigError
 from .report import RULES, Power
 
@@ -141,8 +141,6 @@ def _plain(obj):
 
 def read_claims(path: str | os.PathLike) -> ClaimsDoc:
     """claims.json at ``path``, checked against its schema (:func:`validate_claims`)."""
-    from .._io import read_json
-
     doc = read_json(Path(path))
     validate_claims(doc)
     return doc

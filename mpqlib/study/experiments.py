@@ -102,16 +102,6 @@ class Experiments(RunsView):
             task = Task(self.model_name, "qat", f"{search.task.key}>qat:{tag}", args, needs=(search.task.key,))
             self.plan.setdefault(task.key, task)
 
-    def attempt(self, fn: Callable, *args, **kwargs):
-        """``fn(...)``; while the pipeline plans, None where it needs a missing step (noted in the
-        plan), so that one loop both lists a part's steps and computes its result."""
-        try:
-            return fn(*args, **kwargs)
-        except Missing:
-            if self.plan is None:
-                raise
-            return None
-
     def qat_work(self, cfg: QATConfig | None = None, train: str | None = None) -> float:
         """A QAT run's work (:func:`mpqlib.study.steps.work`: epochs x training images) under
         recipe ``cfg`` on ``train``, whatever its policy."""

@@ -15,7 +15,7 @@ import torch
 
 from .. import data as D
 from ..policy import Policy
-from .cache import config_dict, fingerprint
+from .cache import attempt, config_dict, fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     from .experiments import Experiments
@@ -144,8 +144,8 @@ def correlation(ex: "Experiments", budget: str | int | None = None) -> dict | No
     seeds = ex.p.correlation_qat_seeds
     table = []
     for name, pol in pols.items():
-        m = ex.attempt(proxy_metrics, ex, pol)
-        recs = [ex.attempt(ex.qat, pol, s) for s in seeds]
+        m = attempt(proxy_metrics, ex, pol)
+        recs = [attempt(ex.qat, pol, s) for s in seeds]
         if m is None or None in recs:  # the pipeline plans: the missing steps are noted
             continue
         top = [r["top1"] for r in recs]

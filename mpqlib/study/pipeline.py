@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Mapping
 
 from .._io import write_json
 from ..errors import ConfigError
-from .cache import Cache
+from .cache import Cache, attempt
 from .experiments import Experiments, Missing, Task
 from . import objections
 from .runs import claims_file, efficiency_parts, efficiency_run, pilot, pilot_runs, timing_plan
@@ -69,14 +69,6 @@ class Plan:
         return [t for t in self.missing.values() if t.needs]
 
 
-def _attempt(fn: Callable, *args, **kwargs):
-    """``fn(...)``, or None where it needs a step that is missing (noted in the plan)."""
-    try:
-        return fn(*args, **kwargs)
-    except Missing:
-        return None
-
-
 class Study:
     """One profile's study: its :class:`Experiments` per model, walked or finished as a whole."""
 
@@ -108,7 +100,7 @@ class Study:
         def part(name: str, fn: Callable[[], object]) -> None:
             nonlocal hits
             before_hits, before = self._hits(), set(missing)
-            _attempt(fn)
+            attempt(fn)
             new = [missing[k] for k in missing if k not in before]
             counts[name]["cached"] += self._hits() - before_hits
             counts[name]["missing"] += len(new)
@@ -170,7 +162,7 @@ class Study:
     def _timing_steps(self, ex: Experiments) -> None:
         for name, kw in timing_plan(self.p, ex):
             for r in range(self.p.timing.repeats):
-                ex.attempt(ex.timing, name, r, **kw)
+                attempt(ex.timing, name, r, **kw)
 
     def compute_timing(self, tasks: Iterable[Task], log: Callable[[str], None] | None = print) -> None:
         """The timing stage's steps, one after another in this process (never beside other work:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._io import read_json, write_json
 from ..errors import ConfigError
-from .cache import SearchRef
+from .cache import SearchRef, attempt
 from .experiments import Experiments, Missing, load_runs, save_runs
 from .profiles import Profile, resolve
 from .facts import POWER_RULE
@@ -231,7 +231,7 @@ def _measured(ex: Experiments, name: str, kw: dict, remeasure: bool = False) -> 
     except Missing as missing:  # planning: its QAT runs wait for it
         ex.after(missing, SearchRef.of(name, **kw), seeds)
         return None
-    recs = [ex.attempt(ex.qat, res.policy, s) for s in seeds]
+    recs = [attempt(ex.qat, res.policy, s) for s in seeds]
     if None in recs:
         return None
     stored = ex.cache.by_key("search", res.record.get("cache_key", ""))
